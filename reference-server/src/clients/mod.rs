@@ -1,0 +1,4 @@
+//! Reference clients of the protocols.
+
+pub mod node_agent;
+pub mod sysinfo;

@@ -1,0 +1,116 @@
+//! Named, deliberate deviations from the documents. They exist to prove that each conformance
+//! case can fail: `reference-server --fault nodemgr/ack-fresh-id` must make the suite report
+//! `nodemgr/heartbeat/ack-echoes-request-id` as failing. Never enabled by default.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! faults {
+    ($( $variant:ident => $name:literal : $what:literal, )*) => {
+        /// Every fault the reference server can inject.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Fault { $( $variant, )* }
+
+        impl Fault {
+            pub const ALL: &'static [Fault] = &[ $( Fault::$variant, )* ];
+
+            /// The stable `<protocol>/<name>` spelling used on the command line.
+            pub fn name(self) -> &'static str {
+                match self { $( Fault::$variant => $name, )* }
+            }
+
+            /// One sentence on what the fault breaks.
+            pub fn describe(self) -> &'static str {
+                match self { $( Fault::$variant => $what, )* }
+            }
+        }
+    };
+}
+
+faults! {
+    NodemgrNoWelcome => "nodemgr/no-welcome": "never send the welcome message",
+    NodemgrIgnoreUrlNodeId => "nodemgr/ignore-url-node-id": "welcome a fresh UUID instead of the node_id given in the URL",
+    NodemgrSequentialNodeIds => "nodemgr/sequential-node-ids": "generate node-1, node-2, ... instead of UUIDs",
+    NodemgrAcceptAnyToken => "nodemgr/accept-any-token": "welcome connections whatever their token",
+    NodemgrUnixTimestamps => "nodemgr/unix-timestamps": "write timestamps as Unix seconds (a number)",
+    NodemgrCounterIds => "nodemgr/counter-ids": "number server message ids 1, 2, 3 instead of UUID v4",
+    NodemgrRegisterFreshId => "nodemgr/register-fresh-id": "answer node_register with a new id instead of the request's",
+    NodemgrRegisterFailure => "nodemgr/register-failure": "answer every node_register with success=false",
+    NodemgrAckFreshId => "nodemgr/ack-fresh-id": "answer heartbeat with a new id instead of the request's",
+    NodemgrAckReceivedFalse => "nodemgr/ack-received-false": "answer heartbeat with received=false",
+    NodemgrDropMetrics => "nodemgr/drop-metrics": "acknowledge heartbeats without storing their metrics",
+    NodemgrAcceptUnregistered => "nodemgr/accept-unregistered": "acknowledge heartbeats and results from unregistered connections",
+    NodemgrNoCommandReceived => "nodemgr/no-command-received": "never acknowledge command_result",
+    NodemgrResultNotStored => "nodemgr/result-not-stored": "acknowledge command_result without storing it",
+    NodemgrNoCommandTimeout => "nodemgr/no-command-timeout": "never time commands out",
+    NodemgrUnknownTypeAsParseError => "nodemgr/unknown-type-as-parse-error": "answer unknown types with PARSE_ERROR",
+    NodemgrSilentOnParseError => "nodemgr/silent-on-parse-error": "send nothing back for frames that fail to parse",
+    NodemgrCloseOnError => "nodemgr/close-on-error": "close the connection after sending any error",
+    NodemgrAbortOnBinary => "nodemgr/abort-on-binary": "drop the TCP connection without a close frame on a binary frame",
+    NodemgrStallOnFlood => "nodemgr/stall-on-flood": "stop answering, without closing, after 50 messages",
+    NodemgrHangOnOversized => "nodemgr/hang-on-oversized": "accept frames up to 16 MiB and ignore those over the limit",
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown fault `{0}`; run `reference-server faults` for the list")]
+pub struct UnknownFault(String);
+
+impl FromStr for Fault {
+    type Err = UnknownFault;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Fault::ALL
+            .iter()
+            .copied()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| UnknownFault(s.to_owned()))
+    }
+}
+
+/// The faults a server instance was started with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults(BTreeSet<Fault>);
+
+impl Faults {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn has(&self, fault: Fault) -> bool {
+        self.0.contains(&fault)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Fault> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl FromIterator<Fault> for Faults {
+    fn from_iter<I: IntoIterator<Item = Fault>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_name_parses_back_to_itself() {
+        for fault in Fault::ALL {
+            assert_eq!(fault.name().parse::<Fault>().ok(), Some(*fault));
+        }
+    }
+
+    #[test]
+    fn an_unknown_fault_name_is_an_error() {
+        assert!("nodemgr/nope".parse::<Fault>().is_err());
+    }
+}

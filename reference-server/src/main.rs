@@ -1,0 +1,154 @@
+//! `reference-server`: serves every implemented protocol on its default port, or runs a
+//! reference client.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use reference_server::clients::node_agent::{self, AgentConfig};
+use reference_server::faults::{Fault, Faults};
+use reference_server::protocol::nodemgr::{SessionConfig, DEFAULT_TOKEN};
+use reference_server::server::start_nodemgr;
+use reference_server::store::StoreConfig;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Reference server for the logrtc, nodemgr, ecapture, cmdrelay and sfu protocols")]
+#[command(after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999).\n\
+It prints one line `ready <protocol> <url>` per service once it accepts connections.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the protocols (the default).
+    Serve(ServeArgs),
+    /// Run the reference nodemgr node agent against a core.
+    NodeAgent(NodeAgentArgs),
+    /// List the faults that `--fault` can inject.
+    Faults,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ServeArgs {
+    /// Address to bind. Loopback by default; use 0.0.0.0 to serve other hosts.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+    /// nodemgr port (0 picks a free one).
+    #[arg(long, default_value_t = 9999)]
+    nodemgr_port: u16,
+    /// The token nodes and operators must present.
+    #[arg(long, env = "NODEMGR_TOKEN", default_value = DEFAULT_TOKEN)]
+    token: String,
+    /// Directory of the default SQLite database.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// sqlite://FILE or postgres://USER:PASS@HOST/DB instead of the default SQLite file.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// A registered node with no heartbeat for this long is marked offline.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    offline_after: Duration,
+    /// Time added to a command's timeout before the core reports COMMAND_TIMEOUT.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    command_grace: Duration,
+    /// Sustained messages per second one node connection may send (burst: 4x).
+    #[arg(long, default_value_t = 50.0)]
+    rate_limit: f64,
+    /// SQLite: how long a write waits for a lock before it fails with DATABASE_ERROR.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    db_busy_timeout: Duration,
+    /// Inject a named deviation, e.g. nodemgr/ack-fresh-id (repeatable; see `faults`).
+    #[arg(long = "fault", value_name = "PROTOCOL/NAME")]
+    faults: Vec<Fault>,
+}
+
+#[derive(Debug, Args)]
+struct NodeAgentArgs {
+    /// The core's WebSocket URL, without query.
+    #[arg(long, default_value = "ws://127.0.0.1:9999/api/v1/ws")]
+    url: String,
+    #[arg(long, env = "NODEMGR_TOKEN", default_value = DEFAULT_TOKEN)]
+    token: String,
+    /// This node's id; the core generates a UUID when absent.
+    #[arg(long)]
+    node_id: Option<String>,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+    /// Run the commands the core sends. Off by default: they run as this user via `sh -c`.
+    #[arg(long)]
+    allow_commands: bool,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    max_backoff: Duration,
+    /// Give up after this many failed connection attempts in a row.
+    #[arg(long)]
+    max_attempts: Option<u32>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::NodeAgent(args)) => agent(args).await,
+        Some(Command::Faults) => {
+            for fault in Fault::ALL {
+                println!("{:<40} {}", fault.name(), fault.describe());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = match &args.database_url {
+        Some(url) => StoreConfig::from_url(url.clone()),
+        None => StoreConfig::sqlite_in(&args.data_dir)?,
+    };
+    let store = StoreConfig { busy_timeout: args.db_busy_timeout, ..store };
+    let session = SessionConfig {
+        token: args.token.clone(),
+        offline_after: args.offline_after,
+        command_grace: args.command_grace,
+        rate_per_sec: args.rate_limit,
+        rate_burst: args.rate_limit * 4.0,
+        faults: args.faults.iter().copied().collect::<Faults>(),
+    };
+    let addr = SocketAddr::new(args.bind, args.nodemgr_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for nodemgr; pick another port with --nodemgr-port"))?;
+    let nodemgr = start_nodemgr(listener, session, &store).await?;
+    for fault in &args.faults {
+        tracing::warn!(%fault, "fault injected: this server deviates from the documents on purpose");
+    }
+    println!("ready nodemgr {} operator {}", nodemgr.ws_url(), nodemgr.operator_url());
+    tokio::signal::ctrl_c().await?;
+    nodemgr.stop().await;
+    Ok(())
+}
+
+async fn agent(args: NodeAgentArgs) -> anyhow::Result<()> {
+    let config = AgentConfig {
+        url: args.url,
+        token: args.token,
+        node_id: args.node_id,
+        heartbeat_interval: args.heartbeat_interval,
+        allow_commands: args.allow_commands,
+        max_backoff: args.max_backoff,
+        max_attempts: args.max_attempts,
+    };
+    tokio::select! {
+        result = node_agent::run(config) => Ok(result?),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}

@@ -1,0 +1,321 @@
+//! nodemgr tables: nodes (with their latest metrics), metric history, commands.
+
+use super::{affected, Store, StoreError};
+use crate::protocol::nodemgr::envelope::rfc3339;
+use crate::protocol::nodemgr::{Metrics, StoreFailure, StoreOp};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+/// Command states, as stored and as the operator API shows them.
+pub mod state {
+    pub const QUEUED: &str = "queued";
+    pub const STARTED: &str = "started";
+    pub const FINISHED: &str = "finished";
+    pub const TIMED_OUT: &str = "timed_out";
+    /// The node disconnected before it reported a result.
+    pub const LOST: &str = "lost";
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub hostname: Option<String>,
+    pub ip_address: Option<String>,
+    pub os_info: Option<String>,
+    pub status: String,
+    pub registered_at: String,
+    pub last_seen: String,
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricSample {
+    pub recorded_at: String,
+    pub status: String,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CommandRecord {
+    pub command_id: String,
+    pub node_id: String,
+    pub command_text: String,
+    pub timeout: i64,
+    pub state: String,
+    pub exit_code: Option<i64>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub execution_time_ms: Option<i64>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+type Outcome = Result<Result<(), StoreFailure>, sqlx::Error>;
+
+/// Applies one protocol write inside the writer's transaction.
+pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcome {
+    match op {
+        StoreOp::UpsertNode { node_id, info, at } => {
+            sqlx::query(
+                "INSERT INTO nodes (node_id, hostname, ip_address, os_info, status, registered_at, last_seen)
+                 VALUES ($1, $2, $3, $4, 'online', $5, $5)
+                 ON CONFLICT (node_id) DO UPDATE SET hostname = excluded.hostname,
+                   ip_address = excluded.ip_address, os_info = excluded.os_info,
+                   status = 'online', registered_at = excluded.registered_at, last_seen = excluded.last_seen",
+            )
+            .bind(node_id)
+            .bind(info.hostname.clone())
+            .bind(info.ip_address.clone())
+            .bind(info.os_info.clone())
+            .bind(rfc3339(*at))
+            .execute(&mut **tx)
+            .await?;
+            Ok(Ok(()))
+        }
+        StoreOp::RecordHeartbeat { node_id, status, metrics, at } => {
+            record_heartbeat(tx, node_id, status, metrics, *at).await
+        }
+        StoreOp::CommandStarted { node_id, command_id, at } => {
+            let done = sqlx::query(
+                "UPDATE commands SET state = 'started', started_at = $1
+                 WHERE command_id = $2 AND node_id = $3 AND state = 'queued'",
+            )
+            .bind(rfc3339(*at))
+            .bind(command_id)
+            .bind(node_id)
+            .execute(&mut **tx)
+            .await?;
+            Ok(if affected(&done) { Ok(()) } else { Err(StoreFailure::UnknownCommand) })
+        }
+        StoreOp::CommandFinished { node_id, result, at } => {
+            let done = sqlx::query(
+                "UPDATE commands SET state = 'finished', exit_code = $1, stdout = $2, stderr = $3,
+                   execution_time_ms = $4, finished_at = $5
+                 WHERE command_id = $6 AND node_id = $7 AND state IN ('queued', 'started', 'lost')",
+            )
+            .bind(result.exit_code)
+            .bind(result.stdout.clone())
+            .bind(result.stderr.clone())
+            .bind(i64::try_from(result.execution_time_ms).unwrap_or(i64::MAX))
+            .bind(rfc3339(*at))
+            .bind(&result.command_id)
+            .bind(node_id)
+            .execute(&mut **tx)
+            .await?;
+            if affected(&done) {
+                return Ok(Ok(()));
+            }
+            let state = command_state(tx, &result.command_id, node_id).await?;
+            Ok(Err(match state.as_deref() {
+                Some(state::TIMED_OUT) => StoreFailure::CommandTimedOut,
+                _ => StoreFailure::UnknownCommand,
+            }))
+        }
+        StoreOp::CommandTimedOut { command_id, at } => {
+            let done = sqlx::query(
+                "UPDATE commands SET state = 'timed_out', finished_at = $1
+                 WHERE command_id = $2 AND state IN ('queued', 'started')",
+            )
+            .bind(rfc3339(*at))
+            .bind(command_id)
+            .execute(&mut **tx)
+            .await?;
+            Ok(if affected(&done) { Ok(()) } else { Err(StoreFailure::UnknownCommand) })
+        }
+        StoreOp::NodeOffline { node_id, .. } => {
+            sqlx::query("UPDATE nodes SET status = 'offline' WHERE node_id = $1")
+                .bind(node_id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(Ok(()))
+        }
+    }
+}
+
+async fn record_heartbeat(
+    tx: &mut Transaction<'_, Any>,
+    node_id: &str,
+    status: &str,
+    m: &Metrics,
+    at: DateTime<Utc>,
+) -> Outcome {
+    let at = rfc3339(at);
+    sqlx::query(
+        "INSERT INTO metrics (node_id, recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(node_id)
+    .bind(&at)
+    .bind(status)
+    .bind(m.cpu_usage)
+    .bind(m.memory_usage)
+    .bind(m.disk_usage)
+    .bind(m.load_average)
+    .execute(&mut **tx)
+    .await?;
+    let done = sqlx::query(
+        "UPDATE nodes SET status = $1, last_seen = $2, cpu_usage = $3, memory_usage = $4,
+           disk_usage = $5, load_average = $6 WHERE node_id = $7",
+    )
+    .bind(status)
+    .bind(&at)
+    .bind(m.cpu_usage)
+    .bind(m.memory_usage)
+    .bind(m.disk_usage)
+    .bind(m.load_average)
+    .bind(node_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(if affected(&done) {
+        Ok(())
+    } else {
+        Err(StoreFailure::Database(format!("node {node_id} has no row")))
+    })
+}
+
+async fn command_state(
+    tx: &mut Transaction<'_, Any>,
+    command_id: &str,
+    node_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT state FROM commands WHERE command_id = $1 AND node_id = $2")
+        .bind(command_id)
+        .bind(node_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| r.try_get::<String, _>(0)).transpose()
+}
+
+const NODE_COLUMNS: &str = "node_id, hostname, ip_address, os_info, status, registered_at, last_seen,
+    cpu_usage, memory_usage, disk_usage, load_average";
+const COMMAND_COLUMNS: &str = "command_id, node_id, command_text, timeout_secs, state, exit_code,
+    stdout, stderr, execution_time_ms, created_at, started_at, finished_at";
+
+impl Store {
+    pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY node_id");
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
+        Ok(rows.iter().map(node_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
+        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE node_id = $1");
+        let row = sqlx::query(&sql).bind(node_id).fetch_optional(self.pool()).await?;
+        Ok(row.as_ref().map(node_from_row).transpose()?)
+    }
+
+    /// The newest `limit` samples, newest first.
+    pub async fn metric_history(
+        &self,
+        node_id: &str,
+        limit: i64,
+    ) -> Result<Vec<MetricSample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average
+             FROM metrics WHERE node_id = $1 ORDER BY recorded_at DESC LIMIT $2",
+        )
+        .bind(node_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(sample_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Records a new command as queued. Committed before the operator is told its id.
+    pub async fn insert_command(&self, record: &CommandRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO commands (command_id, node_id, command_text, timeout_secs, state, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&record.command_id)
+        .bind(&record.node_id)
+        .bind(&record.command_text)
+        .bind(record.timeout)
+        .bind(&record.state)
+        .bind(&record.created_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let sql = format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE command_id = $1");
+        let row = sqlx::query(&sql).bind(command_id).fetch_optional(self.pool()).await?;
+        Ok(row.as_ref().map(command_from_row).transpose()?)
+    }
+
+    /// A node's connection closed: it is offline, and its open commands are lost.
+    pub async fn node_disconnected(&self, node_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE nodes SET status = 'offline' WHERE node_id = $1")
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE commands SET state = 'lost' WHERE node_id = $1 AND state IN ('queued', 'started')",
+        )
+        .bind(node_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn metrics_from_row(row: &AnyRow, first: usize) -> Result<Option<Metrics>, sqlx::Error> {
+    let cpu: Option<f64> = row.try_get(first)?;
+    let Some(cpu_usage) = cpu else { return Ok(None) };
+    Ok(Some(Metrics {
+        cpu_usage,
+        memory_usage: row.try_get(first + 1)?,
+        disk_usage: row.try_get(first + 2)?,
+        load_average: row.try_get(first + 3)?,
+    }))
+}
+
+fn node_from_row(row: &AnyRow) -> Result<NodeRecord, sqlx::Error> {
+    Ok(NodeRecord {
+        node_id: row.try_get(0)?,
+        hostname: row.try_get(1)?,
+        ip_address: row.try_get(2)?,
+        os_info: row.try_get(3)?,
+        status: row.try_get(4)?,
+        registered_at: row.try_get(5)?,
+        last_seen: row.try_get(6)?,
+        metrics: metrics_from_row(row, 7)?,
+    })
+}
+
+fn sample_from_row(row: &AnyRow) -> Result<MetricSample, sqlx::Error> {
+    Ok(MetricSample {
+        recorded_at: row.try_get(0)?,
+        status: row.try_get(1)?,
+        metrics: metrics_from_row(row, 2)?.unwrap_or(Metrics {
+            cpu_usage: 0.0,
+            memory_usage: 0.0,
+            disk_usage: 0.0,
+            load_average: 0.0,
+        }),
+    })
+}
+
+fn command_from_row(row: &AnyRow) -> Result<CommandRecord, sqlx::Error> {
+    Ok(CommandRecord {
+        command_id: row.try_get(0)?,
+        node_id: row.try_get(1)?,
+        command_text: row.try_get(2)?,
+        timeout: row.try_get(3)?,
+        state: row.try_get(4)?,
+        exit_code: row.try_get(5)?,
+        stdout: row.try_get(6)?,
+        stderr: row.try_get(7)?,
+        execution_time_ms: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+        started_at: row.try_get(10)?,
+        finished_at: row.try_get(11)?,
+    })
+}

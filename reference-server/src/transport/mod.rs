@@ -1,0 +1,89 @@
+//! Thin IO drivers around the sans-IO cores.
+
+pub mod nodemgr_ws;
+pub mod operator_api;
+
+use crate::faults::Faults;
+use crate::protocol::nodemgr::{CommandOrder, SessionConfig};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::mpsc;
+
+/// Commands an open connection accepts before the operator API answers 503.
+pub const DISPATCH_QUEUE_DEPTH: usize = 64;
+
+/// Shared state of the nodemgr service: its store, settings, and the live connections.
+#[derive(Debug)]
+pub struct NodemgrApp {
+    pub session: SessionConfig,
+    pub store: Store,
+    pub registry: Registry,
+    next_connection: AtomicU64,
+}
+
+impl NodemgrApp {
+    pub fn new(session: SessionConfig, store: Store) -> Arc<Self> {
+        Arc::new(Self {
+            session,
+            store,
+            registry: Registry::default(),
+            next_connection: AtomicU64::new(1),
+        })
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.session.faults
+    }
+
+    fn connection_number(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+struct Route {
+    connection: u64,
+    dispatch: mpsc::Sender<CommandOrder>,
+}
+
+/// Which connection speaks for which node. The newest registration of a node wins.
+#[derive(Debug, Default)]
+pub struct Registry {
+    routes: Mutex<HashMap<String, Route>>,
+}
+
+impl Registry {
+    fn insert(&self, node_id: &str, connection: u64, dispatch: mpsc::Sender<CommandOrder>) {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        routes.insert(node_id.to_owned(), Route { connection, dispatch });
+    }
+
+    /// Removes the route if it still belongs to `connection`; true if it did.
+    fn remove(&self, node_id: &str, connection: u64) -> bool {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let ours = routes.get(node_id).is_some_and(|r| r.connection == connection);
+        if ours {
+            routes.remove(node_id);
+        }
+        ours
+    }
+
+    pub fn dispatcher(&self, node_id: &str) -> Option<mpsc::Sender<CommandOrder>> {
+        let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        routes.get(node_id).map(|r| r.dispatch.clone())
+    }
+
+    pub fn is_connected(&self, node_id: &str) -> bool {
+        self.dispatcher(node_id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

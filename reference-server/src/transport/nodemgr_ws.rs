@@ -1,0 +1,161 @@
+//! The nodemgr WebSocket driver: reads frames, feeds the session, performs its outputs.
+
+use super::{NodemgrApp, DISPATCH_QUEUE_DEPTH};
+use crate::faults::Fault;
+use crate::protocol::nodemgr::{ConnectParams, Input, Output, Session, MAX_FRAME_BYTES};
+use crate::protocol::Now;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+/// Frame limit with the `hang-on-oversized` fault: big enough to let oversized frames in.
+const FAULTY_FRAME_LIMIT: usize = 16 * 1024 * 1024;
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    Query(query): Query<HashMap<String, String>>,
+    State(app): State<Arc<NodemgrApp>>,
+) -> Response {
+    let limit = if app.faults().has(Fault::NodemgrHangOnOversized) {
+        FAULTY_FRAME_LIMIT
+    } else {
+        MAX_FRAME_BYTES
+    };
+    let params = ConnectParams {
+        token: query.get("token").cloned(),
+        node_id: query.get("node_id").cloned(),
+        generated_node_id: generate_node_id(&app),
+    };
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| run_connection(socket, params, app))
+}
+
+fn generate_node_id(app: &NodemgrApp) -> String {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(1);
+    if app.faults().has(Fault::NodemgrSequentialNodeIds) {
+        return format!("node-{}", SEQUENCE.fetch_add(1, Ordering::Relaxed));
+    }
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Why the pump stopped.
+enum Stop {
+    Closed,
+    Abort,
+}
+
+async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<NodemgrApp>) {
+    let connection = app.connection_number();
+    let (dispatch_tx, mut dispatch_rx) = mpsc::channel(DISPATCH_QUEUE_DEPTH);
+    let mut session = Session::open(Now::read(), params, app.session.clone());
+    let (mut sink, mut stream) = socket.split();
+    let mut writes = FuturesOrdered::new();
+    loop {
+        if let Err(stop) = perform_outputs(&mut session, &mut sink, &mut writes, &app, connection, &dispatch_tx).await {
+            if matches!(stop, Stop::Abort) {
+                // Dropping both halves without a close frame resets the connection.
+                drop((sink, stream));
+                return finish(&app, &session, connection).await;
+            }
+            break;
+        }
+        let deadline = session.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => session.handle_input(Now::read(), Input::Text(text.to_string())),
+                Some(Ok(Message::Binary(_))) => session.handle_input(Now::read(), Input::Binary),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(error)) => {
+                    close_after_read_error(&mut sink, error).await;
+                    break;
+                }
+            },
+            Some((ticket, result)) = writes.next(), if !writes.is_empty() => {
+                session.handle_input(Now::read(), Input::Persisted { ticket, result });
+            }
+            Some(order) = dispatch_rx.recv() => session.handle_input(Now::read(), Input::Dispatch(order)),
+            () = sleep => session.handle_timeout(Now::read()),
+        }
+    }
+    let _ = sink.close().await;
+    finish(&app, &session, connection).await;
+}
+
+type Writes = FuturesOrdered<
+    std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Result<(), crate::protocol::nodemgr::StoreFailure>)> + Send>>,
+>;
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Performs everything the session asked for. `Err` means the connection must end.
+async fn perform_outputs(
+    session: &mut Session,
+    sink: &mut Sink,
+    writes: &mut Writes,
+    app: &Arc<NodemgrApp>,
+    connection: u64,
+    dispatch: &mpsc::Sender<crate::protocol::nodemgr::CommandOrder>,
+) -> Result<(), Stop> {
+    let mut wrote = false;
+    while let Some(output) = session.poll_output() {
+        match output {
+            Output::Send(envelope) => {
+                sink.feed(Message::Text(envelope.encode().into())).await.map_err(|_| Stop::Closed)?;
+                wrote = true;
+            }
+            Output::Persist { ticket, op } => {
+                let store = app.store.clone();
+                writes.push_back(Box::pin(async move { (ticket, store.write(op).await) }));
+            }
+            Output::Registered { node_id } => app.registry.insert(&node_id, connection, dispatch.clone()),
+            Output::Close { code, reason } => {
+                let frame = CloseFrame { code, reason: reason.into() };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return Err(Stop::Closed);
+            }
+            Output::Abort => return Err(Stop::Abort),
+        }
+    }
+    if wrote {
+        sink.flush().await.map_err(|_| Stop::Closed)?;
+    }
+    Ok(())
+}
+
+/// A read failed: say why in a close frame when the socket still allows it.
+async fn close_after_read_error(sink: &mut Sink, error: axum::Error) {
+    let inner = error.into_inner();
+    let (code, reason) = match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => (1009, format!("frame larger than {MAX_FRAME_BYTES} bytes")),
+        Some(WsError::Utf8(_)) => (1007, "text frame is not valid UTF-8".to_owned()),
+        _ => (1002, "WebSocket protocol error".to_owned()),
+    };
+    let frame = CloseFrame { code, reason: reason.into() };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+async fn finish(app: &NodemgrApp, session: &Session, connection: u64) {
+    let Some(node_id) = session.registered_node() else {
+        return;
+    };
+    if app.registry.remove(node_id, connection) {
+        if let Err(error) = app.store.node_disconnected(node_id).await {
+            tracing::warn!(%node_id, %error, "could not mark the node offline");
+        }
+    }
+}
