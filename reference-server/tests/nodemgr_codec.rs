@@ -1,0 +1,144 @@
+//! The codec against the document's own examples (fixtures/nodemgr/wire) and malformed frames.
+
+use proptest::prelude::*;
+use reference_server::protocol::nodemgr::envelope::Envelope;
+use reference_server::protocol::nodemgr::messages;
+use reference_server::protocol::nodemgr::{decode_node_frame, ErrorCode, NodeMessage};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/nodemgr")
+}
+
+fn wire(name: &str) -> String {
+    std::fs::read_to_string(fixtures().join("wire").join(format!("{name}.json"))).expect("fixture")
+}
+
+#[test]
+fn every_node_message_in_the_document_decodes() {
+    for name in ["node_register", "heartbeat", "command_started", "command_result"] {
+        let inbound = decode_node_frame(&wire(name)).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let expected: Value = serde_json::from_str(&wire(name)).expect("json");
+        assert_eq!(inbound.id, expected["id"].as_str().expect("id"), "{name}");
+    }
+}
+
+#[test]
+fn the_document_heartbeat_decodes_to_its_metrics() {
+    let inbound = decode_node_frame(&wire("heartbeat")).expect("decodes");
+    let NodeMessage::Heartbeat(hb) = inbound.message else { panic!("not a heartbeat") };
+    assert_eq!((hb.metrics.cpu_usage, hb.metrics.load_average), (45.2, 1.23));
+}
+
+/// The core's messages have exactly the data fields the document shows, of the same JSON types.
+#[test]
+fn core_messages_have_the_documents_shape() {
+    let built = [
+        ("welcome", messages::welcome_data("node-001")),
+        ("register_response", messages::register_response_data(true, "ok", "node-001")),
+        ("heartbeat_ack", messages::received_data(true, "node-001")),
+        ("command_received", messages::received_data(true, "node-001")),
+        ("execute_command", messages::execute_command_data("cmd-001", "ls -la /home", 30)),
+        ("error_parse_error", messages::error_data(ErrorCode::ParseError, "x")),
+    ];
+    for (name, data) in built {
+        let documented: Value = serde_json::from_str(&wire(name)).expect("json");
+        assert_eq!(shape(&documented["data"]), shape(&data), "{name}");
+    }
+}
+
+fn shape(value: &Value) -> Vec<(String, &'static str)> {
+    let mut fields: Vec<_> = value
+        .as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| {
+            let kind = match v {
+                Value::Bool(_) => "bool",
+                Value::Number(_) => "number",
+                Value::String(_) => "string",
+                Value::Object(_) => "object",
+                _ => "other",
+            };
+            (k.clone(), kind)
+        })
+        .collect();
+    fields.sort();
+    fields
+}
+
+#[test]
+fn every_documented_error_code_is_spelled_as_in_the_table() {
+    let spelled: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let doc = std::fs::read_to_string(fixtures().join("../../../shared/seeds/001_f7c84c38f3e9994d.txt"))
+        .unwrap_or_default();
+    for code in &spelled {
+        assert!(doc.is_empty() || doc.contains(&format!("`{code}`")), "{code} not in the document");
+    }
+    assert_eq!(spelled.len(), 6);
+}
+
+#[test]
+fn malformed_frames_get_the_documented_codes() {
+    let dir = fixtures().join("malformed");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("malformed dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "txt") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let rejection = decode_node_frame(&text).expect_err("must be rejected");
+        let expected = if path.ends_with("unknown_type.txt") {
+            ErrorCode::UnknownMessageType
+        } else {
+            ErrorCode::ParseError
+        };
+        assert_eq!(rejection.error.code(), expected, "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 10, "only {seen} malformed fixtures");
+}
+
+#[test]
+fn a_rejection_keeps_the_request_id_when_it_was_readable() {
+    let rejection = decode_node_frame(r#"{"type":"heartbeat","id":"abc","timestamp":"x","data":{}}"#)
+        .expect_err("bad timestamp");
+    assert_eq!(rejection.id.as_deref(), Some("abc"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn decoding_arbitrary_text_never_panics(text in ".{0,400}") {
+        let _ = decode_node_frame(&text);
+    }
+
+    #[test]
+    fn decoding_mutated_documented_frames_never_panics(
+        index in 0usize..4, at in 0usize..400, byte in any::<u8>()
+    ) {
+        let name = ["node_register", "heartbeat", "command_started", "command_result"][index];
+        let mut bytes = wire(name).into_bytes();
+        let at = at % bytes.len();
+        bytes[at] = byte;
+        let _ = decode_node_frame(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn an_encoded_heartbeat_decodes_to_the_same_metrics(
+        cpu in 0.0f64..100.0, mem in 0.0f64..100.0, disk in 0.0f64..100.0, load in 0.0f64..64.0,
+        id in "[a-z0-9-]{1,36}"
+    ) {
+        let data = serde_json::json!({ "node_id": "n", "status": "online", "metrics": {
+            "cpu_usage": cpu, "memory_usage": mem, "disk_usage": disk, "load_average": load } });
+        let frame = Envelope::new("heartbeat", id.clone(), chrono::Utc::now(), data).encode();
+        let inbound = decode_node_frame(&frame).expect("round trip");
+        prop_assert_eq!(inbound.id, id);
+        let NodeMessage::Heartbeat(hb) = inbound.message else { panic!("kind changed") };
+        prop_assert_eq!((hb.metrics.cpu_usage, hb.metrics.memory_usage), (cpu, mem));
+        prop_assert_eq!((hb.metrics.disk_usage, hb.metrics.load_average), (disk, load));
+    }
+}
