@@ -1,0 +1,10 @@
+//! Independent raw clients: they speak the wire format from the documents, never the server's
+//! types.
+
+pub mod operator;
+pub mod transcript;
+pub mod ws;
+
+pub use operator::OperatorApi;
+pub use transcript::Transcript;
+pub use ws::{Event, WsClient};

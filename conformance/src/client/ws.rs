@@ -1,0 +1,201 @@
+//! A raw WebSocket client that records a transcript and waits with timeouts.
+
+use super::Transcript;
+use crate::case::Failure;
+use crate::check::compact;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// What the peer did next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Json(Value),
+    /// A text frame that is not JSON.
+    Text(String),
+    Binary(usize),
+    /// A close frame, with its code and reason when it had them.
+    Close(Option<(u16, String)>),
+    /// The TCP stream ended or broke without a close frame.
+    Dropped(String),
+    /// Nothing within the wait.
+    Silence(Duration),
+}
+
+impl Event {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Json(v) => compact(v),
+            Self::Text(t) => format!("non-JSON text {}", crate::check::truncate(t, 200)),
+            Self::Binary(n) => format!("a binary frame of {n} bytes"),
+            Self::Close(Some((code, reason))) => format!("close {code} {reason:?}"),
+            Self::Close(None) => "close without a code".to_owned(),
+            Self::Dropped(why) => format!("the connection dropped without a close frame ({why})"),
+            Self::Silence(wait) => format!("nothing within {} ms", wait.as_millis()),
+        }
+    }
+
+    pub fn is_clean_close(&self) -> bool {
+        matches!(self, Self::Close(Some(_)))
+    }
+}
+
+/// How a connection attempt ended when it did not open.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server answered the upgrade with this HTTP status.
+    Refused(u16),
+    Io(String),
+}
+
+pub struct WsClient {
+    name: String,
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    transcript: Transcript,
+    wait: Duration,
+}
+
+impl std::fmt::Debug for WsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsClient").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl WsClient {
+    pub async fn try_connect(
+        name: &str,
+        url: &str,
+        transcript: &Transcript,
+        wait: Duration,
+    ) -> Result<Self, ConnectError> {
+        transcript.record(name, "⇢", &format!("connect {url}"));
+        let attempt = tokio::time::timeout(wait, tokio_tungstenite::connect_async(url)).await;
+        let result = match attempt {
+            Err(_) => Err(ConnectError::Io(format!("no handshake within {} ms", wait.as_millis()))),
+            Ok(Err(WsError::Http(response))) => Err(ConnectError::Refused(response.status().as_u16())),
+            Ok(Err(error)) => Err(ConnectError::Io(error.to_string())),
+            Ok(Ok((stream, _))) => Ok(stream),
+        };
+        match result {
+            Ok(stream) => Ok(Self { name: name.to_owned(), stream, transcript: transcript.clone(), wait }),
+            Err(error) => {
+                transcript.record(name, "⇠", &format!("{error:?}"));
+                Err(error)
+            }
+        }
+    }
+
+    /// Connects, or fails the case: the target must accept WebSocket connections.
+    pub async fn connect(name: &str, url: &str, transcript: &Transcript, wait: Duration) -> Result<Self, Failure> {
+        Self::try_connect(name, url, transcript, wait)
+            .await
+            .map_err(|e| Failure::mismatch(format!("a WebSocket connection to {url}"), format!("{e:?}")))
+    }
+
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    pub async fn send_json(&mut self, value: &Value) -> Result<(), Failure> {
+        self.send_text(&value.to_string()).await
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> Result<(), Failure> {
+        self.transcript.record(&self.name, "→", text);
+        self.send(Message::text(text)).await
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<(), Failure> {
+        self.transcript.record(&self.name, "→", &format!("binary frame of {} bytes", bytes.len()));
+        self.send(Message::binary(bytes)).await
+    }
+
+    /// A text frame whose payload is not UTF-8, which the library's own types refuse to build.
+    pub async fn send_invalid_utf8_text(&mut self, bytes: Vec<u8>) -> Result<(), Failure> {
+        self.transcript.record(&self.name, "→", &format!("text frame of {} bytes of invalid UTF-8", bytes.len()));
+        let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
+        self.send(Message::Frame(frame)).await
+    }
+
+    /// Sends many frames with one flush: for floods.
+    pub async fn send_burst(&mut self, frames: Vec<String>) -> Result<(), Failure> {
+        self.transcript.record(&self.name, "→", &format!("{} frames in a burst", frames.len()));
+        for text in frames {
+            if self.stream.feed(Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+        let _ = self.stream.flush().await;
+        Ok(())
+    }
+
+    async fn send(&mut self, message: Message) -> Result<(), Failure> {
+        self.stream
+            .send(message)
+            .await
+            .map_err(|e| Failure::mismatch("the connection to stay open for sending", e.to_string()))
+    }
+
+    /// The next event within the default wait.
+    pub async fn next_event(&mut self) -> Event {
+        self.next_event_within(self.wait).await
+    }
+
+    pub async fn next_event_within(&mut self, wait: Duration) -> Event {
+        let event = loop {
+            match tokio::time::timeout(wait, self.stream.next()).await {
+                Err(_) => break Event::Silence(wait),
+                Ok(None) => break Event::Dropped("end of stream".to_owned()),
+                Ok(Some(Err(e))) => break Event::Dropped(e.to_string()),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
+                Ok(Some(Ok(message))) => break classify(message),
+            }
+        };
+        self.transcript.record(&self.name, "←", &event.describe());
+        event
+    }
+
+    /// The next frame must be a JSON message.
+    pub async fn expect_message(&mut self, what: &str) -> Result<Value, Failure> {
+        self.expect_message_within(what, self.wait).await
+    }
+
+    pub async fn expect_message_within(&mut self, what: &str, wait: Duration) -> Result<Value, Failure> {
+        match self.next_event_within(wait).await {
+            Event::Json(value) => Ok(value),
+            other => Err(Failure::mismatch(what, other.describe())),
+        }
+    }
+
+    /// The next frame must be a JSON message of type `kind`.
+    pub async fn expect_type(&mut self, kind: &str) -> Result<Value, Failure> {
+        let value = self.expect_message(&format!("a `{kind}` message")).await?;
+        if value.get("type").and_then(Value::as_str) == Some(kind) {
+            Ok(value)
+        } else {
+            Err(Failure::mismatch(format!("a `{kind}` message"), compact(&value)))
+        }
+    }
+
+    /// Closes politely; errors are irrelevant at this point.
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}
+
+fn classify(message: Message) -> Event {
+    match message {
+        Message::Text(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(value) => Event::Json(value),
+            Err(_) => Event::Text(text.to_string()),
+        },
+        Message::Binary(bytes) => Event::Binary(bytes.len()),
+        Message::Close(frame) => Event::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string()))),
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Event::Binary(0),
+    }
+}

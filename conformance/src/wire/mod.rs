@@ -1,0 +1,3 @@
+//! Message builders over `serde_json::Value`, transcribed from the documents.
+
+pub mod nodemgr;
