@@ -141,20 +141,21 @@ pub async fn run_case(case: &Case, ctx: Ctx, options: &RunOptions) -> CaseReport
             "the target never gave the answers the case waits for",
         )),
     };
-    let verdict = apply_expectations(grade(case, result, options.strict), options.expectations.reason(case.id));
+    let verdict = grade(case.level, case.requires, result, options.strict);
+    let verdict = apply_expectations(verdict, options.expectations.reason(case.id));
     CaseReport::new(case, verdict, started.elapsed(), transcript.lines())
 }
 
 /// Turns a body's result into a verdict, by the case's level and the strictness of the run.
-pub fn grade(case: &Case, result: CaseResult, strict: bool) -> Verdict {
-    let requirement = case.requires.to_owned();
+pub fn grade(level: Level, requires: &str, result: CaseResult, strict: bool) -> Verdict {
+    let requirement = requires.to_owned();
     let fail = |expected: String, actual: String| Verdict::Fail { requirement: requirement.clone(), expected, actual };
     match result {
         Ok(Outcome::Pass) => Verdict::Pass,
         Ok(Outcome::Informational(note)) => Verdict::Informational { note },
         Ok(Outcome::Variant(reason)) if strict => fail("the documented form (--strict)".to_owned(), reason),
         Ok(Outcome::Variant(reason)) => Verdict::NonStrict { reason },
-        Err(Failure::Mismatch { expected, actual }) if case.level == Level::Must || strict => fail(expected, actual),
+        Err(Failure::Mismatch { expected, actual }) if level == Level::Must || strict => fail(expected, actual),
         Err(Failure::Mismatch { expected, actual }) => Verdict::NonStrict {
             reason: format!("SHOULD not met: expected {expected}, got {actual}"),
         },
@@ -163,7 +164,7 @@ pub fn grade(case: &Case, result: CaseResult, strict: bool) -> Verdict {
     }
 }
 
-fn apply_expectations(verdict: Verdict, known: Option<&str>) -> Verdict {
+pub fn apply_expectations(verdict: Verdict, known: Option<&str>) -> Verdict {
     match (known, verdict) {
         (Some(reason), Verdict::Fail { .. }) => Verdict::ExpectedFailure { reason: reason.to_owned() },
         (Some(reason), Verdict::Pass) => Verdict::Stale { reason: reason.to_owned() },

@@ -90,6 +90,19 @@ impl WsClient {
         }
     }
 
+    /// Wraps a socket the suite accepted, when it plays the server.
+    pub fn accepted(name: &str, stream: WebSocketStream<MaybeTlsStream<TcpStream>>, transcript: &Transcript, wait: Duration) -> Self {
+        Self { name: name.to_owned(), stream, transcript: transcript.clone(), wait }
+    }
+
+    /// Closes with a code and reason, as a server ending a session would.
+    pub async fn close_with(&mut self, code: u16, reason: &str) {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        self.transcript.record(&self.name, "→", &format!("close {code} {reason:?}"));
+        let frame = CloseFrame { code: code.into(), reason: reason.to_owned().into() };
+        let _ = self.stream.close(Some(frame)).await;
+    }
+
     /// Connects, or fails the case: the target must accept WebSocket connections.
     pub async fn connect(name: &str, url: &str, transcript: &Transcript, wait: Duration) -> Result<Self, Failure> {
         Self::try_connect(name, url, transcript, wait)

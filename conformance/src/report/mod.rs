@@ -11,6 +11,16 @@ use std::time::Duration;
 /// The `format` field of the JSON report. Bump it when a field changes meaning.
 pub const REPORT_FORMAT: &str = "conformance-report/v1";
 
+/// What a report says about a case, without its body (client probes have no body per case).
+#[derive(Debug, Clone, Copy)]
+pub struct CaseSpec {
+    pub id: &'static str,
+    pub level: Level,
+    pub source: Source,
+    pub sends: &'static str,
+    pub requires: &'static str,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseReport {
     pub id: String,
@@ -26,12 +36,17 @@ pub struct CaseReport {
 
 impl CaseReport {
     pub fn new(case: &Case, verdict: Verdict, took: Duration, transcript: Vec<String>) -> Self {
+        let spec = CaseSpec { id: case.id, level: case.level, source: case.source, sends: case.sends, requires: case.requires };
+        Self::from_spec(&spec, verdict, took, transcript)
+    }
+
+    pub fn from_spec(spec: &CaseSpec, verdict: Verdict, took: Duration, transcript: Vec<String>) -> Self {
         Self {
-            id: case.id.to_owned(),
-            level: case.level,
-            source: case.source,
-            sends: case.sends.to_owned(),
-            requires: case.requires.to_owned(),
+            id: spec.id.to_owned(),
+            level: spec.level,
+            source: spec.source,
+            sends: spec.sends.to_owned(),
+            requires: spec.requires.to_owned(),
             verdict,
             duration_ms: millis(took),
             transcript,
