@@ -78,7 +78,9 @@ pub struct Case {
 
 impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Case").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Case")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,7 +110,13 @@ impl Case {
 
 impl CaseBuilder {
     fn new(id: &'static str, level: Level) -> Self {
-        Self { id, level, source: None, sends: "", requires: "" }
+        Self {
+            id,
+            level,
+            source: None,
+            sends: "",
+            requires: "",
+        }
     }
 
     pub fn documented(mut self, section: &'static str) -> Self {
@@ -148,15 +156,31 @@ impl CaseBuilder {
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
-    Fail { requirement: String, expected: String, actual: String },
-    NonStrict { reason: String },
-    Unimplemented { reason: String },
-    Informational { note: String },
-    HarnessError { reason: String },
+    Fail {
+        requirement: String,
+        expected: String,
+        actual: String,
+    },
+    NonStrict {
+        reason: String,
+    },
+    Unimplemented {
+        reason: String,
+    },
+    Informational {
+        note: String,
+    },
+    HarnessError {
+        reason: String,
+    },
     /// Failed, and listed in the expectations file with this reason.
-    ExpectedFailure { reason: String },
+    ExpectedFailure {
+        reason: String,
+    },
     /// Listed in the expectations file as failing, but passed: the file is out of date.
-    Stale { reason: String },
+    Stale {
+        reason: String,
+    },
 }
 
 impl Verdict {
@@ -175,7 +199,10 @@ impl Verdict {
 
     /// Whether the run must exit non-zero because of this verdict.
     pub fn breaks_the_run(&self) -> bool {
-        matches!(self, Self::Fail { .. } | Self::HarnessError { .. } | Self::Stale { .. })
+        matches!(
+            self,
+            Self::Fail { .. } | Self::HarnessError { .. } | Self::Stale { .. }
+        )
     }
 
     pub fn is_failure(&self) -> bool {

@@ -4,7 +4,11 @@ use crate::case::Failure;
 use serde_json::Value;
 use std::fmt::Debug;
 
-pub fn ensure(ok: bool, expected: impl Into<String>, actual: impl std::fmt::Display) -> Result<(), Failure> {
+pub fn ensure(
+    ok: bool,
+    expected: impl Into<String>,
+    actual: impl std::fmt::Display,
+) -> Result<(), Failure> {
     if ok {
         Ok(())
     } else {
@@ -13,7 +17,11 @@ pub fn ensure(ok: bool, expected: impl Into<String>, actual: impl std::fmt::Disp
 }
 
 pub fn ensure_eq<T: PartialEq + Debug>(what: &str, expected: T, actual: T) -> Result<(), Failure> {
-    ensure(expected == actual, format!("{what} = {expected:?}"), format!("{actual:?}"))
+    ensure(
+        expected == actual,
+        format!("{what} = {expected:?}"),
+        format!("{actual:?}"),
+    )
 }
 
 /// The string at a JSON pointer such as `/data/node_id`.
@@ -58,7 +66,9 @@ pub fn truncate(text: &str, max: usize) -> String {
 pub fn is_uuid_v4(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     let lengths_ok = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
-    let hex_ok = groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()));
+    let hex_ok = groups
+        .iter()
+        .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()));
     lengths_ok
         && hex_ok
         && groups[2].starts_with('4')
@@ -91,14 +101,23 @@ mod tests {
     #[test]
     fn uuid_v4_is_recognised_and_other_ids_are_not() {
         assert!(is_uuid_v4("123e4567-e89b-42d3-a456-426614174000"));
-        assert!(!is_uuid_v4("123e4567-e89b-12d3-a456-426614174000"), "version 1");
+        assert!(
+            !is_uuid_v4("123e4567-e89b-12d3-a456-426614174000"),
+            "version 1"
+        );
         assert!(!is_uuid_v4("7"));
     }
 
     #[test]
     fn timestamps_are_sorted_into_their_forms() {
-        assert_eq!(timestamp_form("2025-01-21T10:00:00Z"), TimestampForm::Rfc3339);
-        assert_eq!(timestamp_form("2025-01-21T10:00:00.123"), TimestampForm::IsoWithoutOffset);
+        assert_eq!(
+            timestamp_form("2025-01-21T10:00:00Z"),
+            TimestampForm::Rfc3339
+        );
+        assert_eq!(
+            timestamp_form("2025-01-21T10:00:00.123"),
+            TimestampForm::IsoWithoutOffset
+        );
         assert_eq!(timestamp_form("1737453600"), TimestampForm::Invalid);
     }
 }

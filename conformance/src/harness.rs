@@ -25,12 +25,17 @@ fn var(name: &str) -> Option<String> {
 /// Options from the environment. Panics with a readable message on a bad value: this runs
 /// at the start of a test binary, where a panic is the way to say so.
 pub fn options_from_env() -> RunOptions {
-    let mut options = RunOptions { strict: var("CONFORMANCE_STRICT").is_some_and(|v| v == "1"), ..RunOptions::default() };
+    let mut options = RunOptions {
+        strict: var("CONFORMANCE_STRICT").is_some_and(|v| v == "1"),
+        ..RunOptions::default()
+    };
     if let Some(path) = var("CONFORMANCE_EXPECTATIONS") {
         options.expectations = Expectations::load(path.as_ref()).unwrap_or_else(|e| panic!("{e}"));
     }
     if let Some(m) = var("CONFORMANCE_TIMEOUT_MULTIPLIER") {
-        options.multiplier = m.parse().unwrap_or_else(|_| panic!("CONFORMANCE_TIMEOUT_MULTIPLIER={m} is not a number"));
+        options.multiplier = m
+            .parse()
+            .unwrap_or_else(|_| panic!("CONFORMANCE_TIMEOUT_MULTIPLIER={m} is not a number"));
     }
     options
 }
@@ -57,12 +62,20 @@ pub fn is_external() -> bool {
 /// A `cargo test` result for one case report: failures carry the whole explanation.
 pub fn trial_result(report: &CaseReport, external: bool) -> Result<(), String> {
     match &report.verdict {
-        Verdict::Pass | Verdict::Informational { .. } | Verdict::ExpectedFailure { .. } | Verdict::NonStrict { .. } => Ok(()),
+        Verdict::Pass
+        | Verdict::Informational { .. }
+        | Verdict::ExpectedFailure { .. }
+        | Verdict::NonStrict { .. } => Ok(()),
         Verdict::Unimplemented { .. } if external => Ok(()),
         verdict => {
             let wire = report.transcript.join("\n  ");
             let detail = serde_json::to_string_pretty(verdict).unwrap_or_default();
-            Err(format!("{} {}\n{detail}\nsource: {}\nwire:\n  {wire}", verdict.label(), report.id, report.source))
+            Err(format!(
+                "{} {}\n{detail}\nsource: {}\nwire:\n  {wire}",
+                verdict.label(),
+                report.id,
+                report.source
+            ))
         }
     }
 }

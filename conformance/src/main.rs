@@ -11,9 +11,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Conformance suite for the logrtc, nodemgr, ecapture, cmdrelay and sfu protocols")]
-#[command(after_help = "Exit codes: 0 all selected cases passed (non-strict allowed unless --strict), \
-1 a case failed or an expectation is stale, 2 bad arguments, nothing selected, or a harness error.")]
+#[command(
+    version,
+    about = "Conformance suite for the logrtc, nodemgr, ecapture, cmdrelay and sfu protocols"
+)]
+#[command(
+    after_help = "Exit codes: 0 all selected cases passed (non-strict allowed unless --strict), \
+1 a case failed or an expectation is stale, 2 bad arguments, nothing selected, or a harness error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -132,13 +137,21 @@ fn list(protocol: &str) -> i32 {
         return unknown_protocol(protocol);
     };
     for case in cases {
-        println!("{:<62} {:<6} {}", case.id, format!("{:?}", case.level).to_uppercase(), case.source);
+        println!(
+            "{:<62} {:<6} {}",
+            case.id,
+            format!("{:?}", case.level).to_uppercase(),
+            case.source
+        );
     }
     exit::OK
 }
 
 fn unknown_protocol(protocol: &str) -> i32 {
-    eprintln!("error: no cases for protocol {protocol:?}; known: {}", conformance::cases::PROTOCOLS.join(", "));
+    eprintln!(
+        "error: no cases for protocol {protocol:?}; known: {}",
+        conformance::cases::PROTOCOLS.join(", ")
+    );
     exit::USAGE_OR_HARNESS
 }
 
@@ -175,7 +188,12 @@ async fn run_servers(args: RunArgs) -> i32 {
         Ok(target) => target,
         Err(message) => return usage_error(&message),
     };
-    eprintln!("running {} {} cases against {}", cases.len(), args.protocol, target.description);
+    eprintln!(
+        "running {} {} cases against {}",
+        cases.len(),
+        args.protocol,
+        target.description
+    );
     let report = run(&args.protocol, cases, &target, &options).await;
     emit(&report, &args.report)
 }
@@ -213,7 +231,10 @@ fn usage_error(message: &str) -> i32 {
 /// Prints the console report, writes the files asked for, and returns the exit code.
 fn emit(report: &Report, args: &ReportArgs) -> i32 {
     print!("{}", report.to_console());
-    let writes = [(&args.json, report.to_json()), (&args.junit, to_junit(report))];
+    let writes = [
+        (&args.json, report.to_json()),
+        (&args.junit, to_junit(report)),
+    ];
     for (path, text) in writes {
         if let Some(path) = path {
             if let Err(error) = std::fs::write(path, text) {

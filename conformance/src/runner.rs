@@ -73,7 +73,10 @@ pub enum SelectError {
     #[error("bad glob {0:?}: {1}")]
     Glob(String, globset::Error),
     #[error("no case matches the filters (include {include:?}, exclude {exclude:?}); `conformance list` shows the ids")]
-    NothingSelected { include: Vec<String>, exclude: Vec<String> },
+    NothingSelected {
+        include: Vec<String>,
+        exclude: Vec<String>,
+    },
 }
 
 fn globs(patterns: &[String]) -> Result<GlobSet, SelectError> {
@@ -82,11 +85,17 @@ fn globs(patterns: &[String]) -> Result<GlobSet, SelectError> {
         let glob = Glob::new(pattern).map_err(|e| SelectError::Glob(pattern.clone(), e))?;
         builder.add(glob);
     }
-    builder.build().map_err(|e| SelectError::Glob(patterns.join(","), e))
+    builder
+        .build()
+        .map_err(|e| SelectError::Glob(patterns.join(","), e))
 }
 
 /// The cases whose id matches an include glob (all when none) and no exclude glob.
-pub fn select(cases: Vec<Case>, include: &[String], exclude: &[String]) -> Result<Vec<Case>, SelectError> {
+pub fn select(
+    cases: Vec<Case>,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<Case>, SelectError> {
     let included = globs(include)?;
     let excluded = globs(exclude)?;
     let chosen: Vec<Case> = cases
@@ -95,13 +104,21 @@ pub fn select(cases: Vec<Case>, include: &[String], exclude: &[String]) -> Resul
         .filter(|c| !excluded.is_match(c.id))
         .collect();
     if chosen.is_empty() {
-        return Err(SelectError::NothingSelected { include: include.to_vec(), exclude: exclude.to_vec() });
+        return Err(SelectError::NothingSelected {
+            include: include.to_vec(),
+            exclude: exclude.to_vec(),
+        });
     }
     Ok(chosen)
 }
 
 /// Runs every case against the target and gathers the report.
-pub async fn run(protocol: &str, cases: Vec<Case>, target: &Target, options: &RunOptions) -> Report {
+pub async fn run(
+    protocol: &str,
+    cases: Vec<Case>,
+    target: &Target,
+    options: &RunOptions,
+) -> Report {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let gate = Arc::new(Semaphore::new(options.concurrency.max(1)));
@@ -116,15 +133,30 @@ pub async fn run(protocol: &str, cases: Vec<Case>, target: &Target, options: &Ru
     }
     let mut results = Vec::with_capacity(total);
     while let Some(joined) = tasks.join_next().await {
-        let Ok((index, report)) = joined else { continue };
+        let Ok((index, report)) = joined else {
+            continue;
+        };
         if options.progress {
-            let _ = writeln!(std::io::stderr(), "[{:>3}/{total}] {:<14} {}", results.len() + 1, report.verdict.label(), report.id);
+            let _ = writeln!(
+                std::io::stderr(),
+                "[{:>3}/{total}] {:<14} {}",
+                results.len() + 1,
+                report.verdict.label(),
+                report.id
+            );
         }
         results.push((index, report));
     }
     results.sort_by_key(|(index, _)| *index);
     let cases = results.into_iter().map(|(_, r)| r).collect();
-    Report::new(protocol, &target.description, options.strict, started_at, started.elapsed(), cases)
+    Report::new(
+        protocol,
+        &target.description,
+        options.strict,
+        started_at,
+        started.elapsed(),
+        cases,
+    )
 }
 
 /// Runs one case in its own task, so that a panicking body is a harness error, not a crash.
@@ -149,13 +181,21 @@ pub async fn run_case(case: &Case, ctx: Ctx, options: &RunOptions) -> CaseReport
 /// Turns a body's result into a verdict, by the case's level and the strictness of the run.
 pub fn grade(level: Level, requires: &str, result: CaseResult, strict: bool) -> Verdict {
     let requirement = requires.to_owned();
-    let fail = |expected: String, actual: String| Verdict::Fail { requirement: requirement.clone(), expected, actual };
+    let fail = |expected: String, actual: String| Verdict::Fail {
+        requirement: requirement.clone(),
+        expected,
+        actual,
+    };
     match result {
         Ok(Outcome::Pass) => Verdict::Pass,
         Ok(Outcome::Informational(note)) => Verdict::Informational { note },
-        Ok(Outcome::Variant(reason)) if strict => fail("the documented form (--strict)".to_owned(), reason),
+        Ok(Outcome::Variant(reason)) if strict => {
+            fail("the documented form (--strict)".to_owned(), reason)
+        }
         Ok(Outcome::Variant(reason)) => Verdict::NonStrict { reason },
-        Err(Failure::Mismatch { expected, actual }) if level == Level::Must || strict => fail(expected, actual),
+        Err(Failure::Mismatch { expected, actual }) if level == Level::Must || strict => {
+            fail(expected, actual)
+        }
         Err(Failure::Mismatch { expected, actual }) => Verdict::NonStrict {
             reason: format!("SHOULD not met: expected {expected}, got {actual}"),
         },
@@ -166,8 +206,12 @@ pub fn grade(level: Level, requires: &str, result: CaseResult, strict: bool) -> 
 
 pub fn apply_expectations(verdict: Verdict, known: Option<&str>) -> Verdict {
     match (known, verdict) {
-        (Some(reason), Verdict::Fail { .. }) => Verdict::ExpectedFailure { reason: reason.to_owned() },
-        (Some(reason), Verdict::Pass) => Verdict::Stale { reason: reason.to_owned() },
+        (Some(reason), Verdict::Fail { .. }) => Verdict::ExpectedFailure {
+            reason: reason.to_owned(),
+        },
+        (Some(reason), Verdict::Pass) => Verdict::Stale {
+            reason: reason.to_owned(),
+        },
         (_, verdict) => verdict,
     }
 }

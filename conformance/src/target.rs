@@ -86,9 +86,15 @@ impl OperatorChoice {
             Self::None => return None,
             Self::Url(url) => url.clone(),
             Self::SameHost => {
-                let rest = ws_url.trim_start_matches("ws://").trim_start_matches("wss://");
+                let rest = ws_url
+                    .trim_start_matches("ws://")
+                    .trim_start_matches("wss://");
                 let host = rest.split('/').next().unwrap_or(rest);
-                let scheme = if ws_url.starts_with("wss://") { "https" } else { "http" };
+                let scheme = if ws_url.starts_with("wss://") {
+                    "https"
+                } else {
+                    "http"
+                };
                 format!("{scheme}://{host}/api/v1")
             }
         };
@@ -101,9 +107,18 @@ pub enum TargetError {
     #[error("could not start the in-process reference server: {0}")]
     InProcess(String),
     #[error("could not spawn `{command}`: {source}")]
-    Spawn { command: String, source: std::io::Error },
-    #[error("`{command}` printed no line containing {ready:?} within {seconds} s; pass --ready-text")]
-    NotReady { command: String, ready: String, seconds: u64 },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "`{command}` printed no line containing {ready:?} within {seconds} s; pass --ready-text"
+    )]
+    NotReady {
+        command: String,
+        ready: String,
+        seconds: u64,
+    },
     #[error("the ready line {0:?} has no ws:// URL; pass --target")]
     NoUrl(String),
 }
@@ -117,7 +132,10 @@ pub struct Target {
 }
 
 #[derive(Debug)]
-#[allow(dead_code, reason = "held only so that dropping the target stops what it started")]
+#[allow(
+    dead_code,
+    reason = "held only so that dropping the target stops what it started"
+)]
 enum Guard {
     Nothing,
     InProcess(Box<RunningNodemgr>, tempfile::TempDir),
@@ -141,15 +159,26 @@ impl Target {
 
     /// The reference server in this process, on a free loopback port, with its own database.
     pub async fn in_process(faults: Faults, wait: Duration) -> Result<Self, TargetError> {
-        Self::in_process_with(SessionConfig { faults, ..SessionConfig::default() }, wait).await
+        Self::in_process_with(
+            SessionConfig {
+                faults,
+                ..SessionConfig::default()
+            },
+            wait,
+        )
+        .await
     }
 
     /// The in-process reference server with explicit settings.
-    pub async fn in_process_with(session: SessionConfig, wait: Duration) -> Result<Self, TargetError> {
+    pub async fn in_process_with(
+        session: SessionConfig,
+        wait: Duration,
+    ) -> Result<Self, TargetError> {
         let faults = session.faults.clone();
         let token = session.token.clone();
         let data = tempfile::tempdir().map_err(|e| TargetError::InProcess(e.to_string()))?;
-        let store = StoreConfig::sqlite_in(data.path()).map_err(|e| TargetError::InProcess(e.to_string()))?;
+        let store = StoreConfig::sqlite_in(data.path())
+            .map_err(|e| TargetError::InProcess(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| TargetError::InProcess(e.to_string()))?;
@@ -160,7 +189,11 @@ impl Target {
         let description = if names.is_empty() {
             format!("in-process reference server {}", server.ws_url())
         } else {
-            format!("in-process reference server {} with faults {}", server.ws_url(), names.join(", "))
+            format!(
+                "in-process reference server {} with faults {}",
+                server.ws_url(),
+                names.join(", ")
+            )
         };
         let mut target = Self::url(&server.ws_url(), &token, &OperatorChoice::SameHost, wait);
         target.description = description;
@@ -172,19 +205,29 @@ impl Target {
     /// `ws_url` or else the first `ws://` word of that line.
     pub async fn spawn(spec: &SpawnSpec, wait: Duration) -> Result<Self, TargetError> {
         let shown = spec.command.join(" ");
-        let (program, args) = spec.command.split_first().ok_or_else(|| TargetError::Spawn {
-            command: shown.clone(),
-            source: std::io::Error::other("empty command"),
-        })?;
+        let (program, args) = spec
+            .command
+            .split_first()
+            .ok_or_else(|| TargetError::Spawn {
+                command: shown.clone(),
+                source: std::io::Error::other("empty command"),
+            })?;
         let mut child = Command::new(program)
             .args(args)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| TargetError::Spawn { command: shown.clone(), source })?;
-        let line = read_ready_line(&mut child, &spec.ready_text, spec.ready_timeout).await.ok_or_else(|| {
-            TargetError::NotReady { command: shown.clone(), ready: spec.ready_text.clone(), seconds: spec.ready_timeout.as_secs() }
-        })?;
+            .map_err(|source| TargetError::Spawn {
+                command: shown.clone(),
+                source,
+            })?;
+        let line = read_ready_line(&mut child, &spec.ready_text, spec.ready_timeout)
+            .await
+            .ok_or_else(|| TargetError::NotReady {
+                command: shown.clone(),
+                ready: spec.ready_text.clone(),
+                seconds: spec.ready_timeout.as_secs(),
+            })?;
         let url = match &spec.ws_url {
             Some(url) => url.clone(),
             None => first_ws_url(&line).ok_or_else(|| TargetError::NoUrl(line.clone()))?,

@@ -11,23 +11,52 @@ use std::time::Duration;
 fn expected_failures(fault: Fault) -> &'static [&'static str] {
     use Fault::*;
     match fault {
-        NodemgrNoWelcome => &["nodemgr/connection/welcome-first", "nodemgr/register/response-success"],
-        NodemgrIgnoreUrlNodeId => &["nodemgr/connection/welcome-echoes-url-node-id", "nodemgr/register/without-node-id-uses-connection-id"],
+        NodemgrNoWelcome => &[
+            "nodemgr/connection/welcome-first",
+            "nodemgr/register/response-success",
+        ],
+        NodemgrIgnoreUrlNodeId => &[
+            "nodemgr/connection/welcome-echoes-url-node-id",
+            "nodemgr/register/without-node-id-uses-connection-id",
+        ],
         NodemgrSequentialNodeIds => &["nodemgr/connection/generated-node-id-is-uuid"],
-        NodemgrAcceptAnyToken => &["nodemgr/connection/wrong-token-rejected", "nodemgr/connection/missing-token-rejected"],
+        NodemgrAcceptAnyToken => &[
+            "nodemgr/connection/wrong-token-rejected",
+            "nodemgr/connection/missing-token-rejected",
+        ],
         NodemgrUnixTimestamps => &["nodemgr/envelope/timestamps-rfc3339"],
-        NodemgrCounterIds => &["nodemgr/envelope/core-ids-are-uuid-v4", "nodemgr/command/execute-command-delivered"],
+        NodemgrCounterIds => &[
+            "nodemgr/envelope/core-ids-are-uuid-v4",
+            "nodemgr/command/execute-command-delivered",
+        ],
         NodemgrRegisterFreshId => &["nodemgr/register/response-echoes-request-id"],
-        NodemgrRegisterFailure => &["nodemgr/register/response-success", "nodemgr/heartbeat/ack-echoes-request-id"],
-        NodemgrAckFreshId => &["nodemgr/heartbeat/ack-echoes-request-id", "nodemgr/heartbeat/each-acked-in-order"],
+        NodemgrRegisterFailure => &[
+            "nodemgr/register/response-success",
+            "nodemgr/heartbeat/ack-echoes-request-id",
+        ],
+        NodemgrAckFreshId => &[
+            "nodemgr/heartbeat/ack-echoes-request-id",
+            "nodemgr/heartbeat/each-acked-in-order",
+        ],
         NodemgrAckReceivedFalse => &["nodemgr/heartbeat/ack-received-true"],
         NodemgrDropMetrics => &["nodemgr/heartbeat/metrics-stored"],
-        NodemgrAcceptUnregistered => &["nodemgr/heartbeat/before-register-is-node-not-found", "nodemgr/command/result-before-register-is-node-not-found"],
-        NodemgrNoCommandReceived => &["nodemgr/command/result-acknowledged", "nodemgr/command/result-stored"],
+        NodemgrAcceptUnregistered => &[
+            "nodemgr/heartbeat/before-register-is-node-not-found",
+            "nodemgr/command/result-before-register-is-node-not-found",
+        ],
+        NodemgrNoCommandReceived => &[
+            "nodemgr/command/result-acknowledged",
+            "nodemgr/command/result-stored",
+        ],
         NodemgrResultNotStored => &["nodemgr/command/result-stored"],
         NodemgrNoCommandTimeout => &["nodemgr/command/timeout-reported"],
         NodemgrUnknownTypeAsParseError => &["nodemgr/errors/unknown-type"],
-        NodemgrSilentOnParseError => &["nodemgr/errors/malformed-json-is-parse-error", "nodemgr/errors/missing-envelope-field-is-parse-error", "nodemgr/errors/wrong-field-type-is-parse-error", "nodemgr/errors/connection-survives-errors"],
+        NodemgrSilentOnParseError => &[
+            "nodemgr/errors/malformed-json-is-parse-error",
+            "nodemgr/errors/missing-envelope-field-is-parse-error",
+            "nodemgr/errors/wrong-field-type-is-parse-error",
+            "nodemgr/errors/connection-survives-errors",
+        ],
         NodemgrCloseOnError => &["nodemgr/errors/connection-survives-errors"],
         NodemgrAbortOnBinary => &["nodemgr/robustness/binary-frame"],
         NodemgrStallOnFlood => &["nodemgr/robustness/flood-leaves-others-unharmed"],
@@ -48,7 +77,9 @@ fn options() -> RunOptions {
 
 async fn run_against(faults: Faults) -> Report {
     let options = options();
-    let target = Target::in_process(faults, options.ctx_wait()).await.expect("in-process server");
+    let target = Target::in_process(faults, options.ctx_wait())
+        .await
+        .expect("in-process server");
     let cases = conformance::cases::nodemgr::cases();
     run("nodemgr", cases, &target, &options).await
 }
@@ -56,14 +87,23 @@ async fn run_against(faults: Faults) -> Report {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clean_reference_server_passes_every_case_strictly() {
     let report = run_against(Faults::none()).await;
-    let not_passing: Vec<_> = report.cases.iter().filter(|c| c.verdict != Verdict::Pass).map(|c| (&c.id, &c.verdict)).collect();
+    let not_passing: Vec<_> = report
+        .cases
+        .iter()
+        .filter(|c| c.verdict != Verdict::Pass)
+        .map(|c| (&c.id, &c.verdict))
+        .collect();
     assert!(not_passing.is_empty(), "{not_passing:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_fails_the_cases_that_check_it() {
     let mut runs = tokio::task::JoinSet::new();
-    for fault in Fault::ALL.iter().copied().filter(|f| f.name().starts_with("nodemgr/")) {
+    for fault in Fault::ALL
+        .iter()
+        .copied()
+        .filter(|f| f.name().starts_with("nodemgr/"))
+    {
         runs.spawn(async move { (fault, run_against([fault].into_iter().collect()).await) });
     }
     let mut missed = Vec::new();
@@ -76,12 +116,19 @@ async fn every_fault_fails_the_cases_that_check_it() {
             }
         }
     }
-    assert!(missed.is_empty(), "faults the suite did not catch:\n{}", missed.join("\n"));
+    assert!(
+        missed.is_empty(),
+        "faults the suite did not catch:\n{}",
+        missed.join("\n")
+    );
 }
 
 #[test]
 fn every_case_is_failed_by_some_fault() {
-    let covered: Vec<&str> = Fault::ALL.iter().flat_map(|f| expected_failures(*f).iter().copied()).collect();
+    let covered: Vec<&str> = Fault::ALL
+        .iter()
+        .flat_map(|f| expected_failures(*f).iter().copied())
+        .collect();
     let uncovered: Vec<_> = conformance::cases::nodemgr::cases()
         .into_iter()
         .map(|c| c.id)
@@ -107,5 +154,8 @@ fn every_case_is_failed_by_some_fault() {
         "nodemgr/robustness/invalid-utf8",
     ];
     let surprising: Vec<_> = uncovered.iter().filter(|id| !known.contains(id)).collect();
-    assert!(surprising.is_empty(), "cases no fault fails: {surprising:?}");
+    assert!(
+        surprising.is_empty(),
+        "cases no fault fails: {surprising:?}"
+    );
 }

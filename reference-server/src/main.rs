@@ -13,9 +13,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Reference server for the logrtc, nodemgr, ecapture, cmdrelay and sfu protocols")]
-#[command(after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999).\n\
-It prints one line `ready <protocol> <url>` per service once it accepts connections.")]
+#[command(
+    version,
+    about = "Reference server for the logrtc, nodemgr, ecapture, cmdrelay and sfu protocols"
+)]
+#[command(
+    after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999).\n\
+It prints one line `ready <protocol> <url>` per service once it accepts connections."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -92,7 +97,9 @@ struct NodeAgentArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -114,7 +121,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(url) => StoreConfig::from_url(url.clone()),
         None => StoreConfig::sqlite_in(&args.data_dir)?,
     };
-    let store = StoreConfig { busy_timeout: args.db_busy_timeout, ..store };
+    let store = StoreConfig {
+        busy_timeout: args.db_busy_timeout,
+        ..store
+    };
     let session = SessionConfig {
         token: args.token.clone(),
         offline_after: args.offline_after,
@@ -124,14 +134,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         faults: args.faults.iter().copied().collect::<Faults>(),
     };
     let addr = SocketAddr::new(args.bind, args.nodemgr_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for nodemgr; pick another port with --nodemgr-port"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for nodemgr; pick another port with --nodemgr-port")
+    })?;
     let nodemgr = start_nodemgr(listener, session, &store).await?;
     for fault in &args.faults {
         tracing::warn!(%fault, "fault injected: this server deviates from the documents on purpose");
     }
-    println!("ready nodemgr {} operator {}", nodemgr.ws_url(), nodemgr.operator_url());
+    println!(
+        "ready nodemgr {} operator {}",
+        nodemgr.ws_url(),
+        nodemgr.operator_url()
+    );
     tokio::signal::ctrl_c().await?;
     nodemgr.stop().await;
     Ok(())

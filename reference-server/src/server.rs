@@ -17,10 +17,22 @@ pub fn nodemgr_router(app: Arc<NodemgrApp>) -> Router {
     let operator = Router::new()
         .route("/api/v1/nodes", get(operator_api::list_nodes))
         .route("/api/v1/nodes/{node_id}", get(operator_api::get_node))
-        .route("/api/v1/nodes/{node_id}/metrics", get(operator_api::metric_history))
-        .route("/api/v1/nodes/{node_id}/commands", post(operator_api::send_command))
-        .route("/api/v1/commands/{command_id}", get(operator_api::get_command))
-        .route_layer(middleware::from_fn_with_state(app.clone(), operator_api::require_token));
+        .route(
+            "/api/v1/nodes/{node_id}/metrics",
+            get(operator_api::metric_history),
+        )
+        .route(
+            "/api/v1/nodes/{node_id}/commands",
+            post(operator_api::send_command),
+        )
+        .route(
+            "/api/v1/commands/{command_id}",
+            get(operator_api::get_command),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            operator_api::require_token,
+        ));
     Router::new()
         .route(WS_PATH, get(nodemgr_ws::upgrade))
         .route("/api/v1/health", get(operator_api::health))
@@ -83,10 +95,12 @@ pub async fn start_nodemgr(
     store: &StoreConfig,
 ) -> Result<RunningNodemgr, StoreError> {
     let store = Store::open(store).await?;
-    let addr = listener.local_addr().map_err(|source| StoreError::DataDir {
-        path: "listener".to_owned(),
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StoreError::DataDir {
+            path: "listener".to_owned(),
+            source,
+        })?;
     let app = NodemgrApp::new(session, store);
     let (tx, rx) = oneshot::channel();
     let router = nodemgr_router(app.clone());

@@ -17,7 +17,12 @@ fn wire(name: &str) -> String {
 
 #[test]
 fn every_node_message_in_the_document_decodes() {
-    for name in ["node_register", "heartbeat", "command_started", "command_result"] {
+    for name in [
+        "node_register",
+        "heartbeat",
+        "command_started",
+        "command_result",
+    ] {
         let inbound = decode_node_frame(&wire(name)).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let expected: Value = serde_json::from_str(&wire(name)).expect("json");
         assert_eq!(inbound.id, expected["id"].as_str().expect("id"), "{name}");
@@ -27,8 +32,13 @@ fn every_node_message_in_the_document_decodes() {
 #[test]
 fn the_document_heartbeat_decodes_to_its_metrics() {
     let inbound = decode_node_frame(&wire("heartbeat")).expect("decodes");
-    let NodeMessage::Heartbeat(hb) = inbound.message else { panic!("not a heartbeat") };
-    assert_eq!((hb.metrics.cpu_usage, hb.metrics.load_average), (45.2, 1.23));
+    let NodeMessage::Heartbeat(hb) = inbound.message else {
+        panic!("not a heartbeat")
+    };
+    assert_eq!(
+        (hb.metrics.cpu_usage, hb.metrics.load_average),
+        (45.2, 1.23)
+    );
 }
 
 /// The core's messages have exactly the data fields the document shows, of the same JSON types.
@@ -36,11 +46,23 @@ fn the_document_heartbeat_decodes_to_its_metrics() {
 fn core_messages_have_the_documents_shape() {
     let built = [
         ("welcome", messages::welcome_data("node-001")),
-        ("register_response", messages::register_response_data(true, "ok", "node-001")),
+        (
+            "register_response",
+            messages::register_response_data(true, "ok", "node-001"),
+        ),
         ("heartbeat_ack", messages::received_data(true, "node-001")),
-        ("command_received", messages::received_data(true, "node-001")),
-        ("execute_command", messages::execute_command_data("cmd-001", "ls -la /home", 30)),
-        ("error_parse_error", messages::error_data(ErrorCode::ParseError, "x")),
+        (
+            "command_received",
+            messages::received_data(true, "node-001"),
+        ),
+        (
+            "execute_command",
+            messages::execute_command_data("cmd-001", "ls -la /home", 30),
+        ),
+        (
+            "error_parse_error",
+            messages::error_data(ErrorCode::ParseError, "x"),
+        ),
     ];
     for (name, data) in built {
         let documented: Value = serde_json::from_str(&wire(name)).expect("json");
@@ -71,10 +93,14 @@ fn shape(value: &Value) -> Vec<(String, &'static str)> {
 #[test]
 fn every_documented_error_code_is_spelled_as_in_the_table() {
     let spelled: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-    let doc = std::fs::read_to_string(fixtures().join("../../../shared/seeds/001_f7c84c38f3e9994d.txt"))
-        .unwrap_or_default();
+    let doc =
+        std::fs::read_to_string(fixtures().join("../../../shared/seeds/001_f7c84c38f3e9994d.txt"))
+            .unwrap_or_default();
     for code in &spelled {
-        assert!(doc.is_empty() || doc.contains(&format!("`{code}`")), "{code} not in the document");
+        assert!(
+            doc.is_empty() || doc.contains(&format!("`{code}`")),
+            "{code} not in the document"
+        );
     }
     assert_eq!(spelled.len(), 6);
 }
@@ -103,8 +129,9 @@ fn malformed_frames_get_the_documented_codes() {
 
 #[test]
 fn a_rejection_keeps_the_request_id_when_it_was_readable() {
-    let rejection = decode_node_frame(r#"{"type":"heartbeat","id":"abc","timestamp":"x","data":{}}"#)
-        .expect_err("bad timestamp");
+    let rejection =
+        decode_node_frame(r#"{"type":"heartbeat","id":"abc","timestamp":"x","data":{}}"#)
+            .expect_err("bad timestamp");
     assert_eq!(rejection.id.as_deref(), Some("abc"));
 }
 

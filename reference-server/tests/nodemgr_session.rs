@@ -17,7 +17,10 @@ fn params(token: Option<&str>, node_id: Option<&str>) -> ConnectParams {
 }
 
 fn open(now: Now, faults: &[Fault]) -> Session {
-    let config = SessionConfig { faults: faults.iter().copied().collect::<Faults>(), ..SessionConfig::default() };
+    let config = SessionConfig {
+        faults: faults.iter().copied().collect::<Faults>(),
+        ..SessionConfig::default()
+    };
     Session::open(now, params(Some("default-token"), Some("node-001")), config)
 }
 
@@ -36,19 +39,38 @@ fn sent(outputs: &[Output]) -> Vec<Value> {
 }
 
 fn frame(kind: &str, id: &str, data: Value) -> Input {
-    Input::Text(json!({"type": kind, "id": id, "timestamp": "2025-01-21T10:00:00Z", "data": data}).to_string())
+    Input::Text(
+        json!({"type": kind, "id": id, "timestamp": "2025-01-21T10:00:00Z", "data": data})
+            .to_string(),
+    )
 }
 
 fn heartbeat(id: &str) -> Input {
-    let metrics = json!({"cpu_usage": 1.0, "memory_usage": 2.0, "disk_usage": 3.0, "load_average": 0.5});
-    frame("heartbeat", id, json!({"node_id": "node-001", "status": "online", "metrics": metrics}))
+    let metrics =
+        json!({"cpu_usage": 1.0, "memory_usage": 2.0, "disk_usage": 3.0, "load_average": 0.5});
+    frame(
+        "heartbeat",
+        id,
+        json!({"node_id": "node-001", "status": "online", "metrics": metrics}),
+    )
 }
 
 /// Completes every pending write with `result` and returns what followed.
-fn commit_all(session: &mut Session, now: Now, outputs: &[Output], result: Result<(), StoreFailure>) -> Vec<Output> {
+fn commit_all(
+    session: &mut Session,
+    now: Now,
+    outputs: &[Output],
+    result: Result<(), StoreFailure>,
+) -> Vec<Output> {
     for output in outputs {
         if let Output::Persist { ticket, .. } = output {
-            session.handle_input(now, Input::Persisted { ticket: *ticket, result: result.clone() });
+            session.handle_input(
+                now,
+                Input::Persisted {
+                    ticket: *ticket,
+                    result: result.clone(),
+                },
+            );
         }
     }
     drain(session)
@@ -57,7 +79,10 @@ fn commit_all(session: &mut Session, now: Now, outputs: &[Output], result: Resul
 fn registered(now: Now) -> Session {
     let mut session = open(now, &[]);
     drain(&mut session);
-    session.handle_input(now, frame("node_register", "r-1", json!({"node_id": "node-001"})));
+    session.handle_input(
+        now,
+        frame("node_register", "r-1", json!({"node_id": "node-001"})),
+    );
     let writes = drain(&mut session);
     commit_all(&mut session, now, &writes, Ok(()));
     session
@@ -73,16 +98,30 @@ fn the_first_output_is_a_welcome_with_the_url_node_id() {
 
 #[test]
 fn a_missing_node_id_gets_the_generated_one() {
-    let mut session = Session::open(Now::read(), params(Some("default-token"), None), SessionConfig::default());
-    assert_eq!(sent(&drain(&mut session))[0]["data"]["node_id"], "generated-1");
+    let mut session = Session::open(
+        Now::read(),
+        params(Some("default-token"), None),
+        SessionConfig::default(),
+    );
+    assert_eq!(
+        sent(&drain(&mut session))[0]["data"]["node_id"],
+        "generated-1"
+    );
 }
 
 #[test]
 fn a_wrong_token_gets_invalid_token_and_a_close_and_no_welcome() {
-    let mut session = Session::open(Now::read(), params(Some("nope"), None), SessionConfig::default());
+    let mut session = Session::open(
+        Now::read(),
+        params(Some("nope"), None),
+        SessionConfig::default(),
+    );
     let outputs = drain(&mut session);
     assert_eq!(sent(&outputs)[0]["data"]["error_code"], "INVALID_TOKEN");
-    assert!(matches!(outputs.last(), Some(Output::Close { code: 4001, .. })));
+    assert!(matches!(
+        outputs.last(),
+        Some(Output::Close { code: 4001, .. })
+    ));
     assert_eq!(sent(&outputs).len(), 1);
 }
 
@@ -91,14 +130,29 @@ fn register_is_answered_only_after_the_write_commits() {
     let now = Now::read();
     let mut session = open(now, &[]);
     drain(&mut session);
-    session.handle_input(now, frame("node_register", "r-1", json!({"node_id": "node-001"})));
+    session.handle_input(
+        now,
+        frame("node_register", "r-1", json!({"node_id": "node-001"})),
+    );
     let writes = drain(&mut session);
-    assert!(sent(&writes).is_empty(), "answered before the write: {writes:?}");
-    assert!(matches!(writes[0], Output::Persist { op: StoreOp::UpsertNode { .. }, .. }));
+    assert!(
+        sent(&writes).is_empty(),
+        "answered before the write: {writes:?}"
+    );
+    assert!(matches!(
+        writes[0],
+        Output::Persist {
+            op: StoreOp::UpsertNode { .. },
+            ..
+        }
+    ));
     let after = commit_all(&mut session, now, &writes, Ok(()));
     assert!(matches!(after[0], Output::Registered { .. }));
     let response = &sent(&after)[0];
-    assert_eq!((response["type"].as_str(), response["id"].as_str()), (Some("register_response"), Some("r-1")));
+    assert_eq!(
+        (response["type"].as_str(), response["id"].as_str()),
+        (Some("register_response"), Some("r-1"))
+    );
     assert_eq!(response["data"]["success"], true);
 }
 
@@ -109,7 +163,10 @@ fn a_heartbeat_before_register_is_node_not_found_with_the_request_id() {
     drain(&mut session);
     session.handle_input(now, heartbeat("h-1"));
     let reply = &sent(&drain(&mut session))[0];
-    assert_eq!((reply["id"].as_str(), reply["data"]["error_code"].as_str()), (Some("h-1"), Some("NODE_NOT_FOUND")));
+    assert_eq!(
+        (reply["id"].as_str(), reply["data"]["error_code"].as_str()),
+        (Some("h-1"), Some("NODE_NOT_FOUND"))
+    );
 }
 
 #[test]
@@ -118,9 +175,17 @@ fn a_failed_heartbeat_write_is_a_database_error_in_place_of_the_ack() {
     let mut session = registered(now);
     session.handle_input(now, heartbeat("h-1"));
     let writes = drain(&mut session);
-    let after = commit_all(&mut session, now, &writes, Err(StoreFailure::Database("disk full".into())));
+    let after = commit_all(
+        &mut session,
+        now,
+        &writes,
+        Err(StoreFailure::Database("disk full".into())),
+    );
     let reply = &sent(&after)[0];
-    assert_eq!((reply["type"].as_str(), reply["id"].as_str()), (Some("error"), Some("h-1")));
+    assert_eq!(
+        (reply["type"].as_str(), reply["id"].as_str()),
+        (Some("error"), Some("h-1"))
+    );
     assert_eq!(reply["data"]["error_code"], "DATABASE_ERROR");
     assert!(!session.is_closed());
 }
@@ -129,21 +194,37 @@ fn a_failed_heartbeat_write_is_a_database_error_in_place_of_the_ack() {
 fn a_command_without_result_times_out_after_its_timeout_plus_grace() {
     let now = Now::read();
     let mut session = registered(now);
-    let order = CommandOrder { command_id: "cmd-1".into(), command_text: "true".into(), timeout_secs: 30 };
+    let order = CommandOrder {
+        command_id: "cmd-1".into(),
+        command_text: "true".into(),
+        timeout_secs: 30,
+    };
     session.handle_input(now, Input::Dispatch(order));
     let execute = sent(&drain(&mut session))[0].clone();
     assert_eq!(execute["type"], "execute_command");
     let grace = SessionConfig::default().command_grace;
     session.handle_timeout(now.after(Duration::from_secs(30)));
-    assert!(drain(&mut session).is_empty(), "timed out before the grace ran out");
+    assert!(
+        drain(&mut session).is_empty(),
+        "timed out before the grace ran out"
+    );
     let deadline = session.poll_timeout().expect("a deadline");
     assert_eq!(deadline, now.mono + Duration::from_secs(30) + grace);
     let later = now.after(Duration::from_secs(30) + grace);
     session.handle_timeout(later);
     let writes = drain(&mut session);
-    assert!(matches!(writes[0], Output::Persist { op: StoreOp::CommandTimedOut { .. }, .. }));
+    assert!(matches!(
+        writes[0],
+        Output::Persist {
+            op: StoreOp::CommandTimedOut { .. },
+            ..
+        }
+    ));
     let notice = &sent(&commit_all(&mut session, later, &writes, Ok(())))[0];
-    assert_eq!((notice["id"].as_str(), notice["data"]["error_code"].as_str()), (execute["id"].as_str(), Some("COMMAND_TIMEOUT")));
+    assert_eq!(
+        (notice["id"].as_str(), notice["data"]["error_code"].as_str()),
+        (execute["id"].as_str(), Some("COMMAND_TIMEOUT"))
+    );
 }
 
 #[test]
@@ -154,7 +235,13 @@ fn a_silent_node_goes_offline_after_the_configured_time() {
     session.handle_timeout(now.after(offline_after - Duration::from_secs(1)));
     assert!(drain(&mut session).is_empty());
     session.handle_timeout(now.after(offline_after));
-    assert!(matches!(drain(&mut session)[0], Output::Persist { op: StoreOp::NodeOffline { .. }, .. }));
+    assert!(matches!(
+        drain(&mut session)[0],
+        Output::Persist {
+            op: StoreOp::NodeOffline { .. },
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -166,7 +253,11 @@ fn a_flood_past_the_burst_is_closed_with_1008() {
         session.handle_input(now, Input::Text(format!("not json {i}")));
     }
     let outputs = drain(&mut session);
-    assert!(matches!(outputs.last(), Some(Output::Close { code: 1008, .. })), "{:?}", outputs.last());
+    assert!(
+        matches!(outputs.last(), Some(Output::Close { code: 1008, .. })),
+        "{:?}",
+        outputs.last()
+    );
     assert!(session.is_closed());
 }
 
@@ -177,8 +268,16 @@ fn a_result_for_an_unknown_command_is_received_false() {
     let result = json!({"command_id": "nope", "exit_code": 0, "stdout": "", "stderr": "", "execution_time_ms": 1});
     session.handle_input(now, frame("command_result", "c-1", result));
     let writes = drain(&mut session);
-    let reply = &sent(&commit_all(&mut session, now, &writes, Err(StoreFailure::UnknownCommand)))[0];
-    assert_eq!((reply["type"].as_str(), reply["data"]["received"].as_bool()), (Some("command_received"), Some(false)));
+    let reply = &sent(&commit_all(
+        &mut session,
+        now,
+        &writes,
+        Err(StoreFailure::UnknownCommand),
+    ))[0];
+    assert_eq!(
+        (reply["type"].as_str(), reply["data"]["received"].as_bool()),
+        (Some("command_received"), Some(false))
+    );
 }
 
 #[test]

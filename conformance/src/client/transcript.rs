@@ -14,7 +14,10 @@ pub struct Transcript {
 
 impl Default for Transcript {
     fn default() -> Self {
-        Self { started: Instant::now(), lines: Arc::default() }
+        Self {
+            started: Instant::now(),
+            lines: Arc::default(),
+        }
     }
 }
 
@@ -22,11 +25,20 @@ impl Transcript {
     /// Records one line, e.g. `c1 → {"type":"heartbeat",...}`.
     pub fn record(&self, who: &str, arrow: &str, text: &str) {
         let at = self.started.elapsed().as_millis();
-        let line = format!("{at:>6}ms {who} {arrow} {}", crate::check::truncate(text, MAX_LINE));
-        self.lines.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+        let line = format!(
+            "{at:>6}ms {who} {arrow} {}",
+            crate::check::truncate(text, MAX_LINE)
+        );
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -62,7 +62,9 @@ pub struct WsClient {
 
 impl std::fmt::Debug for WsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsClient").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("WsClient")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,13 +78,23 @@ impl WsClient {
         transcript.record(name, "⇢", &format!("connect {url}"));
         let attempt = tokio::time::timeout(wait, tokio_tungstenite::connect_async(url)).await;
         let result = match attempt {
-            Err(_) => Err(ConnectError::Io(format!("no handshake within {} ms", wait.as_millis()))),
-            Ok(Err(WsError::Http(response))) => Err(ConnectError::Refused(response.status().as_u16())),
+            Err(_) => Err(ConnectError::Io(format!(
+                "no handshake within {} ms",
+                wait.as_millis()
+            ))),
+            Ok(Err(WsError::Http(response))) => {
+                Err(ConnectError::Refused(response.status().as_u16()))
+            }
             Ok(Err(error)) => Err(ConnectError::Io(error.to_string())),
             Ok(Ok((stream, _))) => Ok(stream),
         };
         match result {
-            Ok(stream) => Ok(Self { name: name.to_owned(), stream, transcript: transcript.clone(), wait }),
+            Ok(stream) => Ok(Self {
+                name: name.to_owned(),
+                stream,
+                transcript: transcript.clone(),
+                wait,
+            }),
             Err(error) => {
                 transcript.record(name, "⇠", &format!("{error:?}"));
                 Err(error)
@@ -91,23 +103,44 @@ impl WsClient {
     }
 
     /// Wraps a socket the suite accepted, when it plays the server.
-    pub fn accepted(name: &str, stream: WebSocketStream<MaybeTlsStream<TcpStream>>, transcript: &Transcript, wait: Duration) -> Self {
-        Self { name: name.to_owned(), stream, transcript: transcript.clone(), wait }
+    pub fn accepted(
+        name: &str,
+        stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        transcript: &Transcript,
+        wait: Duration,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            stream,
+            transcript: transcript.clone(),
+            wait,
+        }
     }
 
     /// Closes with a code and reason, as a server ending a session would.
     pub async fn close_with(&mut self, code: u16, reason: &str) {
         use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-        self.transcript.record(&self.name, "→", &format!("close {code} {reason:?}"));
-        let frame = CloseFrame { code: code.into(), reason: reason.to_owned().into() };
+        self.transcript
+            .record(&self.name, "→", &format!("close {code} {reason:?}"));
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.to_owned().into(),
+        };
         let _ = self.stream.close(Some(frame)).await;
     }
 
     /// Connects, or fails the case: the target must accept WebSocket connections.
-    pub async fn connect(name: &str, url: &str, transcript: &Transcript, wait: Duration) -> Result<Self, Failure> {
+    pub async fn connect(
+        name: &str,
+        url: &str,
+        transcript: &Transcript,
+        wait: Duration,
+    ) -> Result<Self, Failure> {
         Self::try_connect(name, url, transcript, wait)
             .await
-            .map_err(|e| Failure::mismatch(format!("a WebSocket connection to {url}"), format!("{e:?}")))
+            .map_err(|e| {
+                Failure::mismatch(format!("a WebSocket connection to {url}"), format!("{e:?}"))
+            })
     }
 
     pub fn wait(&self) -> Duration {
@@ -124,20 +157,32 @@ impl WsClient {
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<(), Failure> {
-        self.transcript.record(&self.name, "→", &format!("binary frame of {} bytes", bytes.len()));
+        self.transcript.record(
+            &self.name,
+            "→",
+            &format!("binary frame of {} bytes", bytes.len()),
+        );
         self.send(Message::binary(bytes)).await
     }
 
     /// A text frame whose payload is not UTF-8, which the library's own types refuse to build.
     pub async fn send_invalid_utf8_text(&mut self, bytes: Vec<u8>) -> Result<(), Failure> {
-        self.transcript.record(&self.name, "→", &format!("text frame of {} bytes of invalid UTF-8", bytes.len()));
+        self.transcript.record(
+            &self.name,
+            "→",
+            &format!("text frame of {} bytes of invalid UTF-8", bytes.len()),
+        );
         let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
         self.send(Message::Frame(frame)).await
     }
 
     /// Sends many frames with one flush: for floods.
     pub async fn send_burst(&mut self, frames: Vec<String>) -> Result<(), Failure> {
-        self.transcript.record(&self.name, "→", &format!("{} frames in a burst", frames.len()));
+        self.transcript.record(
+            &self.name,
+            "→",
+            &format!("{} frames in a burst", frames.len()),
+        );
         for text in frames {
             if self.stream.feed(Message::text(text)).await.is_err() {
                 break;
@@ -148,10 +193,9 @@ impl WsClient {
     }
 
     async fn send(&mut self, message: Message) -> Result<(), Failure> {
-        self.stream
-            .send(message)
-            .await
-            .map_err(|e| Failure::mismatch("the connection to stay open for sending", e.to_string()))
+        self.stream.send(message).await.map_err(|e| {
+            Failure::mismatch("the connection to stay open for sending", e.to_string())
+        })
     }
 
     /// The next event within the default wait.
@@ -178,7 +222,11 @@ impl WsClient {
         self.expect_message_within(what, self.wait).await
     }
 
-    pub async fn expect_message_within(&mut self, what: &str, wait: Duration) -> Result<Value, Failure> {
+    pub async fn expect_message_within(
+        &mut self,
+        what: &str,
+        wait: Duration,
+    ) -> Result<Value, Failure> {
         match self.next_event_within(wait).await {
             Event::Json(value) => Ok(value),
             other => Err(Failure::mismatch(what, other.describe())),
@@ -191,7 +239,10 @@ impl WsClient {
         if value.get("type").and_then(Value::as_str) == Some(kind) {
             Ok(value)
         } else {
-            Err(Failure::mismatch(format!("a `{kind}` message"), compact(&value)))
+            Err(Failure::mismatch(
+                format!("a `{kind}` message"),
+                compact(&value),
+            ))
         }
     }
 
@@ -208,7 +259,9 @@ fn classify(message: Message) -> Event {
             Err(_) => Event::Text(text.to_string()),
         },
         Message::Binary(bytes) => Event::Binary(bytes.len()),
-        Message::Close(frame) => Event::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string()))),
+        Message::Close(frame) => {
+            Event::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+        }
         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Event::Binary(0),
     }
 }

@@ -33,8 +33,20 @@ pub enum ProbeError {
     Spawn(String, std::io::Error),
 }
 
-const fn spec(id: &'static str, level: Level, source: Source, sends: &'static str, requires: &'static str) -> CaseSpec {
-    CaseSpec { id, level, source, sends, requires }
+const fn spec(
+    id: &'static str,
+    level: Level,
+    source: Source,
+    sends: &'static str,
+    requires: &'static str,
+) -> CaseSpec {
+    CaseSpec {
+        id,
+        level,
+        source,
+        sends,
+        requires,
+    }
 }
 
 use Level::{Must, Should};
@@ -72,11 +84,19 @@ impl Results {
 }
 
 pub async fn run_probe(config: &ProbeConfig) -> Result<Report, ProbeError> {
-    let listener = TcpListener::bind(&config.listen).await.map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
-    let addr = listener.local_addr().map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
     let url = format!("ws://{addr}/api/v1/ws");
     let _child = start_client(&config.command, &url)?;
-    let shown = if config.command.is_empty() { url.clone() } else { config.command.join(" ") };
+    let shown = if config.command.is_empty() {
+        url.clone()
+    } else {
+        config.command.join(" ")
+    };
     eprintln!("playing the nodemgr core at {url}; waiting for {shown}");
     let started = Instant::now();
     let started_at = chrono::Utc::now();
@@ -87,19 +107,35 @@ pub async fn run_probe(config: &ProbeConfig) -> Result<Report, ProbeError> {
         .iter()
         .map(|spec| {
             let result = results.0.remove(spec.id).unwrap_or_else(|| {
-                let why = stop.as_ref().err().cloned().unwrap_or_else(|| "the session ended".to_owned());
-                Err(Failure::mismatch(spec.requires, format!("not reached: {why}")))
+                let why = stop
+                    .as_ref()
+                    .err()
+                    .cloned()
+                    .unwrap_or_else(|| "the session ended".to_owned());
+                Err(Failure::mismatch(
+                    spec.requires,
+                    format!("not reached: {why}"),
+                ))
             });
             let verdict = grade(spec.level, spec.requires, result, config.options.strict);
             let verdict = apply_expectations(verdict, config.options.expectations.reason(spec.id));
             CaseReport::from_spec(spec, verdict, Duration::ZERO, transcript.lines())
         })
         .collect();
-    Ok(Report::new("nodemgr-client", &format!("client {shown}"), config.options.strict, started_at, started.elapsed(), reports))
+    Ok(Report::new(
+        "nodemgr-client",
+        &format!("client {shown}"),
+        config.options.strict,
+        started_at,
+        started.elapsed(),
+        reports,
+    ))
 }
 
 fn start_client(command: &[String], url: &str) -> Result<Option<Child>, ProbeError> {
-    let Some((program, args)) = command.split_first() else { return Ok(None) };
+    let Some((program, args)) = command.split_first() else {
+        return Ok(None);
+    };
     let args: Vec<String> = args.iter().map(|a| a.replace("{url}", url)).collect();
     Command::new(program)
         .args(&args)
@@ -111,12 +147,17 @@ fn start_client(command: &[String], url: &str) -> Result<Option<Child>, ProbeErr
 }
 
 /// Accepts one connection, returning the client and its request URI.
-async fn accept(listener: &TcpListener, wait: Duration, transcript: &Transcript) -> Result<(WsClient, String), String> {
+async fn accept(
+    listener: &TcpListener,
+    wait: Duration,
+    transcript: &Transcript,
+) -> Result<(WsClient, String), String> {
     let (tcp, _) = tokio::time::timeout(wait, listener.accept())
         .await
         .map_err(|_| format!("no client connected within {} s", wait.as_secs()))?
         .map_err(|e| e.to_string())?;
     let mut uri = String::new();
+    #[allow(clippy::result_large_err, reason = "the callback type is tungstenite's")]
     let callback = |request: &Request, response: Response| {
         uri = request.uri().to_string();
         Ok(response)
@@ -130,33 +171,70 @@ async fn accept(listener: &TcpListener, wait: Duration, transcript: &Transcript)
 
 fn query_param(uri: &str, name: &str) -> Option<String> {
     let query = uri.split_once('?')?.1;
-    query.split('&').find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
 }
 
 /// The scripted session. `Err` says where and why it stopped.
-async fn drive(listener: &TcpListener, wait: Duration, transcript: &Transcript, results: &mut Results) -> Result<(), String> {
+async fn drive(
+    listener: &TcpListener,
+    wait: Duration,
+    transcript: &Transcript,
+    results: &mut Results,
+) -> Result<(), String> {
     let (mut ws, uri) = accept(listener, wait, transcript).await?;
     let token = query_param(&uri, "token").unwrap_or_default();
-    results.check(CASES[0].id, ensure(!token.is_empty(), "a token query parameter", &uri));
+    results.check(
+        CASES[0].id,
+        ensure(!token.is_empty(), "a token query parameter", &uri),
+    );
     let node_id = query_param(&uri, "node_id").unwrap_or_else(wire::fresh_id);
-    let welcome = wire::envelope("welcome", &wire::fresh_id(), json!({ "message": "conformance probe", "node_id": node_id }));
+    let welcome = wire::envelope(
+        "welcome",
+        &wire::fresh_id(),
+        json!({ "message": "conformance probe", "node_id": node_id }),
+    );
     ws.send_json(&welcome).await.map_err(|e| e.to_string())?;
     let mut seen = Vec::new();
     let register = next_message(&mut ws, &mut seen).await?;
-    results.check(CASES[1].id, ensure_eq("message type", "node_register", register["type"].as_str().unwrap_or_default()));
+    results.check(
+        CASES[1].id,
+        ensure_eq(
+            "message type",
+            "node_register",
+            register["type"].as_str().unwrap_or_default(),
+        ),
+    );
     results.check(CASES[2].id, register_fields(&register));
     let reply = json!({ "success": true, "message": "节点注册成功", "node_id": node_id });
-    ws.send_json(&wire::envelope("register_response", register["id"].as_str().unwrap_or_default(), reply)).await.map_err(|e| e.to_string())?;
-    ws.send_json(&wire::envelope("conformance_unknown_type", &wire::fresh_id(), json!({}))).await.map_err(|e| e.to_string())?;
+    ws.send_json(&wire::envelope(
+        "register_response",
+        register["id"].as_str().unwrap_or_default(),
+        reply,
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    ws.send_json(&wire::envelope(
+        "conformance_unknown_type",
+        &wire::fresh_id(),
+        json!({}),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
     let heartbeat = next_of_type(&mut ws, "heartbeat", &mut seen).await?;
     results.check(CASES[6].id, heartbeat_metrics(&heartbeat));
     results.check(CASES[7].id, metrics_in_range(&heartbeat));
     run_command(&mut ws, &mut seen, results).await?;
     results.set(CASES[8].id, Ok(Outcome::Pass));
     grade_envelopes(&seen, results);
-    ws.close_with(1001, "conformance probe: reconnect test").await;
+    ws.close_with(1001, "conformance probe: reconnect test")
+        .await;
     let reconnected = accept(listener, wait, transcript).await.map(|_| ());
-    results.check(CASES[12].id, reconnected.map_err(|why| Failure::mismatch("a new connection", why)));
+    results.check(
+        CASES[12].id,
+        reconnected.map_err(|why| Failure::mismatch("a new connection", why)),
+    );
     Ok(())
 }
 
@@ -171,7 +249,11 @@ async fn next_message(ws: &mut WsClient, seen: &mut Vec<Value>) -> Result<Value,
     }
 }
 
-async fn next_of_type(ws: &mut WsClient, kind: &str, seen: &mut Vec<Value>) -> Result<Value, String> {
+async fn next_of_type(
+    ws: &mut WsClient,
+    kind: &str,
+    seen: &mut Vec<Value>,
+) -> Result<Value, String> {
     loop {
         let message = next_message(ws, seen).await?;
         if message["type"] == kind {
@@ -179,23 +261,51 @@ async fn next_of_type(ws: &mut WsClient, kind: &str, seen: &mut Vec<Value>) -> R
         }
         if message["type"] == "heartbeat" {
             let data = json!({ "received": true, "node_id": message["data"]["node_id"] });
-            ws.send_json(&wire::envelope("heartbeat_ack", message["id"].as_str().unwrap_or_default(), data)).await.map_err(|e| e.to_string())?;
+            ws.send_json(&wire::envelope(
+                "heartbeat_ack",
+                message["id"].as_str().unwrap_or_default(),
+                data,
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
         }
     }
 }
 
-async fn run_command(ws: &mut WsClient, seen: &mut Vec<Value>, results: &mut Results) -> Result<(), String> {
+async fn run_command(
+    ws: &mut WsClient,
+    seen: &mut Vec<Value>,
+    results: &mut Results,
+) -> Result<(), String> {
     let nonce = format!("probe-{}", &wire::fresh_id()[..8]);
     let (execute_id, command_id) = (wire::fresh_id(), format!("cmd-{nonce}"));
-    let data = json!({ "command_id": command_id, "command_text": format!("echo {nonce}"), "timeout": 10 });
-    ws.send_json(&wire::envelope("execute_command", &execute_id, data)).await.map_err(|e| e.to_string())?;
+    let data =
+        json!({ "command_id": command_id, "command_text": format!("echo {nonce}"), "timeout": 10 });
+    ws.send_json(&wire::envelope("execute_command", &execute_id, data))
+        .await
+        .map_err(|e| e.to_string())?;
     let result = next_of_type(ws, "command_result", seen).await?;
-    let started = seen.iter().find(|m| m["type"] == "command_started").cloned();
-    results.check(CASES[9].id, started_echoes(started.as_ref(), &execute_id, &command_id));
-    results.check(CASES[10].id, result_fields(&result, &command_id, &execute_id));
+    let started = seen
+        .iter()
+        .find(|m| m["type"] == "command_started")
+        .cloned();
+    results.check(
+        CASES[9].id,
+        started_echoes(started.as_ref(), &execute_id, &command_id),
+    );
+    results.check(
+        CASES[10].id,
+        result_fields(&result, &command_id, &execute_id),
+    );
     results.set(CASES[11].id, output_captured(&result, &nonce));
     let ack = json!({ "received": true, "node_id": "" });
-    ws.send_json(&wire::envelope("command_received", result["id"].as_str().unwrap_or_default(), ack)).await.map_err(|e| e.to_string())
+    ws.send_json(&wire::envelope(
+        "command_received",
+        result["id"].as_str().unwrap_or_default(),
+        ack,
+    ))
+    .await
+    .map_err(|e| e.to_string())
 }
 
 fn register_fields(register: &Value) -> Result<(), Failure> {
@@ -216,22 +326,53 @@ fn heartbeat_metrics(heartbeat: &Value) -> Result<(), Failure> {
 fn metrics_in_range(heartbeat: &Value) -> Result<(), Failure> {
     let m = &heartbeat["data"]["metrics"];
     let pct = |k: &str| m[k].as_f64().is_some_and(|v| (0.0..=100.0).contains(&v));
-    let ok = pct("cpu_usage") && pct("memory_usage") && pct("disk_usage") && m["load_average"].as_f64().is_some_and(|v| v >= 0.0);
-    ensure(ok, "percentages within 0..=100 and a non-negative load", compact(m))
+    let ok = pct("cpu_usage")
+        && pct("memory_usage")
+        && pct("disk_usage")
+        && m["load_average"].as_f64().is_some_and(|v| v >= 0.0);
+    ensure(
+        ok,
+        "percentages within 0..=100 and a non-negative load",
+        compact(m),
+    )
 }
 
-fn started_echoes(started: Option<&Value>, execute_id: &str, command_id: &str) -> Result<(), Failure> {
-    let started = started.ok_or_else(|| Failure::mismatch("command_started before command_result", "none"))?;
+fn started_echoes(
+    started: Option<&Value>,
+    execute_id: &str,
+    command_id: &str,
+) -> Result<(), Failure> {
+    let started = started
+        .ok_or_else(|| Failure::mismatch("command_started before command_result", "none"))?;
     ensure_eq("command_started.id", execute_id, str_at(started, "/id")?)?;
-    ensure_eq("command_started.data.command_id", command_id, str_at(started, "/data/command_id")?)
+    ensure_eq(
+        "command_started.data.command_id",
+        command_id,
+        str_at(started, "/data/command_id")?,
+    )
 }
 
 fn result_fields(result: &Value, command_id: &str, execute_id: &str) -> Result<(), Failure> {
-    ensure_eq("command_result.data.command_id", command_id, str_at(result, "/data/command_id")?)?;
+    ensure_eq(
+        "command_result.data.command_id",
+        command_id,
+        str_at(result, "/data/command_id")?,
+    )?;
     let data = &result["data"];
-    let typed = data["exit_code"].is_i64() && data["stdout"].is_string() && data["stderr"].is_string() && data["execution_time_ms"].is_u64();
-    ensure(typed, "integer exit_code, string stdout and stderr, integer execution_time_ms", compact(data))?;
-    ensure(str_at(result, "/id")? != execute_id, "a new id for command_result", compact(result))
+    let typed = data["exit_code"].is_i64()
+        && data["stdout"].is_string()
+        && data["stderr"].is_string()
+        && data["execution_time_ms"].is_u64();
+    ensure(
+        typed,
+        "integer exit_code, string stdout and stderr, integer execution_time_ms",
+        compact(data),
+    )?;
+    ensure(
+        str_at(result, "/id")? != execute_id,
+        "a new id for command_result",
+        compact(result),
+    )
 }
 
 fn output_captured(result: &Value, nonce: &str) -> CaseResult {
@@ -241,23 +382,44 @@ fn output_captured(result: &Value, nonce: &str) -> CaseResult {
         return Ok(Outcome::Pass);
     }
     if data["exit_code"] != 0 && !data["stderr"].as_str().unwrap_or_default().is_empty() {
-        return Ok(Outcome::Informational(format!("the client did not run the command: {}", compact(data))));
+        return Ok(Outcome::Informational(format!(
+            "the client did not run the command: {}",
+            compact(data)
+        )));
     }
-    Err(Failure::mismatch(format!("stdout containing {nonce} and exit_code 0"), compact(data)))
+    Err(Failure::mismatch(
+        format!("stdout containing {nonce} and exit_code 0"),
+        compact(data),
+    ))
 }
 
 fn grade_envelopes(seen: &[Value], results: &mut Results) {
     let well_formed = seen.iter().try_for_each(|m| {
-        let ok = ["type", "id", "timestamp"].iter().all(|f| m[f].is_string()) && m["data"].is_object();
-        ensure(ok, "string type, id, timestamp and an object data", compact(m))
+        let ok =
+            ["type", "id", "timestamp"].iter().all(|f| m[f].is_string()) && m["data"].is_object();
+        ensure(
+            ok,
+            "string type, id, timestamp and an object data",
+            compact(m),
+        )
     });
     results.check(CASES[3].id, well_formed);
     let stamps = seen.iter().try_for_each(|m| {
         let form = timestamp_form(m["timestamp"].as_str().unwrap_or_default());
-        ensure(form == TimestampForm::Rfc3339, "an RFC 3339 timestamp", compact(m))
+        ensure(
+            form == TimestampForm::Rfc3339,
+            "an RFC 3339 timestamp",
+            compact(m),
+        )
     });
     results.check(CASES[4].id, stamps);
     let requests = seen.iter().filter(|m| m["type"] != "command_started");
-    let ids = requests.clone().try_for_each(|m| ensure(is_uuid_v4(m["id"].as_str().unwrap_or_default()), "a UUID v4 id", compact(m)));
+    let ids = requests.clone().try_for_each(|m| {
+        ensure(
+            is_uuid_v4(m["id"].as_str().unwrap_or_default()),
+            "a UUID v4 id",
+            compact(m),
+        )
+    });
     results.check(CASES[5].id, ids);
 }

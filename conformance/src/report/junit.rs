@@ -35,7 +35,9 @@ pub fn to_junit(report: &Report) -> String {
         let (family, name) = case.id.rsplit_once('/').unwrap_or(("", &case.id));
         xml.push_str(&format!(
             "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">\n",
-            escape(family), escape(name), case.duration_ms as f64 / 1000.0
+            escape(family),
+            escape(name),
+            case.duration_ms as f64 / 1000.0
         ));
         xml.push_str(&verdict_element(&case.verdict, &case.transcript.join("\n")));
         xml.push_str("    </testcase>\n");
@@ -47,16 +49,36 @@ pub fn to_junit(report: &Report) -> String {
 fn verdict_element(verdict: &Verdict, transcript: &str) -> String {
     match verdict {
         Verdict::Pass => String::new(),
-        Verdict::Fail { requirement, expected, actual } => format!(
+        Verdict::Fail {
+            requirement,
+            expected,
+            actual,
+        } => format!(
             "      <failure message=\"{}\">expected: {}\nactual: {}\n\n{}</failure>\n",
-            escape(requirement), escape(expected), escape(actual), escape(transcript)
+            escape(requirement),
+            escape(expected),
+            escape(actual),
+            escape(transcript)
         ),
-        Verdict::Stale { reason } => format!("      <failure message=\"stale expectation: {}\"/>\n", escape(reason)),
-        Verdict::HarnessError { reason } => format!("      <error message=\"{}\"/>\n", escape(reason)),
-        Verdict::Unimplemented { reason } | Verdict::ExpectedFailure { reason } => {
-            format!("      <skipped message=\"{}\"/>\n", escape(&format!("{}: {reason}", verdict.label())))
+        Verdict::Stale { reason } => format!(
+            "      <failure message=\"stale expectation: {}\"/>\n",
+            escape(reason)
+        ),
+        Verdict::HarnessError { reason } => {
+            format!("      <error message=\"{}\"/>\n", escape(reason))
         }
-        Verdict::NonStrict { reason } => format!("      <system-out>NON-STRICT: {}</system-out>\n", escape(reason)),
-        Verdict::Informational { note } => format!("      <system-out>INFO: {}</system-out>\n", escape(note)),
+        Verdict::Unimplemented { reason } | Verdict::ExpectedFailure { reason } => {
+            format!(
+                "      <skipped message=\"{}\"/>\n",
+                escape(&format!("{}: {reason}", verdict.label()))
+            )
+        }
+        Verdict::NonStrict { reason } => format!(
+            "      <system-out>NON-STRICT: {}</system-out>\n",
+            escape(reason)
+        ),
+        Verdict::Informational { note } => {
+            format!("      <system-out>INFO: {}</system-out>\n", escape(note))
+        }
     }
 }

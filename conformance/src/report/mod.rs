@@ -36,11 +36,22 @@ pub struct CaseReport {
 
 impl CaseReport {
     pub fn new(case: &Case, verdict: Verdict, took: Duration, transcript: Vec<String>) -> Self {
-        let spec = CaseSpec { id: case.id, level: case.level, source: case.source, sends: case.sends, requires: case.requires };
+        let spec = CaseSpec {
+            id: case.id,
+            level: case.level,
+            source: case.source,
+            sends: case.sends,
+            requires: case.requires,
+        };
         Self::from_spec(&spec, verdict, took, transcript)
     }
 
-    pub fn from_spec(spec: &CaseSpec, verdict: Verdict, took: Duration, transcript: Vec<String>) -> Self {
+    pub fn from_spec(
+        spec: &CaseSpec,
+        verdict: Verdict,
+        took: Duration,
+        transcript: Vec<String>,
+    ) -> Self {
         Self {
             id: spec.id.to_owned(),
             level: spec.level,
@@ -73,7 +84,10 @@ pub struct Summary {
 
 impl Summary {
     fn count(cases: &[CaseReport]) -> Self {
-        let mut s = Summary { total: cases.len(), ..Summary::default() };
+        let mut s = Summary {
+            total: cases.len(),
+            ..Summary::default()
+        };
         for case in cases {
             let slot = match case.verdict {
                 Verdict::Pass => &mut s.pass,
@@ -147,7 +161,11 @@ impl Report {
     }
 
     pub fn failing_ids(&self) -> Vec<&str> {
-        self.cases.iter().filter(|c| c.verdict.is_failure()).map(|c| c.id.as_str()).collect()
+        self.cases
+            .iter()
+            .filter(|c| c.verdict.is_failure())
+            .map(|c| c.id.as_str())
+            .collect()
     }
 
     pub fn verdict_of(&self, id: &str) -> Option<&Verdict> {
@@ -177,16 +195,28 @@ fn console_line(case: &CaseReport) -> String {
     let mut line = format!("{:<14} {}\n", case.verdict.label(), case.id);
     let detail = match &case.verdict {
         Verdict::Pass => return line,
-        Verdict::Fail { requirement, expected, actual } => {
-            let wire: String = case.transcript.iter().map(|l| format!("      {l}\n")).collect();
+        Verdict::Fail {
+            requirement,
+            expected,
+            actual,
+        } => {
+            let wire: String = case
+                .transcript
+                .iter()
+                .map(|l| format!("      {l}\n"))
+                .collect();
             format!("    requires: {requirement}\n    expected: {expected}\n    actual:   {actual}\n    source:   {}\n    wire:\n{wire}", case.source)
         }
-        Verdict::NonStrict { reason } | Verdict::Unimplemented { reason } | Verdict::HarnessError { reason } => {
+        Verdict::NonStrict { reason }
+        | Verdict::Unimplemented { reason }
+        | Verdict::HarnessError { reason } => {
             format!("    {reason}\n")
         }
         Verdict::Informational { note } => format!("    {note}\n"),
         Verdict::ExpectedFailure { reason } => format!("    known failure: {reason}\n"),
-        Verdict::Stale { reason } => format!("    listed as failing ({reason}) but passed: remove it from the expectations file\n"),
+        Verdict::Stale { reason } => format!(
+            "    listed as failing ({reason}) but passed: remove it from the expectations file\n"
+        ),
     };
     line.push_str(&detail);
     line

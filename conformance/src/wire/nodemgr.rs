@@ -16,12 +16,16 @@ pub fn envelope(kind: &str, id: &str, data: Value) -> Value {
 }
 
 pub fn node_register(id: &str, node_id: &str) -> Value {
-    envelope("node_register", id, json!({
-        "node_id": node_id,
-        "hostname": "conformance-host",
-        "ip_address": "127.0.0.1",
-        "os_info": "Conformance OS 1.0",
-    }))
+    envelope(
+        "node_register",
+        id,
+        json!({
+            "node_id": node_id,
+            "hostname": "conformance-host",
+            "ip_address": "127.0.0.1",
+            "os_info": "Conformance OS 1.0",
+        }),
+    )
 }
 
 /// Metrics with distinct values, so that a stored sample can be told apart.
@@ -35,21 +39,35 @@ pub fn metrics(seed: f64) -> Value {
 }
 
 pub fn heartbeat(id: &str, node_id: &str, metrics: Value) -> Value {
-    envelope("heartbeat", id, json!({ "node_id": node_id, "status": "online", "metrics": metrics }))
+    envelope(
+        "heartbeat",
+        id,
+        json!({ "node_id": node_id, "status": "online", "metrics": metrics }),
+    )
 }
 
 pub fn command_started(id: &str, command_id: &str) -> Value {
     envelope("command_started", id, json!({ "command_id": command_id }))
 }
 
-pub fn command_result(id: &str, command_id: &str, exit_code: i64, stdout: &str, stderr: &str) -> Value {
-    envelope("command_result", id, json!({
-        "command_id": command_id,
-        "exit_code": exit_code,
-        "stdout": stdout,
-        "stderr": stderr,
-        "execution_time_ms": 125,
-    }))
+pub fn command_result(
+    id: &str,
+    command_id: &str,
+    exit_code: i64,
+    stdout: &str,
+    stderr: &str,
+) -> Value {
+    envelope(
+        "command_result",
+        id,
+        json!({
+            "command_id": command_id,
+            "exit_code": exit_code,
+            "stdout": stdout,
+            "stderr": stderr,
+            "execution_time_ms": 125,
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -57,7 +75,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
-        let path = format!("{}/../fixtures/nodemgr/wire/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../fixtures/nodemgr/wire/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
     }
 
@@ -78,9 +99,16 @@ mod tests {
         for (name, value) in built {
             let documented = fixture(name);
             assert_eq!(keys(&value), keys(&documented), "{name} envelope");
-            assert_eq!(keys(&value["data"]), keys(&documented["data"]), "{name} data");
+            assert_eq!(
+                keys(&value["data"]),
+                keys(&documented["data"]),
+                "{name} data"
+            );
             assert_eq!(value["type"], documented["type"]);
         }
-        assert_eq!(keys(&metrics(0.0)), keys(&fixture("heartbeat")["data"]["metrics"]));
+        assert_eq!(
+            keys(&metrics(0.0)),
+            keys(&fixture("heartbeat")["data"]["metrics"])
+        );
     }
 }

@@ -95,7 +95,8 @@ fn connect_url(config: &AgentConfig) -> String {
 }
 
 fn envelope(kind: &str, id: &str, data: Value) -> Message {
-    let body = json!({ "type": kind, "id": id, "timestamp": rfc3339(chrono::Utc::now()), "data": data });
+    let body =
+        json!({ "type": kind, "id": id, "timestamp": rfc3339(chrono::Utc::now()), "data": data });
     Message::text(body.to_string())
 }
 
@@ -108,7 +109,10 @@ pub async fn run_once(config: &AgentConfig) -> Result<(), AgentError> {
     let url = connect_url(config);
     let (mut socket, _) = tokio_tungstenite::connect_async(&url)
         .await
-        .map_err(|source| AgentError::Connect { url: config.url.clone(), source })?;
+        .map_err(|source| AgentError::Connect {
+            url: config.url.clone(),
+            source,
+        })?;
     let node_id = await_welcome(&mut socket).await?;
     let register = json!({
         "node_id": node_id,
@@ -116,14 +120,19 @@ pub async fn run_once(config: &AgentConfig) -> Result<(), AgentError> {
         "ip_address": local_ip(&socket),
         "os_info": sysinfo::os_info(),
     });
-    socket.send(envelope("node_register", &fresh_id(), register)).await?;
+    socket
+        .send(envelope("node_register", &fresh_id(), register))
+        .await?;
     tracing::info!(%node_id, "registered");
     serve(config, socket, &node_id).await
 }
 
 fn local_ip(socket: &Socket) -> String {
     match socket.get_ref() {
-        MaybeTlsStream::Plain(tcp) => tcp.local_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        MaybeTlsStream::Plain(tcp) => tcp
+            .local_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
         _ => String::new(),
     }
 }
@@ -137,7 +146,10 @@ async fn await_welcome(socket: &mut Socket) -> Result<String, AgentError> {
     };
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     match value["type"].as_str() {
-        Some("welcome") => Ok(value["data"]["node_id"].as_str().unwrap_or_default().to_owned()),
+        Some("welcome") => Ok(value["data"]["node_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()),
         _ => Err(AgentError::Rejected(text.to_string())),
     }
 }
@@ -211,13 +223,16 @@ pub struct Execution {
 async fn execute(order: CommandOrder, allowed: bool, outbox: mpsc::Sender<Message>) {
     let execution = if allowed {
         let started = json!({ "command_id": order.command_id });
-        let _ = outbox.send(envelope("command_started", &order.envelope_id, started)).await;
+        let _ = outbox
+            .send(envelope("command_started", &order.envelope_id, started))
+            .await;
         run_command(&order.command_text, order.timeout).await
     } else {
         Execution {
             exit_code: EXIT_NOT_ALLOWED,
             stdout: String::new(),
-            stderr: "command execution is disabled on this agent (start it with --allow-commands)".to_owned(),
+            stderr: "command execution is disabled on this agent (start it with --allow-commands)"
+                .to_owned(),
             elapsed: Duration::ZERO,
         }
     };
@@ -228,7 +243,9 @@ async fn execute(order: CommandOrder, allowed: bool, outbox: mpsc::Sender<Messag
         "stderr": execution.stderr,
         "execution_time_ms": u64::try_from(execution.elapsed.as_millis()).unwrap_or(u64::MAX),
     });
-    let _ = outbox.send(envelope("command_result", &fresh_id(), result)).await;
+    let _ = outbox
+        .send(envelope("command_result", &fresh_id(), result))
+        .await;
 }
 
 /// Runs `text` with `sh -c`, killing it at `timeout`.
@@ -288,7 +305,10 @@ mod tests {
     #[tokio::test]
     async fn a_command_reports_its_output_and_exit_code() {
         let run = run_command("echo out; echo err >&2; exit 3", Duration::from_secs(5)).await;
-        assert_eq!((run.exit_code, run.stdout.as_str(), run.stderr.as_str()), (3, "out\n", "err\n"));
+        assert_eq!(
+            (run.exit_code, run.stdout.as_str(), run.stderr.as_str()),
+            (3, "out\n", "err\n")
+        );
     }
 
     #[tokio::test]
@@ -301,6 +321,9 @@ mod tests {
     #[test]
     fn long_output_is_truncated_and_says_so() {
         let text = capped(&vec![b'x'; MAX_OUTPUT_BYTES + 10]);
-        assert!(text.ends_with(&format!("[truncated: {} bytes in all]", MAX_OUTPUT_BYTES + 10)));
+        assert!(text.ends_with(&format!(
+            "[truncated: {} bytes in all]",
+            MAX_OUTPUT_BYTES + 10
+        )));
     }
 }

@@ -46,10 +46,17 @@ pub fn cpu_usage(before: CpuTimes, after: CpuTimes) -> f64 {
 /// Parses `cpu  user nice system idle iowait irq softirq steal ...`.
 pub fn parse_cpu_times(stat: &str) -> Option<CpuTimes> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
     let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
     let total: u64 = fields.iter().take(8).sum();
-    Some(CpuTimes { busy: total - idle, total })
+    Some(CpuTimes {
+        busy: total - idle,
+        total,
+    })
 }
 
 fn read_cpu_times() -> Option<CpuTimes> {

@@ -25,7 +25,10 @@ pub enum StoreError {
     #[error("could not open the database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
     #[error("could not create the data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
     #[error("the store's writer has stopped")]
@@ -48,7 +51,10 @@ impl StoreConfig {
             source,
         })?;
         let file = data_dir.join("reference-server.sqlite3");
-        Ok(Self::from_url(format!("sqlite://{}?mode=rwc", file.display())))
+        Ok(Self::from_url(format!(
+            "sqlite://{}?mode=rwc",
+            file.display()
+        )))
     }
 
     pub fn from_url(url: impl Into<String>) -> Self {
@@ -105,6 +111,11 @@ impl Store {
         committed.await.map_err(|_| gone())?
     }
 
+    /// Creates any missing table (run at open; public so operators and tests can repair).
+    pub async fn ensure_schema(&self) -> Result<(), StoreError> {
+        Ok(schema::migrate(&self.pool).await?)
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -133,7 +144,9 @@ async fn connect(config: &StoreConfig) -> Result<AnyPool, sqlx::Error> {
 /// Hides a password in a database URL before it is shown.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
         _ => url.to_owned(),
     }
 }

@@ -76,10 +76,17 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcom
             .await?;
             Ok(Ok(()))
         }
-        StoreOp::RecordHeartbeat { node_id, status, metrics, at } => {
-            record_heartbeat(tx, node_id, status, metrics, *at).await
-        }
-        StoreOp::CommandStarted { node_id, command_id, at } => {
+        StoreOp::RecordHeartbeat {
+            node_id,
+            status,
+            metrics,
+            at,
+        } => record_heartbeat(tx, node_id, status, metrics, *at).await,
+        StoreOp::CommandStarted {
+            node_id,
+            command_id,
+            at,
+        } => {
             let done = sqlx::query(
                 "UPDATE commands SET state = 'started', started_at = $1
                  WHERE command_id = $2 AND node_id = $3 AND state = 'queued'",
@@ -89,9 +96,17 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcom
             .bind(node_id)
             .execute(&mut **tx)
             .await?;
-            Ok(if affected(&done) { Ok(()) } else { Err(StoreFailure::UnknownCommand) })
+            Ok(if affected(&done) {
+                Ok(())
+            } else {
+                Err(StoreFailure::UnknownCommand)
+            })
         }
-        StoreOp::CommandFinished { node_id, result, at } => {
+        StoreOp::CommandFinished {
+            node_id,
+            result,
+            at,
+        } => {
             let done = sqlx::query(
                 "UPDATE commands SET state = 'finished', exit_code = $1, stdout = $2, stderr = $3,
                    execution_time_ms = $4, finished_at = $5
@@ -124,7 +139,11 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcom
             .bind(command_id)
             .execute(&mut **tx)
             .await?;
-            Ok(if affected(&done) { Ok(()) } else { Err(StoreFailure::UnknownCommand) })
+            Ok(if affected(&done) {
+                Ok(())
+            } else {
+                Err(StoreFailure::UnknownCommand)
+            })
         }
         StoreOp::NodeOffline { node_id, .. } => {
             sqlx::query("UPDATE nodes SET status = 'offline' WHERE node_id = $1")
@@ -190,7 +209,8 @@ async fn command_state(
     row.map(|r| r.try_get::<String, _>(0)).transpose()
 }
 
-const NODE_COLUMNS: &str = "node_id, hostname, ip_address, os_info, status, registered_at, last_seen,
+const NODE_COLUMNS: &str =
+    "node_id, hostname, ip_address, os_info, status, registered_at, last_seen,
     cpu_usage, memory_usage, disk_usage, load_average";
 const COMMAND_COLUMNS: &str = "command_id, node_id, command_text, timeout_secs, state, exit_code,
     stdout, stderr, execution_time_ms, created_at, started_at, finished_at";
@@ -204,7 +224,10 @@ impl Store {
 
     pub async fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
         let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE node_id = $1");
-        let row = sqlx::query(&sql).bind(node_id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(&sql)
+            .bind(node_id)
+            .fetch_optional(self.pool())
+            .await?;
         Ok(row.as_ref().map(node_from_row).transpose()?)
     }
 
@@ -244,7 +267,10 @@ impl Store {
 
     pub async fn command(&self, command_id: &str) -> Result<Option<CommandRecord>, StoreError> {
         let sql = format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE command_id = $1");
-        let row = sqlx::query(&sql).bind(command_id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(&sql)
+            .bind(command_id)
+            .fetch_optional(self.pool())
+            .await?;
         Ok(row.as_ref().map(command_from_row).transpose()?)
     }
 
@@ -268,7 +294,9 @@ impl Store {
 
 fn metrics_from_row(row: &AnyRow, first: usize) -> Result<Option<Metrics>, sqlx::Error> {
     let cpu: Option<f64> = row.try_get(first)?;
-    let Some(cpu_usage) = cpu else { return Ok(None) };
+    let Some(cpu_usage) = cpu else {
+        return Ok(None);
+    };
     Ok(Some(Metrics {
         cpu_usage,
         memory_usage: row.try_get(first + 1)?,

@@ -57,13 +57,21 @@ pub struct Registry {
 impl Registry {
     fn insert(&self, node_id: &str, connection: u64, dispatch: mpsc::Sender<CommandOrder>) {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        routes.insert(node_id.to_owned(), Route { connection, dispatch });
+        routes.insert(
+            node_id.to_owned(),
+            Route {
+                connection,
+                dispatch,
+            },
+        );
     }
 
     /// Removes the route if it still belongs to `connection`; true if it did.
     fn remove(&self, node_id: &str, connection: u64) -> bool {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        let ours = routes.get(node_id).is_some_and(|r| r.connection == connection);
+        let ours = routes
+            .get(node_id)
+            .is_some_and(|r| r.connection == connection);
         if ours {
             routes.remove(node_id);
         }
@@ -80,7 +88,10 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.routes.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -59,7 +59,16 @@ async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<Nodem
     let (mut sink, mut stream) = socket.split();
     let mut writes = FuturesOrdered::new();
     loop {
-        if let Err(stop) = perform_outputs(&mut session, &mut sink, &mut writes, &app, connection, &dispatch_tx).await {
+        if let Err(stop) = perform_outputs(
+            &mut session,
+            &mut sink,
+            &mut writes,
+            &app,
+            connection,
+            &dispatch_tx,
+        )
+        .await
+        {
             if matches!(stop, Stop::Abort) {
                 // Dropping both halves without a close frame resets the connection.
                 drop((sink, stream));
@@ -97,7 +106,13 @@ async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<Nodem
 }
 
 type Writes = FuturesOrdered<
-    std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Result<(), crate::protocol::nodemgr::StoreFailure>)> + Send>>,
+    std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = (u64, Result<(), crate::protocol::nodemgr::StoreFailure>),
+                > + Send,
+        >,
+    >,
 >;
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -115,16 +130,23 @@ async fn perform_outputs(
     while let Some(output) = session.poll_output() {
         match output {
             Output::Send(envelope) => {
-                sink.feed(Message::Text(envelope.encode().into())).await.map_err(|_| Stop::Closed)?;
+                sink.feed(Message::Text(envelope.encode().into()))
+                    .await
+                    .map_err(|_| Stop::Closed)?;
                 wrote = true;
             }
             Output::Persist { ticket, op } => {
                 let store = app.store.clone();
                 writes.push_back(Box::pin(async move { (ticket, store.write(op).await) }));
             }
-            Output::Registered { node_id } => app.registry.insert(&node_id, connection, dispatch.clone()),
+            Output::Registered { node_id } => {
+                app.registry.insert(&node_id, connection, dispatch.clone())
+            }
             Output::Close { code, reason } => {
-                let frame = CloseFrame { code, reason: reason.into() };
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
                 let _ = sink.send(Message::Close(Some(frame))).await;
                 return Err(Stop::Closed);
             }
@@ -145,7 +167,10 @@ async fn close_after_read_error(sink: &mut Sink, error: axum::Error) {
         Some(WsError::Utf8(_)) => (1007, "text frame is not valid UTF-8".to_owned()),
         _ => (1002, "WebSocket protocol error".to_owned()),
     };
-    let frame = CloseFrame { code, reason: reason.into() };
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
     let _ = sink.send(Message::Close(Some(frame))).await;
 }
 

@@ -50,7 +50,10 @@ impl ApiError {
             Self::NodeBusy(_) => (StatusCode::SERVICE_UNAVAILABLE, "NODE_BUSY"),
             Self::CommandNotFound(_) => (StatusCode::NOT_FOUND, "COMMAND_NOT_FOUND"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
-            Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::DatabaseError.as_str()),
+            Self::Store(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::DatabaseError.as_str(),
+            ),
         }
     }
 }
@@ -163,7 +166,9 @@ pub async fn send_command(
         command_text: record.command_text.clone(),
         timeout_secs,
     };
-    dispatch.try_send(order).map_err(|_| ApiError::NodeBusy(node_id))?;
+    dispatch
+        .try_send(order)
+        .map_err(|_| ApiError::NodeBusy(node_id))?;
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
 }
 

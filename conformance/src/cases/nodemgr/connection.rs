@@ -57,7 +57,11 @@ async fn welcome_first(ctx: Ctx) -> CaseResult {
 async fn welcome_echoes_url_node_id(ctx: Ctx) -> CaseResult {
     let node_id = unique_node_id();
     let (_, welcome) = welcomed(&ctx, Some(&node_id)).await?;
-    ensure_eq("welcome.data.node_id", node_id.as_str(), str_at(&welcome, "/data/node_id")?)?;
+    ensure_eq(
+        "welcome.data.node_id",
+        node_id.as_str(),
+        str_at(&welcome, "/data/node_id")?,
+    )?;
     Ok(Outcome::Pass)
 }
 
@@ -70,15 +74,24 @@ async fn generated_node_id_is_uuid(ctx: Ctx) -> CaseResult {
     if is_uuid_v4(generated) {
         Ok(Outcome::Pass)
     } else {
-        Ok(Outcome::Variant(format!("{generated} is a UUID but not version 4")))
+        Ok(Outcome::Variant(format!(
+            "{generated} is a UUID but not version 4"
+        )))
     }
 }
 
 async fn generated_node_ids_differ(ctx: Ctx) -> CaseResult {
     let (_, first) = welcomed(&ctx, None).await?;
     let (_, second) = welcomed(&ctx, None).await?;
-    let (a, b) = (str_at(&first, "/data/node_id")?, str_at(&second, "/data/node_id")?);
-    ensure(a != b, "two different generated node_ids", format!("{a} twice"))?;
+    let (a, b) = (
+        str_at(&first, "/data/node_id")?,
+        str_at(&second, "/data/node_id")?,
+    );
+    ensure(
+        a != b,
+        "two different generated node_ids",
+        format!("{a} twice"),
+    )?;
     Ok(Outcome::Pass)
 }
 
@@ -103,16 +116,25 @@ async fn missing_token_rejected(ctx: Ctx) -> CaseResult {
 async fn expect_token_rejection(ctx: &Ctx, url: &str) -> CaseResult {
     let mut ws = match WsClient::try_connect("node", url, &ctx.transcript, ctx.wait).await {
         Err(ConnectError::Refused(status @ (401 | 403))) => {
-            return Ok(Outcome::Variant(format!("the upgrade was refused with HTTP {status}; the node never sees INVALID_TOKEN")))
+            return Ok(Outcome::Variant(format!(
+                "the upgrade was refused with HTTP {status}; the node never sees INVALID_TOKEN"
+            )))
         }
-        Err(other) => return Err(Failure::mismatch("an `error` INVALID_TOKEN or an HTTP 401/403", format!("{other:?}"))),
+        Err(other) => {
+            return Err(Failure::mismatch(
+                "an `error` INVALID_TOKEN or an HTTP 401/403",
+                format!("{other:?}"),
+            ))
+        }
         Ok(ws) => ws,
     };
     let first = ws.expect_message("an `error` with INVALID_TOKEN").await?;
     super::expect_error_code(&first, "INVALID_TOKEN")?;
     match ws.next_event_within(ctx.slow_wait).await {
         Event::Close(_) | Event::Dropped(_) => Ok(Outcome::Pass),
-        other => Err(Failure::mismatch("the connection to be closed after INVALID_TOKEN", other.describe())),
+        other => Err(Failure::mismatch(
+            "the connection to be closed after INVALID_TOKEN",
+            other.describe(),
+        )),
     }
 }
-

@@ -38,9 +38,17 @@ async fn fields_present_and_typed(ctx: Ctx) -> CaseResult {
     // "所有WebSocket消息采用统一的JSON格式: {type, id, timestamp, data}"
     for message in exchange(&ctx).await? {
         for field in ["type", "id", "timestamp"] {
-            ensure(message[field].is_string(), format!("`{field}` as a string"), compact(&message))?;
+            ensure(
+                message[field].is_string(),
+                format!("`{field}` as a string"),
+                compact(&message),
+            )?;
         }
-        ensure(message["data"].is_object(), "`data` as an object", compact(&message))?;
+        ensure(
+            message["data"].is_object(),
+            "`data` as an object",
+            compact(&message),
+        )?;
     }
     Ok(Outcome::Pass)
 }
@@ -53,14 +61,20 @@ async fn timestamps_rfc3339(ctx: Ctx) -> CaseResult {
             TimestampForm::Rfc3339 => {}
             TimestampForm::IsoWithoutOffset => naive.push(stamp.to_owned()),
             TimestampForm::Invalid => {
-                return Err(crate::case::Failure::mismatch("an RFC 3339 timestamp", compact(&message)))
+                return Err(crate::case::Failure::mismatch(
+                    "an RFC 3339 timestamp",
+                    compact(&message),
+                ))
             }
         }
     }
     if naive.is_empty() {
         Ok(Outcome::Pass)
     } else {
-        Ok(Outcome::Variant(format!("ISO 8601 without a UTC offset: {}", naive.join(", "))))
+        Ok(Outcome::Variant(format!(
+            "ISO 8601 without a UTC offset: {}",
+            naive.join(", ")
+        )))
     }
 }
 
@@ -68,7 +82,15 @@ async fn core_ids_are_uuid_v4(ctx: Ctx) -> CaseResult {
     let (_, first) = welcomed(&ctx, Some(&unique_node_id())).await?;
     let (_, second) = welcomed(&ctx, Some(&unique_node_id())).await?;
     let (a, b) = (str_at(&first, "/id")?, str_at(&second, "/id")?);
-    ensure(is_uuid_v4(a) && is_uuid_v4(b), "UUID v4 message ids", format!("{a}, {b}"))?;
-    ensure(a != b, "different ids for different messages", format!("{a} twice"))?;
+    ensure(
+        is_uuid_v4(a) && is_uuid_v4(b),
+        "UUID v4 message ids",
+        format!("{a}, {b}"),
+    )?;
+    ensure(
+        a != b,
+        "different ids for different messages",
+        format!("{a} twice"),
+    )?;
     Ok(Outcome::Pass)
 }

@@ -64,7 +64,10 @@ async fn reply_to(node: &mut Node, text: &str) -> Result<serde_json::Value, crat
 
 async fn malformed_json_is_parse_error(ctx: Ctx) -> CaseResult {
     let mut node = Node::register(&ctx).await?;
-    expect_error_code(&reply_to(&mut node, r#"{"type": "heartbeat", "id": "#).await?, "PARSE_ERROR")?;
+    expect_error_code(
+        &reply_to(&mut node, r#"{"type": "heartbeat", "id": "#).await?,
+        "PARSE_ERROR",
+    )?;
     Ok(Outcome::Pass)
 }
 
@@ -74,16 +77,18 @@ async fn missing_envelope_field_is_parse_error(ctx: Ctx) -> CaseResult {
         let mut frame = wire::heartbeat(&wire::fresh_id(), &node.node_id, wire::metrics(0.0));
         frame.as_object_mut().map(|o| o.remove(field));
         let reply = reply_to(&mut node, &frame.to_string()).await?;
-        expect_error_code(&reply, "PARSE_ERROR").map_err(|e| with_context(e, &format!("without `{field}`")))?;
+        expect_error_code(&reply, "PARSE_ERROR")
+            .map_err(|e| with_context(e, &format!("without `{field}`")))?;
     }
     Ok(Outcome::Pass)
 }
 
 fn with_context(failure: crate::case::Failure, context: &str) -> crate::case::Failure {
     match failure {
-        crate::case::Failure::Mismatch { expected, actual } => {
-            crate::case::Failure::Mismatch { expected: format!("{expected} ({context})"), actual }
-        }
+        crate::case::Failure::Mismatch { expected, actual } => crate::case::Failure::Mismatch {
+            expected: format!("{expected} ({context})"),
+            actual,
+        },
         other => other,
     }
 }
@@ -94,7 +99,10 @@ async fn wrong_field_type_is_parse_error(ctx: Ctx) -> CaseResult {
     metrics["cpu_usage"] = json!("high");
     let bad_metric = wire::heartbeat(&wire::fresh_id(), &node.node_id, metrics);
     let bad_data = wire::envelope("heartbeat", &wire::fresh_id(), json!("online"));
-    for (what, frame) in [("cpu_usage as a string", bad_metric), ("data as a string", bad_data)] {
+    for (what, frame) in [
+        ("cpu_usage as a string", bad_metric),
+        ("data as a string", bad_data),
+    ] {
         let reply = reply_to(&mut node, &frame.to_string()).await?;
         expect_error_code(&reply, "PARSE_ERROR").map_err(|e| with_context(e, what))?;
     }
@@ -105,7 +113,10 @@ async fn bad_timestamp_is_parse_error(ctx: Ctx) -> CaseResult {
     let mut node = Node::register(&ctx).await?;
     let mut frame = wire::heartbeat(&wire::fresh_id(), &node.node_id, wire::metrics(0.0));
     frame["timestamp"] = json!("yesterday");
-    expect_error_code(&reply_to(&mut node, &frame.to_string()).await?, "PARSE_ERROR")?;
+    expect_error_code(
+        &reply_to(&mut node, &frame.to_string()).await?,
+        "PARSE_ERROR",
+    )?;
     Ok(Outcome::Pass)
 }
 
@@ -124,7 +135,11 @@ async fn unknown_type_lists_supported_types(ctx: Ctx) -> CaseResult {
     let mut node = Node::register(&ctx).await?;
     let reply = reply_to(&mut node, &unknown_type_frame(&wire::fresh_id())).await?;
     let details = str_at(&reply, "/data/details")?;
-    ensure(details.contains("node_register") && details.contains("heartbeat"), "details naming the supported types", details)?;
+    ensure(
+        details.contains("node_register") && details.contains("heartbeat"),
+        "details naming the supported types",
+        details,
+    )?;
     Ok(Outcome::Pass)
 }
 
@@ -145,7 +160,10 @@ async fn error_has_code_message_details(ctx: Ctx) -> CaseResult {
     if reply["data"]["details"].is_string() {
         Ok(Outcome::Pass)
     } else {
-        Ok(Outcome::Variant(format!("no string details: {}", compact(&reply))))
+        Ok(Outcome::Variant(format!(
+            "no string details: {}",
+            compact(&reply)
+        )))
     }
 }
 
@@ -153,6 +171,10 @@ async fn connection_survives_errors(ctx: Ctx) -> CaseResult {
     let mut node = Node::register(&ctx).await?;
     expect_error_code(&reply_to(&mut node, "{{{").await?, "PARSE_ERROR")?;
     let (_, ack) = node.heartbeat(0.0).await?;
-    ensure(ack["type"] == "heartbeat_ack", "a heartbeat_ack after the error", compact(&ack))?;
+    ensure(
+        ack["type"] == "heartbeat_ack",
+        "a heartbeat_ack after the error",
+        compact(&ack),
+    )?;
     Ok(Outcome::Pass)
 }

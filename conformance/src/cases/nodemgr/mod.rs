@@ -57,16 +57,23 @@ impl Node {
     pub async fn register(ctx: &Ctx) -> Result<Node, Failure> {
         let node_id = unique_node_id();
         let (mut ws, _) = welcomed(ctx, Some(&node_id)).await?;
-        ws.send_json(&wire::node_register(&wire::fresh_id(), &node_id)).await?;
+        ws.send_json(&wire::node_register(&wire::fresh_id(), &node_id))
+            .await?;
         let response = ws.expect_type("register_response").await?;
-        ensure(bool_at(&response, "/data/success")?, "registration to succeed", compact(&response))?;
+        ensure(
+            bool_at(&response, "/data/success")?,
+            "registration to succeed",
+            compact(&response),
+        )?;
         Ok(Node { ws, node_id })
     }
 
     /// Sends a heartbeat and returns its id and the reply.
     pub async fn heartbeat(&mut self, seed: f64) -> Result<(String, Value), Failure> {
         let id = wire::fresh_id();
-        self.ws.send_json(&wire::heartbeat(&id, &self.node_id, wire::metrics(seed))).await?;
+        self.ws
+            .send_json(&wire::heartbeat(&id, &self.node_id, wire::metrics(seed)))
+            .await?;
         let reply = self.ws.expect_message("a reply to the heartbeat").await?;
         Ok((id, reply))
     }
@@ -75,5 +82,9 @@ impl Node {
 /// The reply must be an `error` with this code.
 pub fn expect_error_code(reply: &Value, code: &str) -> Result<(), Failure> {
     let ok = reply["type"] == "error" && reply["data"]["error_code"] == code;
-    ensure(ok, format!("an `error` with error_code {code}"), compact(reply))
+    ensure(
+        ok,
+        format!("an `error` with error_code {code}"),
+        compact(reply),
+    )
 }

@@ -35,7 +35,9 @@ pub fn cases() -> Vec<Case> {
             .requires("the core's operator view lists the node with those fields")
             .run(|c| Box::pin(node_stored(c))),
         Case::should("nodemgr/register/without-node-id-uses-connection-id")
-            .inferred("C2 node_id rules: a register without node_id registers the connection's node_id")
+            .inferred(
+                "C2 node_id rules: a register without node_id registers the connection's node_id",
+            )
             .sends("node_register whose data has no node_id, on a connection with a URL node_id")
             .requires("success=true for the URL's node_id")
             .run(|c| Box::pin(without_node_id_uses_connection_id(c))),
@@ -59,19 +61,31 @@ async fn register_once(ctx: &Ctx) -> Result<(String, String, Value), Failure> {
 
 async fn response_success(ctx: Ctx) -> CaseResult {
     let (_, _, response) = register_once(&ctx).await?;
-    ensure_eq("register_response.data.success", true, bool_at(&response, "/data/success")?)?;
+    ensure_eq(
+        "register_response.data.success",
+        true,
+        bool_at(&response, "/data/success")?,
+    )?;
     Ok(Outcome::Pass)
 }
 
 async fn response_echoes_request_id(ctx: Ctx) -> CaseResult {
     let (id, _, response) = register_once(&ctx).await?;
-    ensure_eq("register_response.id", id.as_str(), str_at(&response, "/id")?)?;
+    ensure_eq(
+        "register_response.id",
+        id.as_str(),
+        str_at(&response, "/id")?,
+    )?;
     Ok(Outcome::Pass)
 }
 
 async fn response_echoes_node_id(ctx: Ctx) -> CaseResult {
     let (_, node_id, response) = register_once(&ctx).await?;
-    ensure_eq("register_response.data.node_id", node_id.as_str(), str_at(&response, "/data/node_id")?)?;
+    ensure_eq(
+        "register_response.data.node_id",
+        node_id.as_str(),
+        str_at(&response, "/data/node_id")?,
+    )?;
     Ok(Outcome::Pass)
 }
 
@@ -85,10 +99,24 @@ async fn node_stored(ctx: Ctx) -> CaseResult {
     let operator = ctx.operator()?.clone();
     let node = Node::register(&ctx).await?;
     let stored = operator.node(&node.node_id).await?;
-    let stored = stored.ok_or_else(|| Failure::mismatch("the registered node in the operator view", "no such node"))?;
-    ensure_eq("stored hostname", json!("conformance-host"), stored["hostname"].clone())?;
-    ensure_eq("stored os_info", json!("Conformance OS 1.0"), stored["os_info"].clone())?;
-    ensure_eq("stored ip_address", json!("127.0.0.1"), stored["ip_address"].clone())?;
+    let stored = stored.ok_or_else(|| {
+        Failure::mismatch("the registered node in the operator view", "no such node")
+    })?;
+    ensure_eq(
+        "stored hostname",
+        json!("conformance-host"),
+        stored["hostname"].clone(),
+    )?;
+    ensure_eq(
+        "stored os_info",
+        json!("Conformance OS 1.0"),
+        stored["os_info"].clone(),
+    )?;
+    ensure_eq(
+        "stored ip_address",
+        json!("127.0.0.1"),
+        stored["ip_address"].clone(),
+    )?;
     Ok(Outcome::Pass)
 }
 
@@ -96,18 +124,29 @@ async fn without_node_id_uses_connection_id(ctx: Ctx) -> CaseResult {
     let node_id = unique_node_id();
     let (mut ws, _) = welcomed(&ctx, Some(&node_id)).await?;
     let data = json!({ "hostname": "conformance-host", "ip_address": "127.0.0.1", "os_info": "x" });
-    ws.send_json(&wire::envelope("node_register", &wire::fresh_id(), data)).await?;
+    ws.send_json(&wire::envelope("node_register", &wire::fresh_id(), data))
+        .await?;
     let response = ws.expect_type("register_response").await?;
     let ok = response["data"]["success"] == true && response["data"]["node_id"] == node_id.as_str();
-    ensure(ok, format!("success=true for {node_id}"), compact(&response))?;
+    ensure(
+        ok,
+        format!("success=true for {node_id}"),
+        compact(&response),
+    )?;
     Ok(Outcome::Pass)
 }
 
 async fn node_id_cannot_change(ctx: Ctx) -> CaseResult {
     let mut node = Node::register(&ctx).await?;
     let other = unique_node_id();
-    node.ws.send_json(&wire::node_register(&wire::fresh_id(), &other)).await?;
+    node.ws
+        .send_json(&wire::node_register(&wire::fresh_id(), &other))
+        .await?;
     let response = node.ws.expect_type("register_response").await?;
-    ensure_eq("register_response.data.success", false, bool_at(&response, "/data/success")?)?;
+    ensure_eq(
+        "register_response.data.success",
+        false,
+        bool_at(&response, "/data/success")?,
+    )?;
     Ok(Outcome::Pass)
 }

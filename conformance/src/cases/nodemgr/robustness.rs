@@ -48,8 +48,13 @@ fn judge_answer(event: Event, close_is_documented: bool) -> CaseResult {
     match event {
         Event::Json(reply) if reply["type"] == "error" => Ok(Outcome::Pass),
         Event::Close(Some(_)) if close_is_documented => Ok(Outcome::Pass),
-        Event::Close(Some((code, reason))) => Ok(Outcome::Variant(format!("closed with {code} {reason:?} instead of an `error`"))),
-        other => Err(Failure::mismatch("an `error` or a close frame with a code", other.describe())),
+        Event::Close(Some((code, reason))) => Ok(Outcome::Variant(format!(
+            "closed with {code} {reason:?} instead of an `error`"
+        ))),
+        other => Err(Failure::mismatch(
+            "an `error` or a close frame with a code",
+            other.describe(),
+        )),
     }
 }
 
@@ -63,7 +68,9 @@ async fn binary_frame(ctx: Ctx) -> CaseResult {
 
 async fn invalid_utf8(ctx: Ctx) -> CaseResult {
     let mut node = Node::register(&ctx).await?;
-    node.ws.send_invalid_utf8_text(vec![b'{', 0xff, 0xfe, b'}']).await?;
+    node.ws
+        .send_invalid_utf8_text(vec![b'{', 0xff, 0xfe, b'}'])
+        .await?;
     let verdict = judge_answer(node.ws.next_event().await, true)?;
     server_still_serves(&ctx).await?;
     Ok(verdict)
@@ -90,12 +97,18 @@ async fn flood_leaves_others_unharmed(ctx: Ctx) -> CaseResult {
     let mut bystander = Node::register(&ctx).await?;
     let mut flooder = Node::register(&ctx).await?;
     let frames = (0..FLOOD_FRAMES)
-        .map(|_| wire::heartbeat(&wire::fresh_id(), &flooder.node_id, wire::metrics(0.0)).to_string())
+        .map(|_| {
+            wire::heartbeat(&wire::fresh_id(), &flooder.node_id, wire::metrics(0.0)).to_string()
+        })
         .collect();
     flooder.ws.send_burst(frames).await?;
     let outcome = drain_flood(&mut flooder, ctx.slow_wait).await?;
     let (_, ack) = bystander.heartbeat(0.0).await?;
-    ensure(ack["type"] == "heartbeat_ack", "the other node to be acked after the flood", compact(&ack))?;
+    ensure(
+        ack["type"] == "heartbeat_ack",
+        "the other node to be acked after the flood",
+        compact(&ack),
+    )?;
     Ok(outcome)
 }
 

@@ -76,7 +76,9 @@ fn decode_object(mut object: Map<String, Value>) -> Result<Inbound, DecodeError>
     let kind = take_string(&mut object, "type")?;
     let id = take_string(&mut object, "id")?;
     let timestamp = take_string(&mut object, "timestamp")?;
-    let data = object.remove("data").ok_or(DecodeError::MissingField("data"))?;
+    let data = object
+        .remove("data")
+        .ok_or(DecodeError::MissingField("data"))?;
     if !data.is_object() {
         return Err(DecodeError::WrongType {
             field: "data",
@@ -93,7 +95,10 @@ fn decode_object(mut object: Map<String, Value>) -> Result<Inbound, DecodeError>
     })
 }
 
-fn take_string(object: &mut Map<String, Value>, field: &'static str) -> Result<String, DecodeError> {
+fn take_string(
+    object: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<String, DecodeError> {
     match object.remove(field) {
         None | Some(Value::Null) => Err(DecodeError::MissingField(field)),
         Some(Value::String(s)) => Ok(s),

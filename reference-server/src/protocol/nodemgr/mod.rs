@@ -23,5 +23,9 @@ pub const DEFAULT_TOKEN: &str = "default-token";
 /// Largest text frame accepted, in bytes. Larger frames close the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// The node message types the core understands, listed in UNKNOWN_MESSAGE_TYPE details.
-pub const NODE_MESSAGE_TYPES: &[&str] =
-    &["node_register", "heartbeat", "command_started", "command_result"];
+pub const NODE_MESSAGE_TYPES: &[&str] = &[
+    "node_register",
+    "heartbeat",
+    "command_started",
+    "command_result",
+];

@@ -87,10 +87,18 @@ pub struct CommandOrder {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Send(Envelope),
-    Persist { ticket: Ticket, op: StoreOp },
+    Persist {
+        ticket: Ticket,
+        op: StoreOp,
+    },
     /// The connection now speaks for this node: route its commands here.
-    Registered { node_id: String },
-    Close { code: u16, reason: String },
+    Registered {
+        node_id: String,
+    },
+    Close {
+        code: u16,
+        reason: String,
+    },
     /// Drop the transport without a close frame (only ever from a fault).
     Abort,
 }
@@ -134,11 +142,26 @@ pub enum StoreOp {
 /// What to do once a write has committed (or not).
 #[derive(Debug, Clone)]
 enum AfterPersist {
-    RegisterResponse { request_id: String, node_id: String },
-    HeartbeatAck { request_id: String, node_id: String },
-    CommandStarted { request_id: String },
-    CommandReceived { request_id: String, node_id: String },
-    TimeoutNotice { execute_id: String, command_id: String, timeout_secs: u64 },
+    RegisterResponse {
+        request_id: String,
+        node_id: String,
+    },
+    HeartbeatAck {
+        request_id: String,
+        node_id: String,
+    },
+    CommandStarted {
+        request_id: String,
+    },
+    CommandReceived {
+        request_id: String,
+        node_id: String,
+    },
+    TimeoutNotice {
+        execute_id: String,
+        command_id: String,
+        timeout_secs: u64,
+    },
     Nothing,
 }
 
@@ -211,7 +234,9 @@ impl Session {
     }
 
     pub fn node_id(&self) -> &str {
-        self.registered.as_deref().unwrap_or(&self.connection_node_id)
+        self.registered
+            .as_deref()
+            .unwrap_or(&self.connection_node_id)
     }
 
     pub fn registered_node(&self) -> Option<&str> {
@@ -288,9 +313,13 @@ impl Session {
         if self.config.faults.has(Fault::NodemgrStallOnFlood) && self.messages_seen > 50 {
             return false;
         }
-        let elapsed = now.mono.saturating_duration_since(self.refilled_at).as_secs_f64();
+        let elapsed = now
+            .mono
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
         self.refilled_at = now.mono;
-        self.tokens = (self.tokens + elapsed * self.config.rate_per_sec).min(self.config.rate_burst);
+        self.tokens =
+            (self.tokens + elapsed * self.config.rate_per_sec).min(self.config.rate_burst);
         if self.tokens < 1.0 {
             let reason = format!("rate limit: over {} messages/s", self.config.rate_per_sec);
             self.close(1008, &reason);
@@ -343,7 +372,8 @@ impl Session {
             return self.send_register_response(now, request_id, false, "注册失败", &node_id);
         }
         if let Some(current) = self.registered.as_deref().filter(|c| *c != node_id) {
-            let message = format!("this connection is registered as {current}; node_id cannot change");
+            let message =
+                format!("this connection is registered as {current}; node_id cannot change");
             let current = current.to_owned();
             return self.send_register_response(now, request_id, false, &message, &current);
         }
@@ -352,7 +382,13 @@ impl Session {
             info,
             at: now.wall,
         };
-        self.persist(op, AfterPersist::RegisterResponse { request_id, node_id });
+        self.persist(
+            op,
+            AfterPersist::RegisterResponse {
+                request_id,
+                node_id,
+            },
+        );
     }
 
     fn on_heartbeat(
@@ -399,7 +435,12 @@ impl Session {
             }
             (Some(node), _) => return Some(node.to_owned()),
         };
-        self.send_error(now, Some(request_id.to_owned()), ErrorCode::NodeNotFound, &details);
+        self.send_error(
+            now,
+            Some(request_id.to_owned()),
+            ErrorCode::NodeNotFound,
+            &details,
+        );
         None
     }
 
@@ -462,21 +503,45 @@ impl Session {
 
     fn after_persist(&mut self, now: Now, after: AfterPersist, result: Result<(), StoreFailure>) {
         match (after, result) {
-            (AfterPersist::RegisterResponse { request_id, node_id }, Ok(())) => {
+            (
+                AfterPersist::RegisterResponse {
+                    request_id,
+                    node_id,
+                },
+                Ok(()),
+            ) => {
                 self.registered = Some(node_id.clone());
                 self.online = true;
                 self.last_seen = now.mono;
-                self.outputs.push_back(Output::Registered { node_id: node_id.clone() });
+                self.outputs.push_back(Output::Registered {
+                    node_id: node_id.clone(),
+                });
                 self.send_register_response(now, request_id, true, "节点注册成功", &node_id);
             }
-            (AfterPersist::HeartbeatAck { request_id, node_id }, Ok(())) => {
-                self.send_heartbeat_ack(now, request_id, &node_id)
-            }
-            (AfterPersist::CommandReceived { request_id, node_id }, outcome) => {
-                self.answer_result(now, request_id, &node_id, outcome)
-            }
-            (AfterPersist::TimeoutNotice { execute_id, command_id, timeout_secs }, Ok(())) => {
-                let details = format!("command {command_id} sent no command_result within {timeout_secs} s");
+            (
+                AfterPersist::HeartbeatAck {
+                    request_id,
+                    node_id,
+                },
+                Ok(()),
+            ) => self.send_heartbeat_ack(now, request_id, &node_id),
+            (
+                AfterPersist::CommandReceived {
+                    request_id,
+                    node_id,
+                },
+                outcome,
+            ) => self.answer_result(now, request_id, &node_id, outcome),
+            (
+                AfterPersist::TimeoutNotice {
+                    execute_id,
+                    command_id,
+                    timeout_secs,
+                },
+                Ok(()),
+            ) => {
+                let details =
+                    format!("command {command_id} sent no command_result within {timeout_secs} s");
                 self.send_error(now, Some(execute_id), ErrorCode::CommandTimeout, &details);
             }
             (AfterPersist::CommandStarted { .. } | AfterPersist::Nothing, Ok(())) => {}
@@ -501,7 +566,8 @@ impl Session {
                 self.send_received(now, "command_received", request_id, false, node_id)
             }
             Err(StoreFailure::CommandTimedOut) => {
-                let details = "the result arrived after the command had timed out; it was not stored";
+                let details =
+                    "the result arrived after the command had timed out; it was not stored";
                 self.send_error(now, Some(request_id), ErrorCode::CommandTimeout, details);
             }
             Err(StoreFailure::Database(details)) => {
@@ -519,7 +585,12 @@ impl Session {
             AfterPersist::TimeoutNotice { execute_id, .. } => Some(execute_id),
             AfterPersist::Nothing => None,
         };
-        self.send_error(now, request_id, ErrorCode::DatabaseError, &failure.to_string());
+        self.send_error(
+            now,
+            request_id,
+            ErrorCode::DatabaseError,
+            &failure.to_string(),
+        );
     }
 
     fn expire_commands(&mut self, now: Now) {
