@@ -14,7 +14,12 @@ use support::postgres::Postgres;
 use tokio_tungstenite::tungstenite::Message;
 
 fn metrics(x: f64) -> Metrics {
-    Metrics { cpu_usage: x, memory_usage: x + 1.0, disk_usage: x + 2.0, load_average: x / 10.0 }
+    Metrics {
+        cpu_usage: x,
+        memory_usage: x + 1.0,
+        disk_usage: x + 2.0,
+        load_average: x / 10.0,
+    }
 }
 
 fn unique(prefix: &str) -> String {
@@ -40,8 +45,18 @@ fn command(node_id: &str) -> CommandRecord {
 
 async fn register(store: &Store, node_id: &str) {
     let at = chrono::Utc::now();
-    let info = NodeInfo { hostname: Some("h".into()), ..NodeInfo::default() };
-    store.write(StoreOp::UpsertNode { node_id: node_id.into(), info, at }).await.expect("upsert");
+    let info = NodeInfo {
+        hostname: Some("h".into()),
+        ..NodeInfo::default()
+    };
+    store
+        .write(StoreOp::UpsertNode {
+            node_id: node_id.into(),
+            info,
+            at,
+        })
+        .await
+        .expect("upsert");
 }
 
 /// The whole write and read path, run once per backend.
@@ -49,53 +64,136 @@ async fn lifecycle_round_trips(store: Store) {
     let node_id = unique("node");
     register(&store, &node_id).await;
     for x in [1.0, 2.0] {
-        let op = StoreOp::RecordHeartbeat { node_id: node_id.clone(), status: "online".into(), metrics: metrics(x), at: chrono::Utc::now() };
+        let op = StoreOp::RecordHeartbeat {
+            node_id: node_id.clone(),
+            status: "online".into(),
+            metrics: metrics(x),
+            at: chrono::Utc::now(),
+        };
         store.write(op).await.expect("heartbeat");
     }
     let node = store.node(&node_id).await.expect("read").expect("node");
-    assert_eq!((node.hostname.as_deref(), node.metrics), (Some("h"), Some(metrics(2.0))));
-    assert_eq!(store.metric_history(&node_id, 10).await.expect("history").len(), 2);
+    assert_eq!(
+        (node.hostname.as_deref(), node.metrics),
+        (Some("h"), Some(metrics(2.0)))
+    );
+    assert_eq!(
+        store
+            .metric_history(&node_id, 10)
+            .await
+            .expect("history")
+            .len(),
+        2
+    );
 
     let finished = command(&node_id);
     store.insert_command(&finished).await.expect("insert");
     let at = chrono::Utc::now();
-    let started = StoreOp::CommandStarted { node_id: node_id.clone(), command_id: finished.command_id.clone(), at };
+    let started = StoreOp::CommandStarted {
+        node_id: node_id.clone(),
+        command_id: finished.command_id.clone(),
+        at,
+    };
     store.write(started).await.expect("started");
-    let result = CommandResult { command_id: finished.command_id.clone(), exit_code: 3, stdout: "o".into(), stderr: "e".into(), execution_time_ms: 7 };
-    store.write(StoreOp::CommandFinished { node_id: node_id.clone(), result: result.clone(), at }).await.expect("finished");
-    let stored = store.command(&finished.command_id).await.expect("read").expect("command");
-    assert_eq!((stored.state.as_str(), stored.exit_code, stored.stdout.as_deref()), ("finished", Some(3), Some("o")));
+    let result = CommandResult {
+        command_id: finished.command_id.clone(),
+        exit_code: 3,
+        stdout: "o".into(),
+        stderr: "e".into(),
+        execution_time_ms: 7,
+    };
+    store
+        .write(StoreOp::CommandFinished {
+            node_id: node_id.clone(),
+            result: result.clone(),
+            at,
+        })
+        .await
+        .expect("finished");
+    let stored = store
+        .command(&finished.command_id)
+        .await
+        .expect("read")
+        .expect("command");
+    assert_eq!(
+        (
+            stored.state.as_str(),
+            stored.exit_code,
+            stored.stdout.as_deref()
+        ),
+        ("finished", Some(3), Some("o"))
+    );
 
     let late = command(&node_id);
     store.insert_command(&late).await.expect("insert");
-    store.write(StoreOp::CommandTimedOut { command_id: late.command_id.clone(), at }).await.expect("timed out");
-    let late_result = CommandResult { command_id: late.command_id.clone(), ..result.clone() };
-    let refused = store.write(StoreOp::CommandFinished { node_id: node_id.clone(), result: late_result, at }).await;
+    store
+        .write(StoreOp::CommandTimedOut {
+            command_id: late.command_id.clone(),
+            at,
+        })
+        .await
+        .expect("timed out");
+    let late_result = CommandResult {
+        command_id: late.command_id.clone(),
+        ..result.clone()
+    };
+    let refused = store
+        .write(StoreOp::CommandFinished {
+            node_id: node_id.clone(),
+            result: late_result,
+            at,
+        })
+        .await;
     assert_eq!(refused, Err(StoreFailure::CommandTimedOut));
 
-    let unknown = CommandResult { command_id: "never-sent".into(), ..result };
-    let refused = store.write(StoreOp::CommandFinished { node_id: node_id.clone(), result: unknown, at }).await;
+    let unknown = CommandResult {
+        command_id: "never-sent".into(),
+        ..result
+    };
+    let refused = store
+        .write(StoreOp::CommandFinished {
+            node_id: node_id.clone(),
+            result: unknown,
+            at,
+        })
+        .await;
     assert_eq!(refused, Err(StoreFailure::UnknownCommand));
 
     let open = command(&node_id);
     store.insert_command(&open).await.expect("insert");
     store.node_disconnected(&node_id).await.expect("disconnect");
-    let lost = store.command(&open.command_id).await.expect("read").expect("command");
+    let lost = store
+        .command(&open.command_id)
+        .await
+        .expect("read")
+        .expect("command");
     assert_eq!(lost.state, "lost");
-    assert_eq!(store.node(&node_id).await.expect("read").expect("node").status, "offline");
+    assert_eq!(
+        store
+            .node(&node_id)
+            .await
+            .expect("read")
+            .expect("node")
+            .status,
+        "offline"
+    );
 }
 
 #[tokio::test]
 async fn sqlite_stores_and_reads_back_every_record() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&StoreConfig::sqlite_in(dir.path()).expect("config")).await.expect("open");
+    let store = Store::open(&StoreConfig::sqlite_in(dir.path()).expect("config"))
+        .await
+        .expect("open");
     lifecycle_round_trips(store).await;
 }
 
 #[tokio::test]
 async fn postgres_stores_and_reads_back_every_record() {
     let Some(pg) = Postgres::start() else { return };
-    let store = Store::open(&StoreConfig::from_url(pg.url.clone())).await.expect("open postgres");
+    let store = Store::open(&StoreConfig::from_url(pg.url.clone()))
+        .await
+        .expect("open postgres");
     lifecycle_round_trips(store).await;
 }
 
@@ -103,31 +201,52 @@ async fn postgres_stores_and_reads_back_every_record() {
 #[tokio::test]
 async fn concurrent_heartbeats_are_all_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&StoreConfig::sqlite_in(dir.path()).expect("config")).await.expect("open");
+    let store = Store::open(&StoreConfig::sqlite_in(dir.path()).expect("config"))
+        .await
+        .expect("open");
     let node_id = unique("node");
     register(&store, &node_id).await;
     let writes = (0..500).map(|i| {
         let store = store.clone();
-        let op = StoreOp::RecordHeartbeat { node_id: node_id.clone(), status: "online".into(), metrics: metrics(f64::from(i)), at: chrono::Utc::now() };
+        let op = StoreOp::RecordHeartbeat {
+            node_id: node_id.clone(),
+            status: "online".into(),
+            metrics: metrics(f64::from(i)),
+            at: chrono::Utc::now(),
+        };
         tokio::spawn(async move { store.write(op).await })
     });
     for write in futures_util::future::join_all(writes).await {
         write.expect("task").expect("committed");
     }
-    assert_eq!(store.metric_history(&node_id, 1000).await.expect("history").len(), 500);
+    assert_eq!(
+        store
+            .metric_history(&node_id, 1000)
+            .await
+            .expect("history")
+            .len(),
+        500
+    );
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next_json(ws: &mut Ws) -> Value {
-    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a reply in time");
-    let Some(Ok(Message::Text(text))) = frame else { panic!("not text: {frame:?}") };
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .expect("a reply in time");
+    let Some(Ok(Message::Text(text))) = frame else {
+        panic!("not text: {frame:?}")
+    };
     serde_json::from_str(&text).expect("json")
 }
 
 async fn send(ws: &mut Ws, kind: &str, id: &str, data: Value) {
     let frame = json!({"type": kind, "id": id, "timestamp": "2025-01-21T10:00:00Z", "data": data});
-    ws.send(Message::text(frame.to_string())).await.expect("send");
+    ws.send(Message::text(frame.to_string()))
+        .await
+        .expect("send");
 }
 
 fn heartbeat_data(node_id: &str) -> Value {
@@ -136,24 +255,44 @@ fn heartbeat_data(node_id: &str) -> Value {
 
 /// C9: drop the metrics table under a running server, then restore it.
 async fn database_error_then_recovery(config: StoreConfig) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let server = start_nodemgr(listener, SessionConfig::default(), &config).await.expect("server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = start_nodemgr(listener, SessionConfig::default(), &config)
+        .await
+        .expect("server");
     let node_id = unique("node");
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?token=default-token&node_id={node_id}", server.ws_url())).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "{}?token=default-token&node_id={node_id}",
+        server.ws_url()
+    ))
+    .await
+    .expect("connect");
     assert_eq!(next_json(&mut ws).await["type"], "welcome");
     send(&mut ws, "node_register", "r-1", json!({"node_id": node_id})).await;
     assert_eq!(next_json(&mut ws).await["data"]["success"], true);
 
     let saboteur = Store::open(&config).await.expect("second handle");
-    sqlx::query("DROP TABLE metrics").execute(saboteur.pool()).await.expect("drop");
+    sqlx::query("DROP TABLE metrics")
+        .execute(saboteur.pool())
+        .await
+        .expect("drop");
     send(&mut ws, "heartbeat", "h-1", heartbeat_data(&node_id)).await;
     let reply = next_json(&mut ws).await;
-    assert_eq!((reply["id"].as_str(), reply["data"]["error_code"].as_str()), (Some("h-1"), Some("DATABASE_ERROR")), "{reply}");
+    assert_eq!(
+        (reply["id"].as_str(), reply["data"]["error_code"].as_str()),
+        (Some("h-1"), Some("DATABASE_ERROR")),
+        "{reply}"
+    );
 
     saboteur.ensure_schema().await.expect("restore");
     send(&mut ws, "heartbeat", "h-2", heartbeat_data(&node_id)).await;
     let reply = next_json(&mut ws).await;
-    assert_eq!((reply["type"].as_str(), reply["id"].as_str()), (Some("heartbeat_ack"), Some("h-2")), "{reply}");
+    assert_eq!(
+        (reply["type"].as_str(), reply["id"].as_str()),
+        (Some("heartbeat_ack"), Some("h-2")),
+        "{reply}"
+    );
     server.stop().await;
 }
 

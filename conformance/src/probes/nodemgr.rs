@@ -87,6 +87,14 @@ pub async fn run_probe(config: &ProbeConfig) -> Result<Report, ProbeError> {
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
+    run_probe_on(listener, config).await
+}
+
+/// The probe on a listener the caller bound (tests start the client in-process).
+pub async fn run_probe_on(
+    listener: TcpListener,
+    config: &ProbeConfig,
+) -> Result<Report, ProbeError> {
     let addr = listener
         .local_addr()
         .map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
@@ -157,7 +165,10 @@ async fn accept(
         .map_err(|_| format!("no client connected within {} s", wait.as_secs()))?
         .map_err(|e| e.to_string())?;
     let mut uri = String::new();
-    #[allow(clippy::result_large_err, reason = "the callback type is tungstenite's")]
+    #[allow(
+        clippy::result_large_err,
+        reason = "the callback type is tungstenite's"
+    )]
     let callback = |request: &Request, response: Response| {
         uri = request.uri().to_string();
         Ok(response)
@@ -289,15 +300,23 @@ async fn run_command(
         .iter()
         .find(|m| m["type"] == "command_started")
         .cloned();
-    results.check(
-        CASES[9].id,
-        started_echoes(started.as_ref(), &execute_id, &command_id),
-    );
+    let output = output_captured(&result, &nonce);
+    let refused = matches!(output, Ok(Outcome::Informational(_)));
+    let start = match (started, refused) {
+        // C8: a client that refuses to run commands never starts them.
+        (None, true) => Ok(Outcome::Informational(
+            "no command_started: the client refused the command".to_owned(),
+        )),
+        (started, _) => {
+            started_echoes(started.as_ref(), &execute_id, &command_id).map(|()| Outcome::Pass)
+        }
+    };
+    results.set(CASES[9].id, start);
     results.check(
         CASES[10].id,
         result_fields(&result, &command_id, &execute_id),
     );
-    results.set(CASES[11].id, output_captured(&result, &nonce));
+    results.set(CASES[11].id, output);
     let ack = json!({ "received": true, "node_id": "" });
     ws.send_json(&wire::envelope(
         "command_received",
