@@ -147,6 +147,7 @@ fn every_case_is_failed_by_some_fault() {
         "nodemgr/heartbeat/foreign-node-id-is-node-not-found",
         "nodemgr/command/queued-until-started",
         "nodemgr/command/unknown-result-not-received",
+        "nodemgr/command/unknown-started-not-received",
         "nodemgr/errors/bad-timestamp-is-parse-error",
         "nodemgr/errors/unknown-type-lists-supported-types",
         "nodemgr/errors/error-echoes-request-id",

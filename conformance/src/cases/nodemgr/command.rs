@@ -41,6 +41,11 @@ pub fn cases() -> Vec<Case> {
             .sends("a command_result with a command_id the core never sent")
             .requires("command_received with received=false")
             .run(|c| Box::pin(unknown_result_not_received(c))),
+        Case::should("nodemgr/command/unknown-started-not-received")
+            .inferred("C8: bad input is never met with silence")
+            .sends("a command_started with a command_id the core never sent")
+            .requires("command_received with received=false, or an `error`")
+            .run(|c| Box::pin(unknown_started_not_received(c))),
         Case::must("nodemgr/command/result-before-register-is-node-not-found")
             .inferred("C3 registration comes first: NODE_NOT_FOUND")
             .sends("a command_result on a connection that never registered")
@@ -227,5 +232,24 @@ async fn result_before_register_is_node_not_found(ctx: Ctx) -> CaseResult {
     .await?;
     let reply = ws.expect_message("an `error` with NODE_NOT_FOUND").await?;
     expect_error_code(&reply, "NODE_NOT_FOUND")?;
+    Ok(Outcome::Pass)
+}
+
+async fn unknown_started_not_received(ctx: Ctx) -> CaseResult {
+    let mut node = Node::register(&ctx).await?;
+    node.ws
+        .send_json(&wire::command_started(&wire::fresh_id(), "cmd-never-sent"))
+        .await?;
+    let reply = node
+        .ws
+        .expect_message("a refusal of the unknown command")
+        .await?;
+    let refused = (reply["type"] == "command_received" && reply["data"]["received"] == false)
+        || reply["type"] == "error";
+    ensure(
+        refused,
+        "command_received with received=false (or an `error`)",
+        compact(&reply),
+    )?;
     Ok(Outcome::Pass)
 }

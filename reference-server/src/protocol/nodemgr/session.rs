@@ -152,6 +152,7 @@ enum AfterPersist {
     },
     CommandStarted {
         request_id: String,
+        node_id: String,
     },
     CommandReceived {
         request_id: String,
@@ -448,12 +449,19 @@ impl Session {
         let Some(node_id) = self.node_for(now, &request_id, None) else {
             return;
         };
+        let node_id_for_reply = node_id.clone();
         let op = StoreOp::CommandStarted {
             node_id,
             command_id,
             at: now.wall,
         };
-        self.persist(op, AfterPersist::CommandStarted { request_id });
+        self.persist(
+            op,
+            AfterPersist::CommandStarted {
+                request_id,
+                node_id: node_id_for_reply,
+            },
+        );
     }
 
     fn on_command_result(&mut self, now: Now, request_id: String, result: CommandResult) {
@@ -545,9 +553,16 @@ impl Session {
                 self.send_error(now, Some(execute_id), ErrorCode::CommandTimeout, &details);
             }
             (AfterPersist::CommandStarted { .. } | AfterPersist::Nothing, Ok(())) => {}
-            // A start for a command this core does not know has no reply in the document.
-            (AfterPersist::CommandStarted { .. }, Err(StoreFailure::UnknownCommand)) => {}
             (AfterPersist::TimeoutNotice { .. }, Err(StoreFailure::UnknownCommand)) => {}
+            // C8: a start for a command this core did not send to this node is refused the
+            // same way as an unknown result.
+            (
+                AfterPersist::CommandStarted {
+                    request_id,
+                    node_id,
+                },
+                Err(StoreFailure::UnknownCommand),
+            ) => self.send_received(now, "command_received", request_id, false, &node_id),
             (after, Err(failure)) => self.report_store_failure(now, after, failure),
         }
     }
@@ -580,7 +595,7 @@ impl Session {
         let request_id = match after {
             AfterPersist::RegisterResponse { request_id, .. }
             | AfterPersist::HeartbeatAck { request_id, .. }
-            | AfterPersist::CommandStarted { request_id }
+            | AfterPersist::CommandStarted { request_id, .. }
             | AfterPersist::CommandReceived { request_id, .. } => Some(request_id),
             AfterPersist::TimeoutNotice { execute_id, .. } => Some(execute_id),
             AfterPersist::Nothing => None,
