@@ -1,1 +1,234 @@
-fn main() {}
+//! `load`: simulates many nodes against a nodemgr server and measures honestly.
+
+mod echo;
+mod nodemgr;
+mod stats;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use reference_server::protocol::nodemgr::SessionConfig;
+use reference_server::server::{start_nodemgr, RunningNodemgr};
+use reference_server::store::StoreConfig;
+use std::time::{Duration, Instant};
+
+/// Upper bounds: every load loop here is bounded in count and time.
+const MAX_NODES: usize = 50_000;
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Load generator for the protocols (loopback targets only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// N nodes heartbeating on an interval; ack latency percentiles, errors by code.
+    Nodemgr(NodemgrArgs),
+    /// Closed-loop heartbeat round trips vs a bare tokio-tungstenite echo server, same run.
+    NodemgrVsEcho {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct NodemgrArgs {
+    /// ws://127.0.0.1:9999/api/v1/ws. Default: an in-process reference server (SQLite in a temp dir).
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long, default_value = "default-token")]
+    token: String,
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Connect and register every node, then stay idle and report the server's memory per
+    /// connection (needs --server-pid for an external target).
+    #[arg(long)]
+    idle: bool,
+    /// The server's process id, to read its memory from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// After the run, check through the operator API that this many nodes have every acked sample stored.
+    #[arg(long, default_value_t = 20)]
+    verify_stored: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    match Cli::parse().command {
+        Command::Nodemgr(args) => run_nodemgr(args).await,
+        Command::NodemgrVsEcho {
+            connections,
+            duration,
+        } => vs_echo(connections.min(MAX_NODES), duration.min(MAX_DURATION)).await,
+    }
+}
+
+async fn in_process_server() -> anyhow::Result<(RunningNodemgr, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    // Load runs one node per connection at 1/s; the rate limit stays at its default.
+    let server = start_nodemgr(
+        listener,
+        SessionConfig::default(),
+        &StoreConfig::sqlite_in(dir.path())?,
+    )
+    .await?;
+    Ok((server, dir))
+}
+
+fn ensure_loopback(url: &str) -> anyhow::Result<()> {
+    let host = url
+        .trim_start_matches("ws://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    anyhow::ensure!(
+        host == "localhost" || host.starts_with("127.") || host == "[::1]",
+        "load targets loopback only, not {host}"
+    );
+    Ok(())
+}
+
+async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
+    let local = if args.target.is_none() {
+        Some(in_process_server().await?)
+    } else {
+        None
+    };
+    let url = args
+        .target
+        .clone()
+        .or_else(|| local.as_ref().map(|(s, _)| s.ws_url()))
+        .context("no target")?;
+    ensure_loopback(&url)?;
+    let pid = args
+        .server_pid
+        .or_else(|| local.as_ref().map(|_| std::process::id()));
+    let scenario = nodemgr::Scenario {
+        ws_url: url.clone(),
+        token: args.token.clone(),
+        nodes: args.nodes.min(MAX_NODES),
+        interval: args.interval,
+        duration: if args.idle {
+            Duration::ZERO
+        } else {
+            args.duration.min(MAX_DURATION)
+        },
+        connect_concurrency: args.connect_concurrency,
+        run_id: uuid::Uuid::new_v4().to_string()[..8].to_owned(),
+    };
+    eprintln!(
+        "load: {} nodes against {url}, heartbeat every {:?} for {:?}",
+        scenario.nodes, scenario.interval, scenario.duration
+    );
+    let stats = stats::Stats::new();
+    let rss_before = pid.and_then(stats::rss_kib);
+    let started = Instant::now();
+    let (nodes, idle_sockets) = nodemgr::run(&scenario, stats.clone()).await;
+    if args.idle {
+        return report_idle(nodes.len(), pid, rss_before, idle_sockets.len());
+    }
+    report_run(&stats, nodes.len(), started.elapsed());
+    verify_stored(&url, &args.token, &nodes, args.verify_stored).await
+}
+
+fn report_idle(
+    connected: usize,
+    pid: Option<u32>,
+    before: Option<u64>,
+    held: usize,
+) -> anyhow::Result<()> {
+    let after = pid.and_then(stats::rss_kib);
+    println!("idle: {connected} nodes connected and registered, {held} sockets held open");
+    match (before, after) {
+        (Some(b), Some(a)) if connected > 0 => println!(
+            "server RSS {b} KiB -> {a} KiB: {:.1} KiB per idle connection{}",
+            (a.saturating_sub(b)) as f64 / connected as f64,
+            if pid == Some(std::process::id()) {
+                " (in-process: includes the clients' side)"
+            } else {
+                ""
+            }
+        ),
+        _ => println!("server memory not measured: pass --server-pid"),
+    }
+    Ok(())
+}
+
+fn report_run(stats: &stats::Stats, nodes: usize, took: Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let [p50, p99, p999, max] = stats.percentiles_ms();
+    let acked = stats.acked.load(Relaxed);
+    println!("nodes connected: {nodes}");
+    println!(
+        "heartbeats sent: {}, acked: {acked} ({:.0}/s over {:.1} s)",
+        stats.sent.load(Relaxed),
+        acked as f64 / took.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    println!("ack latency ms: p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}");
+    println!("errors by code: {:?}", stats.errors());
+}
+
+/// Every acked heartbeat of a sample of nodes must be in the stored history.
+async fn verify_stored(
+    ws_url: &str,
+    token: &str,
+    nodes: &[(String, u64)],
+    sample: usize,
+) -> anyhow::Result<()> {
+    let base = ws_url
+        .replacen("ws://", "http://", 1)
+        .replace("/api/v1/ws", "/api/v1");
+    let client = reqwest::Client::new();
+    let mut complete = 0;
+    let checked = nodes.iter().take(sample);
+    for (node_id, acked) in checked.clone() {
+        let url = format!("{base}/nodes/{node_id}/metrics?limit=10000");
+        let body: serde_json::Value = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let stored = body["metrics"].as_array().map_or(0, Vec::len) as u64;
+        complete += usize::from(stored >= *acked);
+    }
+    println!(
+        "stored check: {complete}/{} sampled nodes have every acked heartbeat stored",
+        checked.count()
+    );
+    Ok(())
+}
+
+async fn vs_echo(connections: usize, duration: Duration) -> anyhow::Result<()> {
+    let echo_url = echo::start_echo_server().await?;
+    let (server, _dir) = in_process_server().await?;
+    eprintln!("closed loop, {connections} connections, {duration:?} each: echo first, then the reference server");
+    let (echo_rate, echo_stats) = echo::measure(&echo_url, connections, duration, false).await;
+    let (ref_rate, ref_stats) = echo::measure(&server.ws_url(), connections, duration, true).await;
+    let [e50, e99, ..] = echo_stats.percentiles_ms();
+    let [r50, r99, ..] = ref_stats.percentiles_ms();
+    println!("bare echo:        {echo_rate:>9.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms)");
+    println!("reference server: {ref_rate:>9.0} heartbeats/s  (p50 {r50:.2} ms, p99 {r99:.2} ms), every one stored");
+    println!(
+        "ratio: {:.2}x of the bare echo rate",
+        ref_rate / echo_rate.max(1.0)
+    );
+    Ok(())
+}

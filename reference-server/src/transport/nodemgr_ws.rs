@@ -89,7 +89,11 @@ async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<Nodem
                 Some(Ok(Message::Binary(_))) => session.handle_input(Now::read(), Input::Binary),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break,
-                Some(Err(error)) => {
+                                Some(Err(error)) => {
+                    if app.faults().has(Fault::NodemgrAbortOnInvalidUtf8) {
+                        drop((sink, stream));
+                        return finish(&app, &session, connection).await;
+                    }
                     close_after_read_error(&mut sink, error).await;
                     break;
                 }

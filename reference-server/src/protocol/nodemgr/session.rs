@@ -196,10 +196,15 @@ impl Session {
     /// Opens a session: a welcome, or INVALID_TOKEN and a close (§4 错误处理).
     pub fn open(now: Now, params: ConnectParams, config: SessionConfig) -> Self {
         let faults = config.faults.clone();
+        let generated = if faults.has(Fault::NodemgrFixedGeneratedNodeId) {
+            "00000000-0000-4000-8000-000000000000".to_owned()
+        } else {
+            params.generated_node_id
+        };
         let connection_node_id = match params.node_id.filter(|id| !id.is_empty()) {
-            Some(_) if faults.has(Fault::NodemgrIgnoreUrlNodeId) => params.generated_node_id,
+            Some(_) if faults.has(Fault::NodemgrIgnoreUrlNodeId) => generated,
             Some(id) => id,
-            None => params.generated_node_id,
+            None => generated,
         };
         let mut session = Self {
             tokens: config.rate_burst,
@@ -227,7 +232,10 @@ impl Session {
             session.send_error(now, None, ErrorCode::InvalidToken, details);
             session.close(4001, "invalid token");
         } else if !faults.has(Fault::NodemgrNoWelcome) {
-            let data = messages::welcome_data(&session.connection_node_id);
+            let mut data = messages::welcome_data(&session.connection_node_id);
+            if faults.has(Fault::NodemgrWelcomeWithoutMessage) {
+                data.as_object_mut().map(|o| o.remove("message"));
+            }
             let id = session.fresh_id();
             session.send(now, "welcome", id, data);
         }
@@ -290,6 +298,11 @@ impl Session {
             }
             return;
         }
+        let text = if self.config.faults.has(Fault::NodemgrLenientTimestamps) {
+            with_valid_timestamp(text)
+        } else {
+            text
+        };
         match decode_node_frame(&text) {
             Ok(inbound) => self.on_message(now, inbound),
             Err(rejection) => self.on_rejection(now, rejection),
@@ -372,12 +385,22 @@ impl Session {
         if self.config.faults.has(Fault::NodemgrRegisterFailure) {
             return self.send_register_response(now, request_id, false, "注册失败", &node_id);
         }
-        if let Some(current) = self.registered.as_deref().filter(|c| *c != node_id) {
+        let may_change = self.config.faults.has(Fault::NodemgrAllowNodeIdChange);
+        if let Some(current) = self
+            .registered
+            .as_deref()
+            .filter(|c| *c != node_id && !may_change)
+        {
             let message =
                 format!("this connection is registered as {current}; node_id cannot change");
             let current = current.to_owned();
             return self.send_register_response(now, request_id, false, &message, &current);
         }
+        let info = if self.config.faults.has(Fault::NodemgrDropNodeInfo) {
+            NodeInfo::default()
+        } else {
+            info
+        };
         let op = StoreOp::UpsertNode {
             node_id: node_id.clone(),
             info,
@@ -431,7 +454,10 @@ impl Session {
         }
         let details = match (self.registered.as_deref(), claimed) {
             (None, _) => "this connection has not sent node_register".to_owned(),
-            (Some(node), Some(claimed)) if node != claimed => {
+            (Some(node), Some(claimed))
+                if node != claimed
+                    && !self.config.faults.has(Fault::NodemgrIgnoreForeignNodeId) =>
+            {
                 format!("this connection is registered as {node}, not {claimed}")
             }
             (Some(node), _) => return Some(node.to_owned()),
@@ -449,6 +475,9 @@ impl Session {
         let Some(node_id) = self.node_for(now, &request_id, None) else {
             return;
         };
+        if self.config.faults.has(Fault::NodemgrIgnoreCommandStarted) {
+            return;
+        }
         let node_id_for_reply = node_id.clone();
         let op = StoreOp::CommandStarted {
             node_id,
@@ -562,7 +591,10 @@ impl Session {
                     node_id,
                 },
                 Err(StoreFailure::UnknownCommand),
-            ) => self.send_received(now, "command_received", request_id, false, &node_id),
+            ) => {
+                let received = self.config.faults.has(Fault::NodemgrAcceptUnknownCommands);
+                self.send_received(now, "command_received", request_id, received, &node_id)
+            }
             (after, Err(failure)) => self.report_store_failure(now, after, failure),
         }
     }
@@ -578,7 +610,8 @@ impl Session {
             Ok(()) if self.config.faults.has(Fault::NodemgrNoCommandReceived) => {}
             Ok(()) => self.send_received(now, "command_received", request_id, true, node_id),
             Err(StoreFailure::UnknownCommand) => {
-                self.send_received(now, "command_received", request_id, false, node_id)
+                let received = self.config.faults.has(Fault::NodemgrAcceptUnknownCommands);
+                self.send_received(now, "command_received", request_id, received, node_id)
             }
             Err(StoreFailure::CommandTimedOut) => {
                 let details =
@@ -669,19 +702,39 @@ impl Session {
         } else {
             request_id
         };
-        let data = messages::register_response_data(success, message, node_id);
+        let faults = &self.config.faults;
+        let node_id = if faults.has(Fault::NodemgrRegisterWrongNodeId) {
+            format!("{node_id}-other")
+        } else {
+            node_id.to_owned()
+        };
+        let mut data = messages::register_response_data(success, message, &node_id);
+        if faults.has(Fault::NodemgrTerseMessages) {
+            data.as_object_mut().map(|o| o.remove("message"));
+        }
         self.send(now, "register_response", id, data);
     }
 
     fn send_heartbeat_ack(&mut self, now: Now, request_id: String, node_id: &str) {
         let faults = &self.config.faults;
         let received = !faults.has(Fault::NodemgrAckReceivedFalse);
-        let id = if faults.has(Fault::NodemgrAckFreshId) {
+        let fresh_id = faults.has(Fault::NodemgrAckFreshId);
+        let node_id = if faults.has(Fault::NodemgrAckWrongNodeId) {
+            "another-node"
+        } else {
+            node_id
+        };
+        let data = if faults.has(Fault::NodemgrNullAckData) {
+            serde_json::Value::Null
+        } else {
+            messages::received_data(received, node_id)
+        };
+        let id = if fresh_id {
             self.fresh_id()
         } else {
             request_id
         };
-        self.send_received(now, "heartbeat_ack", id, received, node_id);
+        self.send(now, "heartbeat_ack", id, data);
     }
 
     fn send_received(&mut self, now: Now, kind: &str, id: String, received: bool, node_id: &str) {
@@ -690,8 +743,14 @@ impl Session {
 
     /// Errors echo the offending request's id when it could be read, else carry a fresh one.
     fn send_error(&mut self, now: Now, id: Option<String>, code: ErrorCode, details: &str) {
+        let faults = &self.config.faults;
+        let id = id.filter(|_| !faults.has(Fault::NodemgrFreshErrorIds));
+        let mut data = messages::error_data(code, details);
+        if faults.has(Fault::NodemgrTerseMessages) {
+            data.as_object_mut().map(|o| o.remove("details"));
+        }
         let id = id.unwrap_or_else(|| self.fresh_id());
-        self.send(now, "error", id, messages::error_data(code, details));
+        self.send(now, "error", id, data);
         if self.config.faults.has(Fault::NodemgrCloseOnError) {
             self.close(1011, "closing after an error");
         }
@@ -719,5 +778,16 @@ impl Session {
             return self.next_counter_id.to_string();
         }
         uuid::Uuid::new_v4().to_string()
+    }
+}
+
+/// For the `lenient-timestamps` fault: any string timestamp is replaced by a valid one.
+fn with_valid_timestamp(text: String) -> String {
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(mut value) if value["timestamp"].is_string() => {
+            value["timestamp"] = serde_json::Value::from("2025-01-21T10:00:00Z");
+            value.to_string()
+        }
+        _ => text,
     }
 }

@@ -1,0 +1,110 @@
+//! The baseline: closed-loop round trips against a bare tokio-tungstenite echo server, and the
+//! same loop of heartbeats against the reference server, in one run.
+
+use crate::nodemgr::{connect_node, heartbeat, Scenario};
+use crate::stats::Stats;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket server that sends every text frame back.
+pub async fn start_echo_server() -> std::io::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}/", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() && ws.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(url)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends a heartbeat and waits for the answer, again and again until `until`.
+async fn closed_loop(
+    mut ws: Ws,
+    node_id: String,
+    until: Instant,
+    round_trips: Arc<AtomicU64>,
+    stats: Arc<Stats>,
+) {
+    while Instant::now() < until {
+        let sent = Instant::now();
+        if ws
+            .send(heartbeat(&uuid::Uuid::new_v4().to_string(), &node_id))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        match ws.next().await {
+            Some(Ok(Message::Text(_))) => {
+                stats.record_ack(sent.elapsed());
+                round_trips.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Round trips per second over `connections` closed loops; `register` for the reference server.
+pub async fn measure(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    register: bool,
+) -> (f64, Arc<Stats>) {
+    let stats = Stats::new();
+    let scenario = Scenario {
+        ws_url: url.trim_end_matches('/').to_owned(),
+        token: "default-token".to_owned(),
+        nodes: connections,
+        interval: Duration::ZERO,
+        duration: Duration::ZERO,
+        connect_concurrency: 64,
+        run_id: uuid::Uuid::new_v4().to_string()[..8].to_owned(),
+    };
+    let mut sockets = Vec::new();
+    for i in 0..connections {
+        let node_id = format!("rtt-{}-{i}", scenario.run_id);
+        let ws = if register {
+            connect_node(&scenario, &node_id, &stats).await
+        } else {
+            tokio_tungstenite::connect_async(url)
+                .await
+                .ok()
+                .map(|(ws, _)| ws)
+        };
+        sockets.extend(ws.map(|ws| (node_id, ws)));
+    }
+    let round_trips = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let until = started + duration;
+    let mut loops = tokio::task::JoinSet::new();
+    for (node_id, ws) in sockets {
+        loops.spawn(closed_loop(
+            ws,
+            node_id,
+            until,
+            round_trips.clone(),
+            stats.clone(),
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+    let rate = round_trips.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    (rate, stats)
+}

@@ -1,0 +1,191 @@
+//! Simulated nodes: connect, register, heartbeat on an interval, measure ack latency.
+
+use crate::stats::Stats;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub ws_url: String,
+    pub token: String,
+    pub nodes: usize,
+    pub interval: Duration,
+    /// Heartbeat for this long once every node is connected. Zero: connect and stay idle.
+    pub duration: Duration,
+    pub connect_concurrency: usize,
+    pub run_id: String,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub fn frame(kind: &str, id: &str, data: Value) -> Message {
+    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Message::text(
+        json!({ "type": kind, "id": id, "timestamp": timestamp, "data": data }).to_string(),
+    )
+}
+
+pub fn heartbeat(id: &str, node_id: &str) -> Message {
+    let metrics = json!({ "cpu_usage": 12.5, "memory_usage": 40.25, "disk_usage": 55.0, "load_average": 0.75 });
+    frame(
+        "heartbeat",
+        id,
+        json!({ "node_id": node_id, "status": "online", "metrics": metrics }),
+    )
+}
+
+/// Connects, reads the welcome and registers. Errors are counted, not raised.
+pub async fn connect_node(scenario: &Scenario, node_id: &str, stats: &Stats) -> Option<Ws> {
+    let url = format!(
+        "{}?token={}&node_id={node_id}",
+        scenario.ws_url, scenario.token
+    );
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
+        stats.record_error("connect");
+        return None;
+    };
+    let _welcome = ws.next().await?;
+    ws.send(frame(
+        "node_register",
+        node_id,
+        json!({ "node_id": node_id, "hostname": "load" }),
+    ))
+    .await
+    .ok()?;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.contains("\"success\":true") => Some(ws),
+        other => {
+            stats.record_error(
+                &format!("register: {other:?}")
+                    .chars()
+                    .take(60)
+                    .collect::<String>(),
+            );
+            None
+        }
+    }
+}
+
+/// One node: heartbeats until `until`, acks matched in order (the core answers in order).
+async fn run_node(
+    mut ws: Ws,
+    node_id: String,
+    interval: Duration,
+    until: Instant,
+    stats: Arc<Stats>,
+) -> (String, u64) {
+    let phase = Duration::from_micros(u64::from(uuid::Uuid::new_v4().as_fields().1) * 15);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + phase.min(interval), interval);
+    let mut in_flight: VecDeque<Instant> = VecDeque::new();
+    let deadline = tokio::time::Instant::from_std(until);
+    let mut acked = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let id = uuid::Uuid::new_v4().to_string();
+                if ws.send(heartbeat(&id, &node_id)).await.is_err() { stats.record_error("send"); return (node_id, acked); }
+                in_flight.push_back(Instant::now());
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => acked += u64::from(on_reply(&text, &mut in_flight, &stats)),
+                Some(Ok(_)) => {}
+                _ => { stats.record_error("closed"); return (node_id, acked); }
+            },
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    acked += drain(&mut ws, &mut in_flight, &stats).await;
+    (node_id, acked)
+}
+
+/// Matches a reply to the oldest heartbeat in flight; true for an ack.
+fn on_reply(text: &str, in_flight: &mut VecDeque<Instant>, stats: &Stats) -> bool {
+    let Some(sent) = in_flight.pop_front() else {
+        return false;
+    };
+    if text.contains("\"heartbeat_ack\"") {
+        stats.record_ack(sent.elapsed());
+        return true;
+    }
+    let value: Value = serde_json::from_str(text).unwrap_or_default();
+    stats.record_error(
+        value["data"]["error_code"]
+            .as_str()
+            .unwrap_or("unexpected reply"),
+    );
+    false
+}
+
+/// Waits (up to 5 s) for the acks still in flight, so that they are counted.
+async fn drain(ws: &mut Ws, in_flight: &mut VecDeque<Instant>, stats: &Stats) -> u64 {
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut acked = 0;
+    while !in_flight.is_empty() {
+        match tokio::time::timeout_at(until, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                acked += u64::from(on_reply(&text, in_flight, stats))
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => {
+                for _ in in_flight.drain(..) {
+                    stats.record_error("unanswered");
+                }
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+    acked
+}
+
+/// Connects every node (bounded concurrency), then heartbeats for the duration.
+/// Returns each node's id and acked count, and the open sockets when idle (duration zero).
+pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> (Vec<(String, u64)>, Vec<Ws>) {
+    let gate = Arc::new(Semaphore::new(scenario.connect_concurrency.max(1)));
+    let mut connecting = tokio::task::JoinSet::new();
+    for i in 0..scenario.nodes {
+        let (gate, stats, scenario) = (gate.clone(), stats.clone(), scenario.clone());
+        connecting.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let node_id = format!("load-{}-{i}", scenario.run_id);
+            let ws = connect_node(&scenario, &node_id, &stats).await?;
+            stats.connected.fetch_add(1, Ordering::Relaxed);
+            Some((node_id, ws))
+        });
+    }
+    let mut nodes = Vec::new();
+    while let Some(joined) = connecting.join_next().await {
+        if let Ok(Some(node)) = joined {
+            nodes.push(node);
+        }
+    }
+    if scenario.duration.is_zero() {
+        let (ids, sockets): (Vec<String>, Vec<Ws>) = nodes.into_iter().unzip();
+        return (ids.into_iter().map(|id| (id, 0)).collect(), sockets);
+    }
+    let until = Instant::now() + scenario.duration;
+    tokio::spawn(stats.clone().show_progress("nodemgr", until));
+    let mut running = tokio::task::JoinSet::new();
+    for (node_id, ws) in nodes {
+        running.spawn(run_node(
+            ws,
+            node_id,
+            scenario.interval,
+            until,
+            stats.clone(),
+        ));
+    }
+    let mut acked = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        acked.extend(joined.ok());
+    }
+    (acked, Vec::new())
+}

@@ -1,0 +1,97 @@
+//! Latency histogram, error counts and the progress line, shared by all simulated nodes.
+
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Stats {
+    latency_us: Mutex<Histogram<u64>>,
+    pub sent: AtomicU64,
+    pub acked: AtomicU64,
+    pub connected: AtomicU64,
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    pub fn new() -> Arc<Self> {
+        // 1 µs to 60 s at 3 significant figures.
+        let histogram = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| {
+            Histogram::new(3).unwrap_or_else(|_| unreachable!("3 sigfigs is valid"))
+        });
+        Arc::new(Self {
+            latency_us: Mutex::new(histogram),
+            sent: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn record_ack(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut histogram = self
+            .latency_us
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _ = histogram.record(micros.min(60_000_000));
+        self.acked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_error(&self, code: &str) {
+        let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+        *errors.entry(code.to_owned()).or_default() += 1;
+    }
+
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        self.errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// p50, p99, p99.9 and max, in milliseconds.
+    pub fn percentiles_ms(&self) -> [f64; 4] {
+        let h = self
+            .latency_us
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ms = |us: u64| us as f64 / 1000.0;
+        [
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.value_at_quantile(0.999)),
+            ms(h.max()),
+        ]
+    }
+
+    /// Prints a progress line every second until `until`.
+    pub async fn show_progress(self: Arc<Self>, label: &'static str, until: Instant) {
+        let started = Instant::now();
+        let mut last = 0;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let acked = self.acked.load(Ordering::Relaxed);
+            let [p50, p99, ..] = self.percentiles_ms();
+            eprintln!(
+                "[{:>4}s] {label}: {} connected, {} acks/s, p50 {p50:.2} ms, p99 {p99:.2} ms, errors {:?}",
+                started.elapsed().as_secs(),
+                self.connected.load(Ordering::Relaxed),
+                acked - last,
+                self.errors()
+            );
+            last = acked;
+        }
+    }
+}
+
+/// Resident memory of a process, in KiB, from /proc/<pid>/status.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
