@@ -1,6 +1,6 @@
 //! A throwaway PostgreSQL server on a free loopback port, or the one in NODEMGR_TEST_POSTGRES_URL.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub struct Postgres {
@@ -31,7 +31,7 @@ fn is_root() -> bool {
 }
 
 /// PostgreSQL refuses to run as root: run its tools as the `postgres` user then.
-fn pg_command(bin: &PathBuf, tool: &str) -> Command {
+fn pg_command(bin: &Path, tool: &str) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
