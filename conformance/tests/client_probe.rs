@@ -43,12 +43,7 @@ async fn the_reference_agent_passes_every_client_case() {
         .await
         .expect("probe");
     agent.abort();
-    let not_passing: Vec<_> = report
-        .cases
-        .iter()
-        .filter(|c| c.verdict != Verdict::Pass)
-        .map(|c| (&c.id, &c.verdict))
-        .collect();
+    let not_passing = report.not_passing();
     assert!(not_passing.is_empty(), "{not_passing:#?}");
 }
 

@@ -3,7 +3,7 @@
 //! the right implementation.
 
 use conformance::runner::{run, RunOptions};
-use conformance::{Report, Target, Verdict};
+use conformance::{Report, Target};
 use reference_server::faults::{Fault, Faults};
 use std::time::Duration;
 
@@ -111,12 +111,7 @@ async fn run_against(faults: Faults) -> Report {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clean_reference_server_passes_every_case_strictly() {
     let report = run_against(Faults::none()).await;
-    let not_passing: Vec<_> = report
-        .cases
-        .iter()
-        .filter(|c| c.verdict != Verdict::Pass)
-        .map(|c| (&c.id, &c.verdict))
-        .collect();
+    let not_passing = report.not_passing();
     assert!(not_passing.is_empty(), "{not_passing:#?}");
 }
 

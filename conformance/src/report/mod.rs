@@ -168,6 +168,15 @@ impl Report {
             .collect()
     }
 
+    /// The cases whose verdict is anything but a plain pass.
+    pub fn not_passing(&self) -> Vec<(&str, &Verdict)> {
+        self.cases
+            .iter()
+            .filter(|c| c.verdict != Verdict::Pass)
+            .map(|c| (c.id.as_str(), &c.verdict))
+            .collect()
+    }
+
     pub fn verdict_of(&self, id: &str) -> Option<&Verdict> {
         self.cases.iter().find(|c| c.id == id).map(|c| &c.verdict)
     }

@@ -56,6 +56,15 @@ pub struct CommandRecord {
 
 type Outcome = Result<Result<(), StoreFailure>, sqlx::Error>;
 
+/// A conditional command update that touched no row names a command that is not open.
+fn known_command(done: &sqlx::any::AnyQueryResult) -> Result<(), StoreFailure> {
+    if affected(done) {
+        Ok(())
+    } else {
+        Err(StoreFailure::UnknownCommand)
+    }
+}
+
 /// Applies one protocol write inside the writer's transaction.
 pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcome {
     match op {
@@ -96,11 +105,7 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcom
             .bind(node_id)
             .execute(&mut **tx)
             .await?;
-            Ok(if affected(&done) {
-                Ok(())
-            } else {
-                Err(StoreFailure::UnknownCommand)
-            })
+            Ok(known_command(&done))
         }
         StoreOp::CommandFinished {
             node_id,
@@ -139,11 +144,7 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcom
             .bind(command_id)
             .execute(&mut **tx)
             .await?;
-            Ok(if affected(&done) {
-                Ok(())
-            } else {
-                Err(StoreFailure::UnknownCommand)
-            })
+            Ok(known_command(&done))
         }
         StoreOp::NodeOffline { node_id, .. } => {
             sqlx::query("UPDATE nodes SET status = 'offline' WHERE node_id = $1")
