@@ -17,6 +17,8 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// Frame limit with the `hang-on-oversized` fault: big enough to let oversized frames in.
 const FAULTY_FRAME_LIMIT: usize = 16 * 1024 * 1024;
+/// Initial read buffer of a connection.
+const IDLE_READ_BUFFER: usize = 4 * 1024;
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
@@ -33,7 +35,10 @@ pub async fn upgrade(
         node_id: query.get("node_id").cloned(),
         generated_node_id: generate_node_id(&app),
     };
-    ws.max_message_size(limit)
+    // tungstenite preallocates its read buffer per connection (128 KiB by default); a small one
+    // keeps idle nodes cheap and still grows for a large frame.
+    ws.read_buffer_size(IDLE_READ_BUFFER)
+        .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| run_connection(socket, params, app))
 }
