@@ -77,7 +77,11 @@ fn commit_all(
 }
 
 fn registered(now: Now) -> Session {
-    let mut session = open(now, &[]);
+    registered_with(now, &[])
+}
+
+fn registered_with(now: Now, faults: &[Fault]) -> Session {
+    let mut session = open(now, faults);
     drain(&mut session);
     session.handle_input(
         now,
@@ -283,11 +287,7 @@ fn a_result_for_an_unknown_command_is_received_false() {
 #[test]
 fn the_ack_fresh_id_fault_changes_the_ack_id() {
     let now = Now::read();
-    let mut session = open(now, &[Fault::NodemgrAckFreshId]);
-    drain(&mut session);
-    session.handle_input(now, frame("node_register", "r-1", json!({})));
-    let writes = drain(&mut session);
-    commit_all(&mut session, now, &writes, Ok(()));
+    let mut session = registered_with(now, &[Fault::NodemgrAckFreshId]);
     session.handle_input(now, heartbeat("h-1"));
     let writes = drain(&mut session);
     let ack = &sent(&commit_all(&mut session, now, &writes, Ok(())))[0];
