@@ -6,6 +6,7 @@ use reference_server::protocol::nodemgr::{
     decode_node_frame, ConnectParams, Input, Output, Session, SessionConfig,
 };
 use reference_server::protocol::Now;
+use reference_server::transport::read_clock;
 use std::hint::black_box;
 
 const HEARTBEAT: &str = r#"{"type":"heartbeat","id":"223e4567-e89b-12d3-a456-426614174001","timestamp":"2025-01-21T10:00:30Z","data":{"node_id":"node-001","status":"online","metrics":{"cpu_usage":45.2,"memory_usage":68.5,"disk_usage":34.1,"load_average":1.23}}}"#;
@@ -56,7 +57,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("nodemgr/decode_heartbeat", |b| {
         b.iter(|| decode_node_frame(black_box(HEARTBEAT)))
     });
-    let now = Now::read();
+    let now = read_clock();
     let mut session = registered_session(now);
     c.bench_function("nodemgr/session_heartbeat_to_ack", |b| {
         b.iter(|| {

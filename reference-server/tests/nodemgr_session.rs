@@ -5,6 +5,7 @@ use reference_server::protocol::nodemgr::{
     CommandOrder, ConnectParams, Input, Output, Session, SessionConfig, StoreFailure, StoreOp,
 };
 use reference_server::protocol::Now;
+use reference_server::transport::read_clock;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ fn registered_with(now: Now, faults: &[Fault]) -> Session {
 
 #[test]
 fn the_first_output_is_a_welcome_with_the_url_node_id() {
-    let mut session = open(Now::read(), &[]);
+    let mut session = open(read_clock(), &[]);
     let messages = sent(&drain(&mut session));
     assert_eq!(messages[0]["type"], "welcome");
     assert_eq!(messages[0]["data"]["node_id"], "node-001");
@@ -103,7 +104,7 @@ fn the_first_output_is_a_welcome_with_the_url_node_id() {
 #[test]
 fn a_missing_node_id_gets_the_generated_one() {
     let mut session = Session::open(
-        Now::read(),
+        read_clock(),
         params(Some("default-token"), None),
         SessionConfig::default(),
     );
@@ -116,7 +117,7 @@ fn a_missing_node_id_gets_the_generated_one() {
 #[test]
 fn a_wrong_token_gets_invalid_token_and_a_close_and_no_welcome() {
     let mut session = Session::open(
-        Now::read(),
+        read_clock(),
         params(Some("nope"), None),
         SessionConfig::default(),
     );
@@ -131,7 +132,7 @@ fn a_wrong_token_gets_invalid_token_and_a_close_and_no_welcome() {
 
 #[test]
 fn register_is_answered_only_after_the_write_commits() {
-    let now = Now::read();
+    let now = read_clock();
     let mut session = open(now, &[]);
     drain(&mut session);
     session.handle_input(
@@ -162,7 +163,7 @@ fn register_is_answered_only_after_the_write_commits() {
 
 #[test]
 fn a_heartbeat_before_register_is_node_not_found_with_the_request_id() {
-    let now = Now::read();
+    let now = read_clock();
     let mut session = open(now, &[]);
     drain(&mut session);
     session.handle_input(now, heartbeat("h-1"));
@@ -175,7 +176,7 @@ fn a_heartbeat_before_register_is_node_not_found_with_the_request_id() {
 
 #[test]
 fn a_failed_heartbeat_write_is_a_database_error_in_place_of_the_ack() {
-    let now = Now::read();
+    let now = read_clock();
     let mut session = registered(now);
     session.handle_input(now, heartbeat("h-1"));
     let writes = drain(&mut session);
@@ -196,7 +197,7 @@ fn a_failed_heartbeat_write_is_a_database_error_in_place_of_the_ack() {
 
 #[test]
 fn a_command_without_result_times_out_after_its_timeout_plus_grace() {
-    let now = Now::read();
+    let now = read_clock();
     let mut session = registered(now);
     let order = CommandOrder {
         command_id: "cmd-1".into(),
@@ -233,7 +234,7 @@ fn a_command_without_result_times_out_after_its_timeout_plus_grace() {
 
 #[test]
 fn a_silent_node_goes_offline_after_the_configured_time() {
-    let now = Now::read();
+    let now = read_clock();
     let mut session = registered(now);
     let offline_after = SessionConfig::default().offline_after;
     session.handle_timeout(now.after(offline_after - Duration::from_secs(1)));
@@ -250,7 +251,7 @@ fn a_silent_node_goes_offline_after_the_configured_time() {
 
 #[test]
 fn a_flood_past_the_burst_is_closed_with_1008() {
-    let now = Now::read();
+    let now = read_clock();
     let mut session = registered(now);
     let burst = SessionConfig::default().rate_burst as usize;
     for i in 0..=burst {
@@ -267,7 +268,7 @@ fn a_flood_past_the_burst_is_closed_with_1008() {
 
 #[test]
 fn a_result_for_an_unknown_command_is_received_false() {
-    let now = Now::read();
+    let now = read_clock();
     let mut session = registered(now);
     let result = json!({"command_id": "nope", "exit_code": 0, "stdout": "", "stderr": "", "execution_time_ms": 1});
     session.handle_input(now, frame("command_result", "c-1", result));
@@ -286,7 +287,7 @@ fn a_result_for_an_unknown_command_is_received_false() {
 
 #[test]
 fn the_ack_fresh_id_fault_changes_the_ack_id() {
-    let now = Now::read();
+    let now = read_clock();
     let mut session = registered_with(now, &[Fault::NodemgrAckFreshId]);
     session.handle_input(now, heartbeat("h-1"));
     let writes = drain(&mut session);

@@ -16,14 +16,6 @@ pub struct Now {
 }
 
 impl Now {
-    /// Reads both clocks. Only drivers and tests call this; protocol code receives a `Now`.
-    pub fn read() -> Self {
-        Self {
-            mono: Instant::now(),
-            wall: Utc::now(),
-        }
-    }
-
     /// The same instant moved forward, for tests that step time.
     pub fn after(self, by: std::time::Duration) -> Self {
         Self {

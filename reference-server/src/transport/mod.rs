@@ -11,6 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
+/// Reads both clocks for a protocol core: the one place outside tests where time is read (`src/protocol/` never reads it).
+pub fn read_clock() -> crate::protocol::Now {
+    crate::protocol::Now {
+        mono: std::time::Instant::now(),
+        wall: chrono::Utc::now(),
+    }
+}
+
 /// Commands an open connection accepts before the operator API answers 503.
 pub const DISPATCH_QUEUE_DEPTH: usize = 64;
 

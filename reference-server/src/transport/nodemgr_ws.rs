@@ -1,9 +1,9 @@
 //! The nodemgr WebSocket driver: reads frames, feeds the session, performs its outputs.
 
+use super::read_clock;
 use super::{NodemgrApp, DISPATCH_QUEUE_DEPTH};
 use crate::faults::Fault;
 use crate::protocol::nodemgr::{ConnectParams, Input, Output, Session, MAX_FRAME_BYTES};
-use crate::protocol::Now;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -60,7 +60,7 @@ enum Stop {
 async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<NodemgrApp>) {
     let connection = app.connection_number();
     let (dispatch_tx, mut dispatch_rx) = mpsc::channel(DISPATCH_QUEUE_DEPTH);
-    let mut session = Session::open(Now::read(), params, app.session.clone());
+    let mut session = Session::open(read_clock(), params, app.session.clone());
     let (mut sink, mut stream) = socket.split();
     let mut writes = FuturesOrdered::new();
     loop {
@@ -90,8 +90,8 @@ async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<Nodem
         };
         tokio::select! {
             frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => session.handle_input(Now::read(), Input::Text(text.to_string())),
-                Some(Ok(Message::Binary(_))) => session.handle_input(Now::read(), Input::Binary),
+                Some(Ok(Message::Text(text))) => session.handle_input(read_clock(), Input::Text(text.to_string())),
+                Some(Ok(Message::Binary(_))) => session.handle_input(read_clock(), Input::Binary),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break,
                                 Some(Err(error)) => {
@@ -104,10 +104,10 @@ async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<Nodem
                 }
             },
             Some((ticket, result)) = writes.next(), if !writes.is_empty() => {
-                session.handle_input(Now::read(), Input::Persisted { ticket, result });
+                session.handle_input(read_clock(), Input::Persisted { ticket, result });
             }
-            Some(order) = dispatch_rx.recv() => session.handle_input(Now::read(), Input::Dispatch(order)),
-            () = sleep => session.handle_timeout(Now::read()),
+            Some(order) = dispatch_rx.recv() => session.handle_input(read_clock(), Input::Dispatch(order)),
+            () = sleep => session.handle_timeout(read_clock()),
         }
     }
     let _ = sink.close().await;
