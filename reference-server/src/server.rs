@@ -88,19 +88,23 @@ impl Drop for RunningNodemgr {
     }
 }
 
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the listener has no local address: {0}")]
+    Listener(std::io::Error),
+}
+
 /// Opens the store and serves nodemgr on `listener` in a background task.
 pub async fn start_nodemgr(
     listener: TcpListener,
     session: SessionConfig,
     store: &StoreConfig,
-) -> Result<RunningNodemgr, StoreError> {
+) -> Result<RunningNodemgr, ServerError> {
+    let addr = listener.local_addr().map_err(ServerError::Listener)?;
     let store = Store::open(store).await?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StoreError::DataDir {
-            path: "listener".to_owned(),
-            source,
-        })?;
     let app = NodemgrApp::new(session, store);
     let (tx, rx) = oneshot::channel();
     let router = nodemgr_router(app.clone());

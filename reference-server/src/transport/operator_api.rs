@@ -5,6 +5,7 @@ use super::NodemgrApp;
 use crate::protocol::nodemgr::envelope::rfc3339;
 use crate::protocol::nodemgr::{CommandOrder, ErrorCode};
 use crate::store::{CommandRecord, StoreError};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -13,6 +14,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Longest command timeout an operator may ask for, in seconds.
 pub const MAX_COMMAND_TIMEOUT_SECS: u64 = 3600;
@@ -136,15 +138,22 @@ pub struct NewCommand {
 pub async fn send_command(
     State(app): State<Arc<NodemgrApp>>,
     Path(node_id): Path<String>,
-    Json(body): Json<NewCommand>,
+    body: Result<Json<NewCommand>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let timeout_secs = body.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT_SECS);
     validate_command(&body.command_text, timeout_secs)?;
     let Some(dispatch) = app.registry.dispatcher(&node_id) else {
-        return Err(match app.store.node(&node_id).await? {
-            Some(_) => ApiError::NodeNotConnected(node_id),
-            None => ApiError::NodeNotFound(node_id),
-        });
+        return Err(not_connected(&app, node_id).await);
+    };
+    // Take the queue slot before storing, so that a refusal never leaves a stored command
+    // that no connection will run.
+    let slot = match dispatch.try_reserve() {
+        Ok(slot) => slot,
+        Err(mpsc::error::TrySendError::Full(())) => return Err(ApiError::NodeBusy(node_id)),
+        Err(mpsc::error::TrySendError::Closed(())) => {
+            return Err(not_connected(&app, node_id).await)
+        }
     };
     let record = CommandRecord {
         command_id: format!("cmd-{}", uuid::Uuid::new_v4()),
@@ -166,10 +175,16 @@ pub async fn send_command(
         command_text: record.command_text.clone(),
         timeout_secs,
     };
-    dispatch
-        .try_send(order)
-        .map_err(|_| ApiError::NodeBusy(node_id))?;
+    slot.send(order);
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
+}
+
+async fn not_connected(app: &NodemgrApp, node_id: String) -> ApiError {
+    match app.store.node(&node_id).await {
+        Ok(Some(_)) => ApiError::NodeNotConnected(node_id),
+        Ok(None) => ApiError::NodeNotFound(node_id),
+        Err(error) => ApiError::Store(error),
+    }
 }
 
 fn validate_command(text: &str, timeout_secs: u64) -> Result<(), ApiError> {
