@@ -35,26 +35,27 @@ fn agent(url: String, allow_commands: bool) -> AgentConfig {
     }
 }
 
-#[tokio::test]
-async fn the_reference_agent_passes_every_client_case() {
+/// Probes the reference agent running in this process.
+async fn probe_reference_agent(allow_commands: bool) -> conformance::Report {
     let (listener, url) = listener().await;
-    let agent = tokio::spawn(node_agent::run(agent(url, true)));
+    let agent = tokio::spawn(node_agent::run(agent(url, allow_commands)));
     let report = run_probe_on(listener, &probe_config(Duration::from_secs(10)))
         .await
         .expect("probe");
     agent.abort();
+    report
+}
+
+#[tokio::test]
+async fn the_reference_agent_passes_every_client_case() {
+    let report = probe_reference_agent(true).await;
     let not_passing = report.not_passing();
     assert!(not_passing.is_empty(), "{not_passing:#?}");
 }
 
 #[tokio::test]
 async fn an_agent_that_refuses_commands_is_informational_not_failing() {
-    let (listener, url) = listener().await;
-    let agent = tokio::spawn(node_agent::run(agent(url, false)));
-    let report = run_probe_on(listener, &probe_config(Duration::from_secs(10)))
-        .await
-        .expect("probe");
-    agent.abort();
+    let report = probe_reference_agent(false).await;
     let verdict = report.verdict_of("nodemgr-client/command/output-captured");
     assert!(
         matches!(verdict, Some(Verdict::Informational { .. })),

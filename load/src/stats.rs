@@ -18,9 +18,8 @@ pub struct Stats {
 impl Stats {
     pub fn new() -> Arc<Self> {
         // 1 µs to 60 s at 3 significant figures.
-        let histogram = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| {
-            Histogram::new(3).unwrap_or_else(|_| unreachable!("3 sigfigs is valid"))
-        });
+        let histogram = Histogram::new_with_bounds(1, 60_000_000, 3)
+            .expect("1 µs to 60 s at 3 significant figures are valid bounds");
         Arc::new(Self {
             latency_us: Mutex::new(histogram),
             sent: AtomicU64::new(0),

@@ -152,44 +152,47 @@ impl WsClient {
     }
 
     pub async fn send_text(&mut self, text: &str) -> Result<(), Failure> {
-        self.transcript.record(&self.name, "→", text);
+        self.note_sent(text);
         self.send(Message::text(text)).await
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<(), Failure> {
-        self.transcript.record(
-            &self.name,
-            "→",
-            &format!("binary frame of {} bytes", bytes.len()),
-        );
+        self.note_sent(&format!("binary frame of {} bytes", bytes.len()));
         self.send(Message::binary(bytes)).await
     }
 
     /// A text frame whose payload is not UTF-8, which the library's own types refuse to build.
     pub async fn send_invalid_utf8_text(&mut self, bytes: Vec<u8>) -> Result<(), Failure> {
-        self.transcript.record(
-            &self.name,
-            "→",
-            &format!("text frame of {} bytes of invalid UTF-8", bytes.len()),
-        );
+        self.note_sent(&format!(
+            "text frame of {} bytes of invalid UTF-8",
+            bytes.len()
+        ));
         let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
         self.send(Message::Frame(frame)).await
     }
 
     /// Sends many frames with one flush: for floods.
     pub async fn send_burst(&mut self, frames: Vec<String>) -> Result<(), Failure> {
-        self.transcript.record(
-            &self.name,
-            "→",
-            &format!("{} frames in a burst", frames.len()),
-        );
+        self.note_sent(&format!("{} frames in a burst", frames.len()));
+        let total = frames.len();
+        let mut fed = 0;
         for text in frames {
             if self.stream.feed(Message::text(text)).await.is_err() {
                 break;
             }
+            fed += 1;
         }
-        let _ = self.stream.flush().await;
+        if fed < total || self.stream.flush().await.is_err() {
+            // The case goes on to read what the peer did; the transcript says what went out.
+            self.note_sent(&format!(
+                "the connection refused the burst after {fed} of {total} frames"
+            ));
+        }
         Ok(())
+    }
+
+    fn note_sent(&self, what: &str) {
+        self.transcript.record(&self.name, "→", what);
     }
 
     async fn send(&mut self, message: Message) -> Result<(), Failure> {
