@@ -236,7 +236,7 @@ async fn drive(
     let heartbeat = next_of_type(&mut ws, "heartbeat", &mut seen).await?;
     results.check(CASES[6].id, heartbeat_metrics(&heartbeat));
     results.check(CASES[7].id, metrics_in_range(&heartbeat));
-    run_command(&mut ws, &mut seen, results).await?;
+    run_command(&mut ws, &node_id, &mut seen, results).await?;
     results.set(CASES[8].id, Ok(Outcome::Pass));
     grade_envelopes(&seen, results);
     ws.close_with(1001, "conformance probe: reconnect test")
@@ -285,6 +285,7 @@ async fn next_of_type(
 
 async fn run_command(
     ws: &mut WsClient,
+    node_id: &str,
     seen: &mut Vec<Value>,
     results: &mut Results,
 ) -> Result<(), String> {
@@ -317,7 +318,7 @@ async fn run_command(
         result_fields(&result, &command_id, &execute_id),
     );
     results.set(CASES[11].id, output);
-    let ack = json!({ "received": true, "node_id": "" });
+    let ack = json!({ "received": true, "node_id": node_id });
     ws.send_json(&wire::envelope(
         "command_received",
         result["id"].as_str().unwrap_or_default(),
