@@ -3,13 +3,16 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use reference_server::clients::device::{DeviceConfig, EchoHandler, ExecuteHandler, ShellHandler};
 use reference_server::clients::node_agent::{self, AgentConfig};
 use reference_server::faults::{Fault, Faults};
+use reference_server::protocol::cmdrelay;
 use reference_server::protocol::nodemgr::{SessionConfig, DEFAULT_TOKEN};
-use reference_server::server::start_nodemgr;
+use reference_server::server::{start_cmdrelay, start_nodemgr, CmdrelaySetup};
 use reference_server::store::StoreConfig;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -18,7 +21,7 @@ use std::time::Duration;
     about = "Reference server for the logrtc, nodemgr, ecapture, cmdrelay and sfu protocols"
 )]
 #[command(
-    after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999).\n\
+    after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999, cmdrelay on 127.0.0.1:8765).\n\
 It prints one line `ready <protocol> <url>` per service once it accepts connections."
 )]
 struct Cli {
@@ -34,6 +37,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run the reference nodemgr node agent against a core.
     NodeAgent(NodeAgentArgs),
+    /// Run the reference cmdrelay device: joins a token's room and answers `execute`.
+    Device(DeviceArgs),
     /// List the faults that `--fault` can inject.
     Faults,
 }
@@ -67,6 +72,27 @@ struct ServeArgs {
     /// SQLite: how long a write waits for a lock before it fails with DATABASE_ERROR.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     db_busy_timeout: Duration,
+    /// cmdrelay port (0 picks a free one).
+    #[arg(long, default_value_t = 8765)]
+    cmdrelay_port: u16,
+    /// A cmdrelay token added (without expiry) at start; repeatable. More through the token API.
+    #[arg(long = "cmdrelay-token", default_value = cmdrelay::DEFAULT_TOKEN)]
+    cmdrelay_tokens: Vec<String>,
+    /// Bearer token of cmdrelay's token API (/api/v1/tokens on the cmdrelay port).
+    #[arg(long, env = "CMDRELAY_ADMIN_TOKEN", default_value = cmdrelay::DEFAULT_TOKEN)]
+    cmdrelay_admin_token: String,
+    /// Period of cmdrelay's server Heartbeat.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat_period: Duration,
+    /// A cmdrelay connection that sends no init within this is closed (1008).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    init_timeout: Duration,
+    /// A cmdrelay client that sends nothing, not even a pong, for this long is dropped (1001).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Sustained frames per second one cmdrelay client may send (burst: 5x).
+    #[arg(long, default_value_t = 200.0)]
+    cmdrelay_rate_limit: f64,
     /// Inject a named deviation, e.g. nodemgr/ack-fresh-id (repeatable; see `faults`).
     #[arg(long = "fault", value_name = "PROTOCOL/NAME")]
     faults: Vec<Fault>,
@@ -94,6 +120,28 @@ struct NodeAgentArgs {
     max_attempts: Option<u32>,
 }
 
+#[derive(Debug, Args)]
+struct DeviceArgs {
+    /// The server's WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8765/websocket")]
+    url: String,
+    /// The token whose room to join.
+    #[arg(long, env = "CMDRELAY_TOKEN", default_value = cmdrelay::DEFAULT_TOKEN)]
+    token: String,
+    /// Run `extra.command` with `sh -c` and answer its stdout. Off by default: the device then
+    /// answers each command with its own text (an echo), which runs nothing.
+    #[arg(long)]
+    allow_commands: bool,
+    /// With --allow-commands: kill a command after this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    command_timeout: Duration,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    max_backoff: Duration,
+    /// Give up after this many failed connection attempts in a row.
+    #[arg(long)]
+    max_attempts: Option<u32>,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -111,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::NodeAgent(args)) => agent(args).await,
+        Some(Command::Device(args)) => device(args).await,
         Some(Command::Faults) => {
             for fault in Fault::ALL {
                 println!("{:<40} {}", fault.name(), fault.describe());
@@ -137,11 +186,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rate_burst: args.rate_limit * 4.0,
         faults: args.faults.iter().copied().collect::<Faults>(),
     };
-    let addr = SocketAddr::new(args.bind, args.nodemgr_port);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} for nodemgr; pick another port with --nodemgr-port")
-    })?;
+    let listener = bind(args.bind, args.nodemgr_port, "nodemgr").await?;
     let nodemgr = start_nodemgr(listener, session, &store).await?;
+    let listener = bind(args.bind, args.cmdrelay_port, "cmdrelay").await?;
+    let cmdrelay = start_cmdrelay(listener, cmdrelay_setup(&args), &store).await?;
     for fault in &args.faults {
         tracing::warn!(%fault, "fault injected: this server deviates from the documents on purpose");
     }
@@ -150,9 +198,58 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         nodemgr.ws_url(),
         nodemgr.operator_url()
     );
+    println!(
+        "ready cmdrelay {} tokens {}/tokens",
+        cmdrelay.ws_url(),
+        cmdrelay.admin_url()
+    );
     tokio::signal::ctrl_c().await?;
     nodemgr.stop().await;
+    cmdrelay.stop().await;
     Ok(())
+}
+
+async fn bind(ip: IpAddr, port: u16, protocol: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = SocketAddr::new(ip, port);
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for {protocol}; pick another port with --{protocol}-port")
+    })
+}
+
+fn cmdrelay_setup(args: &ServeArgs) -> CmdrelaySetup {
+    CmdrelaySetup {
+        session: cmdrelay::SessionConfig {
+            heartbeat_period: args.heartbeat_period,
+            init_timeout: args.init_timeout,
+            idle_timeout: args.idle_timeout,
+            rate_per_sec: args.cmdrelay_rate_limit,
+            rate_burst: args.cmdrelay_rate_limit * 5.0,
+            faults: args.faults.iter().copied().collect::<Faults>(),
+        },
+        tokens: args.cmdrelay_tokens.clone(),
+        admin_token: args.cmdrelay_admin_token.clone(),
+    }
+}
+
+async fn device(args: DeviceArgs) -> anyhow::Result<()> {
+    let handler: Arc<dyn ExecuteHandler> = if args.allow_commands {
+        Arc::new(ShellHandler {
+            timeout: args.command_timeout,
+        })
+    } else {
+        Arc::new(EchoHandler)
+    };
+    let config = DeviceConfig {
+        url: args.url,
+        token: args.token,
+        handler,
+        max_backoff: args.max_backoff,
+        max_attempts: args.max_attempts,
+    };
+    tokio::select! {
+        result = reference_server::clients::device::run(config) => Ok(result?),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
 }
 
 async fn agent(args: NodeAgentArgs) -> anyhow::Result<()> {

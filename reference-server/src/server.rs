@@ -1,9 +1,11 @@
 //! Assembles the services and serves them on already-bound listeners (so tests bind port 0).
 
+use crate::protocol::cmdrelay;
 use crate::protocol::nodemgr::{SessionConfig, WS_PATH};
+use crate::store::tokens::TokenStore;
 use crate::store::{Store, StoreConfig, StoreError};
-use crate::transport::{nodemgr_ws, operator_api, NodemgrApp};
-use axum::routing::{get, post};
+use crate::transport::{cmdrelay_ws, nodemgr_ws, operator_api, token_api, CmdrelayApp, NodemgrApp};
+use axum::routing::{delete, get, post};
 use axum::{middleware, Router};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,14 +53,17 @@ pub async fn serve(
         .await
 }
 
-/// A nodemgr service running in this process, stopped on drop.
+/// A service running in this process, stopped on drop.
 #[derive(Debug)]
-pub struct RunningNodemgr {
+pub struct Running<A> {
     pub addr: SocketAddr,
-    pub app: Arc<NodemgrApp>,
+    pub app: Arc<A>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
+
+pub type RunningNodemgr = Running<NodemgrApp>;
+pub type RunningCmdrelay = Running<CmdrelayApp>;
 
 impl RunningNodemgr {
     pub fn ws_url(&self) -> String {
@@ -67,6 +72,33 @@ impl RunningNodemgr {
 
     pub fn operator_url(&self) -> String {
         format!("http://{}/api/v1", self.addr)
+    }
+}
+
+impl RunningCmdrelay {
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.addr, cmdrelay::WS_PATH)
+    }
+
+    /// The token-management API.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}/api/v1", self.addr)
+    }
+}
+
+impl<A> Running<A> {
+    /// Serves `router` on `listener` in a background task.
+    fn spawn(listener: TcpListener, addr: SocketAddr, app: Arc<A>, router: Router) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(serve(listener, router, async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            app,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Stops accepting, and waits for the server task to end.
@@ -80,7 +112,7 @@ impl RunningNodemgr {
     }
 }
 
-impl Drop for RunningNodemgr {
+impl<A> Drop for Running<A> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
@@ -106,15 +138,64 @@ pub async fn start_nodemgr(
     let addr = listener.local_addr().map_err(ServerError::Listener)?;
     let store = Store::open(store).await?;
     let app = NodemgrApp::new(session, store);
-    let (tx, rx) = oneshot::channel();
     let router = nodemgr_router(app.clone());
-    let task = tokio::spawn(serve(listener, router, async {
-        let _ = rx.await;
-    }));
-    Ok(RunningNodemgr {
-        addr,
-        app,
-        shutdown: Some(tx),
-        task: Some(task),
-    })
+    Ok(Running::spawn(listener, addr, app, router))
+}
+
+/// The routes of the cmdrelay port: the client WebSocket and the token API.
+pub fn cmdrelay_router(app: Arc<CmdrelayApp>) -> Router {
+    let admin = Router::new()
+        .route(
+            "/api/v1/tokens",
+            get(token_api::list_tokens).post(token_api::add_token),
+        )
+        .route("/api/v1/tokens/{token}", delete(token_api::revoke_token))
+        .route("/api/v1/rooms", get(token_api::rooms))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            token_api::require_admin,
+        ));
+    Router::new()
+        .route(cmdrelay::WS_PATH, get(cmdrelay_ws::upgrade))
+        .route("/api/v1/health", get(operator_api::health))
+        .merge(admin)
+        .with_state(app)
+}
+
+/// What a cmdrelay service starts with, besides its session settings.
+#[derive(Debug, Clone)]
+pub struct CmdrelaySetup {
+    pub session: cmdrelay::SessionConfig,
+    /// Tokens added (without expiry) at start, so that a fresh server accepts someone.
+    pub tokens: Vec<String>,
+    pub admin_token: String,
+}
+
+impl Default for CmdrelaySetup {
+    fn default() -> Self {
+        Self {
+            session: cmdrelay::SessionConfig::default(),
+            tokens: vec![cmdrelay::DEFAULT_TOKEN.to_owned()],
+            admin_token: cmdrelay::DEFAULT_TOKEN.to_owned(),
+        }
+    }
+}
+
+/// Opens the token store, adds the start-up tokens, and serves cmdrelay on `listener`.
+pub async fn start_cmdrelay(
+    listener: TcpListener,
+    setup: CmdrelaySetup,
+    store: &StoreConfig,
+) -> Result<RunningCmdrelay, ServerError> {
+    let addr = listener.local_addr().map_err(ServerError::Listener)?;
+    let tokens = TokenStore::open(store).await?;
+    let now = crate::transport::read_clock().wall;
+    for token in &setup.tokens {
+        if tokens.get(token).await?.is_none() {
+            tokens.put(token, "start-up token", None, now).await?;
+        }
+    }
+    let app = CmdrelayApp::new(setup.session, tokens, setup.admin_token);
+    let router = cmdrelay_router(app.clone());
+    Ok(Running::spawn(listener, addr, app, router))
 }

@@ -1,4 +1,6 @@
 //! Reference clients of the protocols.
 
+pub mod device;
 pub mod node_agent;
+pub mod reconnect;
 pub mod sysinfo;

@@ -1,6 +1,7 @@
 //! The reference node agent: registers, heartbeats with host metrics, runs commands when
 //! allowed, and reconnects with backoff (seed 001 §完整通信流程示例).
 
+use super::reconnect::{with_backoff, Next};
 use super::sysinfo::{self, MetricsReader};
 use crate::protocol::nodemgr::envelope::rfc3339;
 use futures_util::{SinkExt, StreamExt};
@@ -54,36 +55,15 @@ type Socket = tokio_tungstenite::WebSocketStream<MaybeTlsStream<tokio::net::TcpS
 
 /// Runs the agent until `max_attempts` consecutive failures, reconnecting with backoff.
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
-    let mut backoff = Duration::from_millis(500);
-    let mut failures = 0;
-    loop {
-        let started = Instant::now();
+    let failures = with_backoff(config.max_backoff, config.max_attempts, || async {
         match run_once(&config).await {
             Ok(()) => tracing::info!("connection closed by the core"),
             Err(error) => tracing::warn!(%error, "connection failed"),
         }
-        // A connection that lived a while resets the backoff.
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff = Duration::from_millis(500);
-            failures = 0;
-        }
-        failures += 1;
-        if config.max_attempts.is_some_and(|max| failures >= max) {
-            return Err(AgentError::GaveUp(failures));
-        }
-        tracing::info!(?backoff, "reconnecting");
-        tokio::time::sleep(backoff + jitter(backoff)).await;
-        backoff = (backoff * 2).min(config.max_backoff);
-    }
-}
-
-/// Up to a quarter of `backoff`, so that a fleet does not reconnect in lockstep.
-fn jitter(backoff: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    backoff.mul_f64(f64::from(nanos % 1000) / 4000.0)
+        Next::<()>::Retry
+    })
+    .await;
+    Err(AgentError::GaveUp(failures.err().unwrap_or_default()))
 }
 
 fn connect_url(config: &AgentConfig) -> String {

@@ -1,6 +1,7 @@
 //! Sans-IO protocol cores. Nothing in here opens a socket, spawns a task or reads a clock:
 //! time is an input ([`Now`]), and every effect is an output the transport driver performs.
 
+pub mod cmdrelay;
 pub mod nodemgr;
 
 use chrono::{DateTime, Utc};

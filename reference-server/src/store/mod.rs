@@ -5,6 +5,7 @@
 
 mod nodemgr;
 mod schema;
+pub mod tokens;
 
 pub use nodemgr::{state as command_state, CommandRecord, MetricSample, NodeRecord};
 
@@ -121,7 +122,7 @@ impl Store {
     }
 }
 
-async fn connect(config: &StoreConfig) -> Result<AnyPool, sqlx::Error> {
+pub(crate) async fn connect(config: &StoreConfig) -> Result<AnyPool, sqlx::Error> {
     let sqlite = config.is_sqlite();
     let busy_ms = config.busy_timeout.as_millis();
     AnyPoolOptions::new()
@@ -142,7 +143,7 @@ async fn connect(config: &StoreConfig) -> Result<AnyPool, sqlx::Error> {
 }
 
 /// Hides a password in a database URL before it is shown.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])

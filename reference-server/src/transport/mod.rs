@@ -1,11 +1,16 @@
 //! Thin IO drivers around the sans-IO cores.
 
+pub mod cmdrelay_ws;
 pub mod nodemgr_ws;
 pub mod operator_api;
+pub mod token_api;
 
 use crate::faults::Faults;
+use crate::protocol::cmdrelay::{self, ConnId, Rooms};
 use crate::protocol::nodemgr::{CommandOrder, SessionConfig};
+use crate::store::tokens::TokenStore;
 use crate::store::Store;
+use cmdrelay_ws::Member;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -104,5 +109,80 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Shared state of the cmdrelay service: settings, the token store, and the rooms.
+#[derive(Debug)]
+pub struct CmdrelayApp {
+    pub session: cmdrelay::SessionConfig,
+    pub tokens: TokenStore,
+    /// The bearer token of the token-management API.
+    pub admin_token: String,
+    rooms: Mutex<Rooms<Member>>,
+    next_connection: AtomicU64,
+}
+
+impl CmdrelayApp {
+    pub fn new(
+        session: cmdrelay::SessionConfig,
+        tokens: TokenStore,
+        admin_token: String,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            rooms: Mutex::new(Rooms::new(session.faults.clone())),
+            session,
+            tokens,
+            admin_token,
+            next_connection: AtomicU64::new(1),
+        })
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.session.faults
+    }
+
+    fn connection_number(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms<Member>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn join(&self, conn: ConnId, token: &str, member: Member) -> String {
+        self.rooms()
+            .join(conn, token, member, || uuid::Uuid::new_v4().to_string())
+    }
+
+    fn leave(&self, conn: ConnId) {
+        self.rooms().leave(conn);
+    }
+
+    fn room_size(&self, conn: ConnId) -> usize {
+        self.rooms().room_size(conn)
+    }
+
+    fn relay(&self, from: ConnId, frame: &axum::extract::ws::Utf8Bytes) {
+        for member in self.rooms().others(from) {
+            member.deliver(frame);
+        }
+    }
+
+    /// Disconnects every client of `token`'s room; returns how many.
+    pub fn kick_room(&self, token: &str, reason: &str) -> usize {
+        let rooms = self.rooms();
+        let mut kicked = 0;
+        for member in rooms.members_of(token) {
+            member.kick.kick(1008, reason);
+            kicked += 1;
+        }
+        kicked
+    }
+
+    /// Rooms and clients right now.
+    pub fn occupancy(&self) -> (usize, usize) {
+        let rooms = self.rooms();
+        (rooms.room_count(), rooms.client_count())
     }
 }

@@ -73,15 +73,19 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if presented != Some(app.session.token.as_str()) {
+    if bearer(&request) != Some(app.session.token.as_str()) {
         return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 pub async fn health() -> Json<serde_json::Value> {

@@ -1,0 +1,145 @@
+//! cmdrelay's token store: a table of tokens with an optional expiry and a revocation time,
+//! in the same database as the rest of the server (SQLite file by default).
+
+use super::{connect, redact, StoreConfig, StoreError};
+use crate::protocol::cmdrelay::TokenStatus;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::{AnyPool, Row};
+
+const TABLE: &str = "CREATE TABLE IF NOT EXISTS cmdrelay_tokens (
+    token TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT
+)";
+
+/// One token as the operator API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenRecord {
+    pub token: String,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRecord {
+    pub fn status(&self, now: DateTime<Utc>) -> TokenStatus {
+        if self.revoked_at.is_some() {
+            TokenStatus::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            TokenStatus::Expired
+        } else {
+            TokenStatus::Valid
+        }
+    }
+}
+
+/// A handle to the token table. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenStore {
+    pool: AnyPool,
+}
+
+impl std::fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenStore").finish_non_exhaustive()
+    }
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_time(text: Option<String>) -> Option<DateTime<Utc>> {
+    text.and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl TokenStore {
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = connect(config).await.map_err(|source| StoreError::Open {
+            url: redact(&config.url),
+            source,
+        })?;
+        sqlx::query(TABLE).execute(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// What `token` is worth at `now`.
+    pub async fn check(&self, token: &str, now: DateTime<Utc>) -> TokenStatus {
+        match self.get(token).await {
+            Ok(Some(record)) => record.status(now),
+            Ok(None) => TokenStatus::Unknown,
+            Err(error) => TokenStatus::StoreFailed(error.to_string()),
+        }
+    }
+
+    pub async fn get(&self, token: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token, label, created_at, expires_at, revoked_at FROM cmdrelay_tokens WHERE token = $1",
+        )
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| record(&row)).transpose()
+    }
+
+    /// Adds `token`, or renews it (clearing a revocation) when it exists.
+    pub async fn put(
+        &self,
+        token: &str,
+        label: &str,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenRecord, StoreError> {
+        sqlx::query(
+            "INSERT INTO cmdrelay_tokens (token, label, created_at, expires_at, revoked_at)
+             VALUES ($1, $2, $3, $4, NULL)
+             ON CONFLICT (token) DO UPDATE SET label = $2, expires_at = $4, revoked_at = NULL",
+        )
+        .bind(token)
+        .bind(label)
+        .bind(rfc3339(now))
+        .bind(expires_at.map(rfc3339))
+        .execute(&self.pool)
+        .await?;
+        let stored = self.get(token).await?;
+        stored.ok_or(StoreError::Sql(sqlx::Error::RowNotFound))
+    }
+
+    pub async fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT token, label, created_at, expires_at, revoked_at FROM cmdrelay_tokens ORDER BY created_at, token",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Marks `token` revoked; false when there is no such token.
+    pub async fn revoke(&self, token: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE cmdrelay_tokens SET revoked_at = $1 WHERE token = $2 AND revoked_at IS NULL",
+        )
+        .bind(rfc3339(now))
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}
+
+fn record(row: &sqlx::any::AnyRow) -> Result<TokenRecord, StoreError> {
+    let created: String = row.try_get("created_at")?;
+    Ok(TokenRecord {
+        token: row.try_get("token")?,
+        label: row.try_get("label")?,
+        created_at: parse_time(Some(created)).unwrap_or_default(),
+        expires_at: parse_time(row.try_get("expires_at")?),
+        revoked_at: parse_time(row.try_get("revoked_at")?),
+    })
+}

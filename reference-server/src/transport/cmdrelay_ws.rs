@@ -1,0 +1,271 @@
+//! The cmdrelay WebSocket driver. Each connection has a reader (this task: frames in, the
+//! session, the room registry) and a writer task that owns the socket's sink and drains one
+//! bounded queue, so that a relay never waits on a slow receiver: when a receiver's queue is
+//! full it is disconnected instead.
+
+use super::read_clock;
+use super::CmdrelayApp;
+use crate::faults::Fault;
+use crate::protocol::cmdrelay::{
+    ConnId, Input, Output, Session, MAX_FRAME_BYTES, OUTBOUND_QUEUE_DEPTH,
+};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+/// Frame limit with the `hang-on-oversized` fault: big enough to let oversized frames in.
+const FAULTY_FRAME_LIMIT: usize = 16 * 1024 * 1024;
+const IDLE_READ_BUFFER: usize = 4 * 1024;
+/// Frames the writer sends before it flushes.
+const WRITE_BATCH: usize = 64;
+/// How long the reader waits for the writer to get a close frame out.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the writer task sends.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(Utf8Bytes),
+    Ping,
+    Close(u16, String),
+}
+
+/// Asks a connection to end, from another task (slow receiver, revoked token).
+#[derive(Debug, Default)]
+pub struct Kick {
+    notify: Notify,
+    reason: Mutex<Option<(u16, String)>>,
+}
+
+impl Kick {
+    pub fn kick(&self, code: u16, reason: &str) {
+        let mut slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some((code, reason.to_owned()));
+        }
+        self.notify.notify_one();
+    }
+
+    fn reason(&self) -> (u16, String) {
+        let slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.clone().unwrap_or((1008, "disconnected".to_owned()))
+    }
+}
+
+/// A room member as the registry holds it: its queue and its kick switch.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub queue: mpsc::Sender<Outbound>,
+    pub kick: Arc<Kick>,
+}
+
+impl Member {
+    /// Queues a relayed frame; a receiver whose queue is full is too slow and is dropped.
+    pub fn deliver(&self, frame: &Utf8Bytes) {
+        match self.queue.try_send(Outbound::Text(frame.clone())) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let reason = format!("too slow: {OUTBOUND_QUEUE_DEPTH} frames queued");
+                self.kick.kick(1008, &reason);
+            }
+        }
+    }
+}
+
+pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<Arc<CmdrelayApp>>) -> Response {
+    let limit = if app.faults().has(Fault::CmdrelayHangOnOversized) {
+        FAULTY_FRAME_LIMIT
+    } else {
+        MAX_FRAME_BYTES
+    };
+    ws.read_buffer_size(IDLE_READ_BUFFER)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| run_connection(socket, app))
+}
+
+/// How the reader ended.
+enum Stop {
+    /// A close frame is queued; give the writer time to send it.
+    Closing,
+    /// Drop the connection without a close frame.
+    Abort,
+}
+
+struct Connection {
+    id: ConnId,
+    app: Arc<CmdrelayApp>,
+    session: Session,
+    member: Member,
+}
+
+async fn run_connection(socket: WebSocket, app: Arc<CmdrelayApp>) {
+    let (sink, mut stream) = socket.split();
+    let (queue, outbound) = mpsc::channel(OUTBOUND_QUEUE_DEPTH);
+    let writer = tokio::spawn(write_frames(sink, outbound));
+    let mut connection = Connection {
+        id: app.connection_number(),
+        session: Session::open(read_clock(), app.session.clone()),
+        member: Member {
+            queue,
+            kick: Arc::new(Kick::default()),
+        },
+        app,
+    };
+    let stop = connection.read_frames(&mut stream).await;
+    // Leaving drops the registry's handle on the queue and dropping the connection drops the
+    // last one, so the writer ends once it has sent what is queued.
+    connection.app.leave(connection.id);
+    drop(connection);
+    finish(writer, stop).await;
+}
+
+async fn finish(mut writer: JoinHandle<()>, stop: Stop) {
+    if matches!(stop, Stop::Closing) && tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_ok()
+    {
+        return;
+    }
+    writer.abort();
+}
+
+impl Connection {
+    async fn read_frames(&mut self, stream: &mut SplitStream<WebSocket>) -> Stop {
+        loop {
+            if let Err(stop) = self.perform_outputs().await {
+                return stop;
+            }
+            let deadline = self.session.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let kick = self.member.kick.clone();
+            tokio::select! {
+                frame = stream.next() => {
+                    if let Some(stop) = self.on_frame(frame).await {
+                        return stop;
+                    }
+                }
+                () = kick.notify.notified() => {
+                    let (code, reason) = kick.reason();
+                    return self.queue_close(code, reason).await;
+                }
+                () = sleep => self.session.handle_timeout(read_clock()),
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Option<Stop> {
+        let faults = self.app.faults();
+        match frame {
+            Some(Ok(Message::Text(text))) => self
+                .session
+                .handle_input(read_clock(), Input::Text(text.to_string())),
+            Some(Ok(Message::Binary(_))) if faults.has(Fault::CmdrelayAbortOnBinary) => {
+                return Some(Stop::Abort)
+            }
+            Some(Ok(Message::Binary(_))) => self.session.handle_input(read_clock(), Input::Binary),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                self.session.handle_input(read_clock(), Input::Heard)
+            }
+            Some(Ok(Message::Close(_))) | None => return Some(Stop::Closing),
+            Some(Err(_)) if faults.has(Fault::CmdrelayAbortOnInvalidUtf8) => {
+                return Some(Stop::Abort)
+            }
+            Some(Err(error)) => {
+                let (code, reason) = close_for_read_error(error);
+                return Some(self.queue_close(code, reason).await);
+            }
+        }
+        None
+    }
+
+    async fn queue_close(&self, code: u16, reason: String) -> Stop {
+        match self.member.queue.send(Outbound::Close(code, reason)).await {
+            Ok(()) => Stop::Closing,
+            Err(_) => Stop::Abort,
+        }
+    }
+
+    /// Performs everything the session asked for. `Err` means the connection must end.
+    async fn perform_outputs(&mut self) -> Result<(), Stop> {
+        while let Some(output) = self.session.poll_output() {
+            match output {
+                Output::Send(text) => self.queue(Outbound::Text(text.into())).await?,
+                Output::Ping => self.queue(Outbound::Ping).await?,
+                Output::CheckToken(token) => {
+                    let status = self.app.tokens.check(&token, read_clock().wall).await;
+                    self.session
+                        .handle_input(read_clock(), Input::TokenChecked(status));
+                }
+                Output::Join { token } => {
+                    let session_id = self.app.join(self.id, &token, self.member.clone());
+                    self.session
+                        .handle_input(read_clock(), Input::Joined { session_id });
+                }
+                Output::Leave => {
+                    self.app.leave(self.id);
+                }
+                Output::QueryRoomSize => {
+                    let size = self.app.room_size(self.id);
+                    self.session
+                        .handle_input(read_clock(), Input::RoomSize(size));
+                }
+                Output::Relay(text) => self.app.relay(self.id, &text.into()),
+                Output::Close { code, reason } => return Err(self.queue_close(code, reason).await),
+            }
+        }
+        Ok(())
+    }
+
+    async fn queue(&self, frame: Outbound) -> Result<(), Stop> {
+        self.member.queue.send(frame).await.map_err(|_| Stop::Abort)
+    }
+}
+
+fn close_for_read_error(error: axum::Error) -> (u16, String) {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => (1009, format!("frame larger than {MAX_FRAME_BYTES} bytes")),
+        Some(WsError::Utf8(_)) => (1007, "text frame is not valid UTF-8".to_owned()),
+        _ => (1002, "WebSocket protocol error".to_owned()),
+    }
+}
+
+/// The writer task: sends queued frames in batches, one flush per batch, until a close.
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Outbound>,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        for frame in batch.drain(..) {
+            let message = match frame {
+                Outbound::Text(text) => Message::Text(text),
+                Outbound::Ping => Message::Ping(Default::default()),
+                Outbound::Close(code, reason) => {
+                    let frame = CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+            };
+            if sink.feed(message).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}
