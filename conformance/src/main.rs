@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use conformance::expectations::Expectations;
 use conformance::report::{exit, to_junit, Report};
 use conformance::runner::{run, select, RunOptions};
-use conformance::target::{OperatorChoice, SpawnSpec, Target};
+use conformance::target::{CmdrelayOptions, OperatorChoice, SpawnSpec, Target, TokenChoice};
 use reference_server::faults::{Fault, Faults};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +92,23 @@ struct RunArgs {
     /// With a spawned command: seconds to wait for its ready line.
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
+    /// cmdrelay: where the cases' tokens come from (each case needs rooms of its own).
+    #[arg(long, value_enum, default_value_t = TokenMode::Mint)]
+    token_mode: TokenMode,
+    /// cmdrelay, --token-mode mint: the token API base (default http://<target host>/api/v1);
+    /// --token is its bearer token.
+    #[arg(long)]
+    admin_api: Option<String>,
+    /// cmdrelay, --token-mode list: the valid tokens, comma separated (one room each).
+    #[arg(long, value_delimiter = ',')]
+    tokens: Vec<String>,
+    /// cmdrelay: a token the target holds expired (minted in mint mode).
+    #[arg(long)]
+    expired_token: Option<String>,
+    /// cmdrelay: the target's heartbeat period, e.g. 10s. Without it the period is measured
+    /// and only checked for steadiness.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    heartbeat_period: Option<Duration>,
     /// In-process target only: inject a reference-server fault (to see the suite fail).
     #[arg(long = "fault")]
     faults: Vec<Fault>,
@@ -102,6 +119,16 @@ struct RunArgs {
     /// A command that starts the server and prints a ready line with its ws:// URL.
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TokenMode {
+    /// Mint a fresh token per room through the token API (the reference server's).
+    Mint,
+    /// The target accepts any token: random ones.
+    Any,
+    /// Only the tokens given with --tokens.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -204,22 +231,47 @@ async fn resolve_target(args: &RunArgs, options: &RunOptions) -> Result<Target, 
     if !args.faults.is_empty() && (args.target.is_some() || !args.command.is_empty()) {
         return Err("--fault applies to the in-process reference server only".to_owned());
     }
+    let cmdrelay = (args.protocol == "cmdrelay").then(|| cmdrelay_options(args));
     if !args.command.is_empty() {
         let spec = SpawnSpec {
             command: args.command.clone(),
             ready_text: args.ready_text.clone(),
             ready_timeout: Duration::from_secs(args.ready_timeout),
             ws_url: args.target.clone(),
+            protocol: args.protocol.clone(),
             token: args.token.clone(),
             operator,
+            cmdrelay,
         };
         return Target::spawn(&spec, wait).await.map_err(|e| e.to_string());
     }
-    match &args.target {
-        Some(url) => Ok(Target::url(url, &args.token, &operator, wait)),
-        None => Target::in_process(args.faults.iter().copied().collect::<Faults>(), wait)
+    match (&args.target, cmdrelay) {
+        (Some(url), Some(options)) => Target::cmdrelay_url(url, &options, wait)
             .await
             .map_err(|e| e.to_string()),
+        (Some(url), None) => Ok(Target::url(url, &args.token, &operator, wait)),
+        (None, _) => Target::in_process(args.faults.iter().copied().collect::<Faults>(), wait)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn cmdrelay_options(args: &RunArgs) -> CmdrelayOptions {
+    let tokens = match (args.token_mode, &args.admin_api) {
+        (TokenMode::Mint, None) => TokenChoice::MintSameHost {
+            admin_token: args.token.clone(),
+        },
+        (TokenMode::Mint, Some(base)) => TokenChoice::Mint {
+            base: base.clone(),
+            admin_token: args.token.clone(),
+        },
+        (TokenMode::Any, _) => TokenChoice::Any,
+        (TokenMode::List, _) => TokenChoice::Pool(args.tokens.clone()),
+    };
+    CmdrelayOptions {
+        tokens,
+        expired_token: args.expired_token.clone(),
+        heartbeat_period: args.heartbeat_period,
     }
 }
 

@@ -60,7 +60,8 @@ impl RunOptions {
 
     pub fn ctx(&self, target: &Target) -> Ctx {
         Ctx {
-            nodemgr: Some(target.nodemgr.clone()),
+            nodemgr: target.nodemgr.clone(),
+            cmdrelay: target.cmdrelay.clone(),
             wait: self.scaled(self.wait),
             slow_wait: self.scaled(self.slow_wait),
             transcript: Transcript::default(),
@@ -163,7 +164,9 @@ pub async fn run(
 pub async fn run_case(case: &Case, ctx: Ctx, options: &RunOptions) -> CaseReport {
     let started = Instant::now();
     let transcript = ctx.transcript.clone();
-    let limit = options.scaled(options.case_timeout);
+    let limit = options
+        .scaled(options.case_timeout)
+        .max(ctx.min_case_time());
     let body = tokio::spawn((case.body)(ctx));
     let result = match tokio::time::timeout(limit, body).await {
         Ok(Ok(result)) => result,

@@ -1,11 +1,14 @@
 //! Where the cases run: the in-process reference server, a URL, or a spawned command.
 
 use crate::case::Failure;
-use crate::client::{OperatorApi, Transcript};
+use crate::client::{OperatorApi, TokenMinter, TokenPool, TokenSource, Transcript};
 use reference_server::faults::Faults;
 use reference_server::protocol::nodemgr::SessionConfig;
-use reference_server::server::{start_nodemgr, RunningNodemgr};
+use reference_server::server::{
+    start_cmdrelay, start_nodemgr, CmdrelaySetup, RunningCmdrelay, RunningNodemgr,
+};
 use reference_server::store::StoreConfig;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -38,10 +41,92 @@ impl NodemgrEndpoint {
     }
 }
 
+/// How to reach a cmdrelay implementation.
+#[derive(Debug, Clone)]
+pub struct CmdrelayEndpoint {
+    /// The WebSocket URL, e.g. `ws://127.0.0.1:8765/websocket`.
+    pub ws_url: String,
+    pub tokens: TokenSource,
+    /// A token the target knows but holds expired; `None` leaves the expiry case unimplemented
+    /// (a token API mints one instead).
+    pub expired_token: Option<String>,
+    /// The heartbeat period the target is configured with; `None`: measure and check that it
+    /// is steady.
+    pub heartbeat_period: Option<Duration>,
+}
+
+impl CmdrelayEndpoint {
+    /// A token the target holds expired, if the suite can get one.
+    pub async fn expired_token(&self) -> Result<String, Failure> {
+        if let Some(token) = &self.expired_token {
+            return Ok(token.clone());
+        }
+        match &self.tokens {
+            TokenSource::Mint(minter) => minter.mint(Some(0)).await,
+            _ => Err(Failure::Unimplemented(
+                "no expired token: pass --expired-token".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Settings for a cmdrelay target reached by URL or spawned.
+#[derive(Debug, Clone)]
+pub struct CmdrelayOptions {
+    pub tokens: TokenChoice,
+    pub expired_token: Option<String>,
+    pub heartbeat_period: Option<Duration>,
+}
+
+/// Where tokens come from, before the target's address is known.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenChoice {
+    /// Mint through `http://<same host:port>/api/v1/tokens` (the reference server's API).
+    MintSameHost {
+        admin_token: String,
+    },
+    Mint {
+        base: String,
+        admin_token: String,
+    },
+    Any,
+    Pool(Vec<String>),
+}
+
+impl TokenChoice {
+    fn resolve(&self, ws_url: &str, wait: Duration) -> TokenSource {
+        match self {
+            Self::MintSameHost { admin_token } => {
+                TokenSource::Mint(TokenMinter::new(&same_host_api(ws_url), admin_token, wait))
+            }
+            Self::Mint { base, admin_token } => {
+                TokenSource::Mint(TokenMinter::new(base, admin_token, wait))
+            }
+            Self::Any => TokenSource::Any,
+            Self::Pool(tokens) => TokenSource::Pool(Arc::new(TokenPool::new(tokens.clone()))),
+        }
+    }
+}
+
+/// `http://<host:port of ws_url>/api/v1`.
+fn same_host_api(ws_url: &str) -> String {
+    let rest = ws_url
+        .trim_start_matches("ws://")
+        .trim_start_matches("wss://");
+    let host = rest.split('/').next().unwrap_or(rest);
+    let scheme = if ws_url.starts_with("wss://") {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}/api/v1")
+}
+
 /// What a case body gets: the endpoints, its waits and its transcript.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub nodemgr: Option<NodemgrEndpoint>,
+    pub cmdrelay: Option<CmdrelayEndpoint>,
     /// How long to wait for an answer that should come at once.
     pub wait: Duration,
     /// How long to wait for something the target schedules (a timeout, a close).
@@ -54,6 +139,23 @@ impl Ctx {
         self.nodemgr
             .as_ref()
             .ok_or_else(|| Failure::Harness("no nodemgr endpoint configured".to_owned()))
+    }
+
+    /// The least time a case may need: cmdrelay heartbeat cases wait for three periods.
+    pub fn min_case_time(&self) -> Duration {
+        match &self.cmdrelay {
+            Some(endpoint) => {
+                let period = endpoint.heartbeat_period.unwrap_or(Duration::from_secs(35));
+                period * 4 + self.slow_wait
+            }
+            None => Duration::ZERO,
+        }
+    }
+
+    pub fn cmdrelay(&self) -> Result<&CmdrelayEndpoint, Failure> {
+        self.cmdrelay
+            .as_ref()
+            .ok_or_else(|| Failure::Harness("no cmdrelay endpoint configured".to_owned()))
     }
 
     pub fn operator(&self) -> Result<&OperatorApi, Failure> {
@@ -85,18 +187,7 @@ impl OperatorChoice {
         let base = match self {
             Self::None => return None,
             Self::Url(url) => url.clone(),
-            Self::SameHost => {
-                let rest = ws_url
-                    .trim_start_matches("ws://")
-                    .trim_start_matches("wss://");
-                let host = rest.split('/').next().unwrap_or(rest);
-                let scheme = if ws_url.starts_with("wss://") {
-                    "https"
-                } else {
-                    "http"
-                };
-                format!("{scheme}://{host}/api/v1")
-            }
+            Self::SameHost => same_host_api(ws_url),
         };
         Some(OperatorApi::new(&base, token, wait))
     }
@@ -121,14 +212,17 @@ pub enum TargetError {
     },
     #[error("the ready line {0:?} has no ws:// URL; pass --target")]
     NoUrl(String),
+    #[error("{0}")]
+    Tokens(String),
 }
 
 /// A running target. Dropping it stops what it started.
 #[derive(Debug)]
 pub struct Target {
-    pub nodemgr: NodemgrEndpoint,
+    pub nodemgr: Option<NodemgrEndpoint>,
+    pub cmdrelay: Option<CmdrelayEndpoint>,
     pub description: String,
-    _guard: Guard,
+    _guard: Vec<Guard>,
 }
 
 #[derive(Debug)]
@@ -137,72 +231,124 @@ pub struct Target {
     reason = "held only so that dropping the target stops what it started"
 )]
 enum Guard {
-    Nothing,
-    InProcess(Box<RunningNodemgr>, tempfile::TempDir),
+    Nodemgr(Box<RunningNodemgr>),
+    Cmdrelay(Box<RunningCmdrelay>),
+    Data(tempfile::TempDir),
     Child(Child),
 }
 
+/// Settings of the in-process reference server.
+#[derive(Debug, Clone, Default)]
+pub struct InProcess {
+    pub nodemgr: SessionConfig,
+    pub cmdrelay: CmdrelaySetup,
+}
+
+impl InProcess {
+    /// Defaults with these faults, and a short cmdrelay heartbeat so that its cases are quick.
+    pub fn with_faults(faults: Faults) -> Self {
+        let mut settings = Self::default();
+        settings.nodemgr.faults = faults.clone();
+        settings.cmdrelay.session.faults = faults;
+        settings.cmdrelay.session.heartbeat_period = IN_PROCESS_HEARTBEAT;
+        settings
+    }
+}
+
+/// cmdrelay heartbeat period of the in-process reference server.
+pub const IN_PROCESS_HEARTBEAT: Duration = Duration::from_secs(1);
+
+fn in_process_error(error: impl std::fmt::Display) -> TargetError {
+    TargetError::InProcess(error.to_string())
+}
+
 impl Target {
-    /// An external server at `ws_url`.
-    pub fn url(ws_url: &str, token: &str, operator: &OperatorChoice, wait: Duration) -> Self {
-        let ws_url = ws_url.split('?').next().unwrap_or(ws_url).to_owned();
+    fn empty(description: String) -> Self {
         Self {
-            nodemgr: NodemgrEndpoint {
-                operator: operator.resolve(&ws_url, token, wait),
-                token: token.to_owned(),
-                ws_url: ws_url.clone(),
-            },
-            description: ws_url,
-            _guard: Guard::Nothing,
+            nodemgr: None,
+            cmdrelay: None,
+            description,
+            _guard: Vec::new(),
         }
     }
 
-    /// The reference server in this process, on a free loopback port, with its own database.
-    pub async fn in_process(faults: Faults, wait: Duration) -> Result<Self, TargetError> {
-        Self::in_process_with(
-            SessionConfig {
-                faults,
-                ..SessionConfig::default()
-            },
-            wait,
-        )
-        .await
+    /// An external nodemgr server at `ws_url`.
+    pub fn url(ws_url: &str, token: &str, operator: &OperatorChoice, wait: Duration) -> Self {
+        let ws_url = ws_url.split('?').next().unwrap_or(ws_url).to_owned();
+        let mut target = Self::empty(ws_url.clone());
+        target.nodemgr = Some(NodemgrEndpoint {
+            operator: operator.resolve(&ws_url, token, wait),
+            token: token.to_owned(),
+            ws_url,
+        });
+        target
     }
 
-    /// The in-process reference server with explicit settings.
-    pub async fn in_process_with(
-        session: SessionConfig,
+    /// An external cmdrelay server at `ws_url`; fails early when tokens cannot be minted.
+    pub async fn cmdrelay_url(
+        ws_url: &str,
+        options: &CmdrelayOptions,
         wait: Duration,
     ) -> Result<Self, TargetError> {
-        let faults = session.faults.clone();
-        let token = session.token.clone();
-        let data = tempfile::tempdir().map_err(|e| TargetError::InProcess(e.to_string()))?;
-        let store = StoreConfig::sqlite_in(data.path())
-            .map_err(|e| TargetError::InProcess(e.to_string()))?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| TargetError::InProcess(e.to_string()))?;
-        let server = start_nodemgr(listener, session, &store)
-            .await
-            .map_err(|e| TargetError::InProcess(e.to_string()))?;
-        let names: Vec<_> = faults.iter().map(|f| f.name()).collect();
-        let description = if names.is_empty() {
-            format!("in-process reference server {}", server.ws_url())
-        } else {
-            format!(
-                "in-process reference server {} with faults {}",
-                server.ws_url(),
-                names.join(", ")
-            )
+        let endpoint = CmdrelayEndpoint {
+            ws_url: ws_url.to_owned(),
+            tokens: options.tokens.resolve(ws_url, wait),
+            expired_token: options.expired_token.clone(),
+            heartbeat_period: options.heartbeat_period,
         };
-        let mut target = Self::url(&server.ws_url(), &token, &OperatorChoice::SameHost, wait);
-        target.description = description;
-        target._guard = Guard::InProcess(Box::new(server), data);
+        if let TokenSource::Mint(minter) = &endpoint.tokens {
+            minter
+                .mint(None)
+                .await
+                .map_err(|e| TargetError::Tokens(e.to_string()))?;
+        }
+        let mut target = Self::empty(ws_url.to_owned());
+        target.cmdrelay = Some(endpoint);
         Ok(target)
     }
 
-    /// Spawns `command` and waits for a stdout line containing `ready`; the target URL is
-    /// `ws_url` or else the first `ws://` word of that line.
+    /// The reference server in this process, on free loopback ports, with its own database.
+    pub async fn in_process(faults: Faults, wait: Duration) -> Result<Self, TargetError> {
+        Self::in_process_with(InProcess::with_faults(faults), wait).await
+    }
+
+    /// The in-process reference server (every protocol) with explicit settings.
+    pub async fn in_process_with(settings: InProcess, wait: Duration) -> Result<Self, TargetError> {
+        let faults = settings.nodemgr.faults.clone();
+        let data = tempfile::tempdir().map_err(in_process_error)?;
+        let store = StoreConfig::sqlite_in(data.path()).map_err(in_process_error)?;
+        let nodemgr_token = settings.nodemgr.token.clone();
+        let nodemgr = start_nodemgr(loopback().await?, settings.nodemgr, &store)
+            .await
+            .map_err(in_process_error)?;
+        let admin_token = settings.cmdrelay.admin_token.clone();
+        let heartbeat = settings.cmdrelay.session.heartbeat_period;
+        let cmdrelay = start_cmdrelay(loopback().await?, settings.cmdrelay, &store)
+            .await
+            .map_err(in_process_error)?;
+        let mut target = Self::url(
+            &nodemgr.ws_url(),
+            &nodemgr_token,
+            &OperatorChoice::SameHost,
+            wait,
+        );
+        target.cmdrelay = Some(CmdrelayEndpoint {
+            ws_url: cmdrelay.ws_url(),
+            tokens: TokenSource::Mint(TokenMinter::new(&cmdrelay.admin_url(), &admin_token, wait)),
+            expired_token: None,
+            heartbeat_period: Some(heartbeat),
+        });
+        target.description = describe_in_process(&nodemgr, &cmdrelay, &faults);
+        target._guard = vec![
+            Guard::Nodemgr(Box::new(nodemgr)),
+            Guard::Cmdrelay(Box::new(cmdrelay)),
+            Guard::Data(data),
+        ];
+        Ok(target)
+    }
+
+    /// Spawns `command` and waits for a stdout line containing `ready` (and not naming another
+    /// protocol); the target URL is `ws_url` or else the first `ws://` word of that line.
     pub async fn spawn(spec: &SpawnSpec, wait: Duration) -> Result<Self, TargetError> {
         let shown = spec.command.join(" ");
         let (program, args) = spec
@@ -221,21 +367,48 @@ impl Target {
                 command: shown.clone(),
                 source,
             })?;
-        let line = read_ready_line(&mut child, &spec.ready_text, spec.ready_timeout)
-            .await
-            .ok_or_else(|| TargetError::NotReady {
-                command: shown.clone(),
-                ready: spec.ready_text.clone(),
-                seconds: spec.ready_timeout.as_secs(),
-            })?;
+        let line =
+            read_ready_line(&mut child, spec)
+                .await
+                .ok_or_else(|| TargetError::NotReady {
+                    command: shown.clone(),
+                    ready: spec.ready_text.clone(),
+                    seconds: spec.ready_timeout.as_secs(),
+                })?;
         let url = match &spec.ws_url {
             Some(url) => url.clone(),
             None => first_ws_url(&line).ok_or_else(|| TargetError::NoUrl(line.clone()))?,
         };
-        let mut target = Self::url(&url, &spec.token, &spec.operator, wait);
+        let mut target = match &spec.cmdrelay {
+            Some(options) => Self::cmdrelay_url(&url, options, wait).await?,
+            None => Self::url(&url, &spec.token, &spec.operator, wait),
+        };
         target.description = format!("`{shown}` at {url}");
-        target._guard = Guard::Child(child);
+        target._guard.push(Guard::Child(child));
         Ok(target)
+    }
+}
+
+async fn loopback() -> Result<tokio::net::TcpListener, TargetError> {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(in_process_error)
+}
+
+fn describe_in_process(
+    nodemgr: &RunningNodemgr,
+    cmdrelay: &RunningCmdrelay,
+    faults: &Faults,
+) -> String {
+    let names: Vec<_> = faults.iter().map(|f| f.name()).collect();
+    let urls = format!("{} and {}", nodemgr.ws_url(), cmdrelay.ws_url());
+    if names.is_empty() {
+        format!("in-process reference server {urls}")
+    } else {
+        format!(
+            "in-process reference server {urls} with faults {}",
+            names.join(", ")
+        )
     }
 }
 
@@ -245,17 +418,23 @@ pub struct SpawnSpec {
     pub ready_text: String,
     pub ready_timeout: Duration,
     pub ws_url: Option<String>,
+    /// The protocol judged: a ready line naming only another protocol is skipped.
+    pub protocol: String,
     pub token: String,
     pub operator: OperatorChoice,
+    /// Set when the protocol is cmdrelay.
+    pub cmdrelay: Option<CmdrelayOptions>,
 }
 
 /// Reads stdout until the ready line, then keeps draining it so the child never blocks.
-async fn read_ready_line(child: &mut Child, ready: &str, timeout: Duration) -> Option<String> {
+async fn read_ready_line(child: &mut Child, spec: &SpawnSpec) -> Option<String> {
     let stdout = child.stdout.take()?;
     let mut lines = BufReader::new(stdout).lines();
-    let found = tokio::time::timeout(timeout, async {
+    let found = tokio::time::timeout(spec.ready_timeout, async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains(ready) {
+            if line.contains(&spec.ready_text)
+                && !names_only_another_protocol(&line, &spec.protocol)
+            {
                 return Some(line);
             }
         }
@@ -266,6 +445,12 @@ async fn read_ready_line(child: &mut Child, ready: &str, timeout: Duration) -> O
     .flatten();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     found
+}
+
+/// A reference-server ready line such as `ready nodemgr ws://...` when `protocol` is cmdrelay.
+fn names_only_another_protocol(line: &str, protocol: &str) -> bool {
+    let names = |p: &&str| line.split_whitespace().any(|w| w == *p);
+    !names(&protocol) && crate::cases::PROTOCOLS.iter().any(|p| names(p))
 }
 
 fn first_ws_url(line: &str) -> Option<String> {

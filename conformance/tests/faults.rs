@@ -85,7 +85,108 @@ fn expected_failures(fault: Fault) -> &'static [&'static str] {
         NodemgrLenientTimestamps => &["nodemgr/errors/bad-timestamp-is-parse-error"],
         NodemgrFreshErrorIds => &["nodemgr/errors/error-echoes-request-id"],
         NodemgrAbortOnInvalidUtf8 => &["nodemgr/robustness/invalid-utf8"],
+        CmdrelayAcceptAnyToken => &[
+            "cmdrelay/token/unknown-token-gets-error-response",
+            "cmdrelay/token/unknown-token-closes-connection",
+            "cmdrelay/token/missing-token-rejected",
+            "cmdrelay/token/expired-token-rejected",
+        ],
+        CmdrelayKeepOpenOnBadToken => &[
+            "cmdrelay/token/unknown-token-closes-connection",
+            "cmdrelay/token/missing-token-rejected",
+            "cmdrelay/token/expired-token-rejected",
+        ],
+        CmdrelaySilentTokenRejection => &[
+            "cmdrelay/token/unknown-token-gets-error-response",
+            "cmdrelay/token/missing-token-rejected",
+        ],
+        CmdrelayNoInitResponse => &[
+            "cmdrelay/init/accepted-with-response",
+            "cmdrelay/init/response-fields-typed",
+            "cmdrelay/device/alone-is-zero",
+        ],
+        CmdrelaySharedSessionId => &[
+            "cmdrelay/init/tokens-have-distinct-session-ids",
+            "cmdrelay/init/room-removed-with-last-client",
+        ],
+        CmdrelaySessionPerClient => &["cmdrelay/init/same-token-shares-session-id"],
+        CmdrelayKeepEmptyRooms => &["cmdrelay/init/room-removed-with-last-client"],
+        CmdrelayGhostMembers => &[
+            "cmdrelay/device/count-drops-when-client-leaves",
+            "cmdrelay/device/abrupt-disconnect-leaves-no-ghost",
+            "cmdrelay/init/room-removed-with-last-client",
+        ],
+        CmdrelayNoHeartbeat => &["cmdrelay/heartbeat/shape", "cmdrelay/heartbeat/period"],
+        CmdrelayHeartbeatWrongShape => &["cmdrelay/heartbeat/shape"],
+        CmdrelaySlowHeartbeat => &["cmdrelay/heartbeat/period"],
+        CmdrelayHeartbeatBeforeInit => &["cmdrelay/heartbeat/not-before-init"],
+        CmdrelayCheckDeviceAlwaysOne => &[
+            "cmdrelay/device/alone-is-zero",
+            "cmdrelay/device/counts-only-own-room",
+            "cmdrelay/device/count-drops-when-client-leaves",
+            "cmdrelay/device/abrupt-disconnect-leaves-no-ghost",
+        ],
+        CmdrelayCheckDeviceAlwaysZero => &[
+            "cmdrelay/device/two-clients-is-one",
+            "cmdrelay/init/second-init-does-not-move-client",
+        ],
+        CmdrelayAnswerBeforeInit => &[
+            "cmdrelay/order/check-device-before-init-not-answered",
+            "cmdrelay/order/error-before-init",
+        ],
+        CmdrelayReinitSwitchesRoom => &[
+            "cmdrelay/init/second-init-does-not-move-client",
+            "cmdrelay/init/second-init-answered-with-error",
+        ],
+        CmdrelayEchoToSender => &[
+            "cmdrelay/relay/execute-not-echoed-to-sender",
+            "cmdrelay/relay/execute-result-not-echoed-to-sender",
+        ],
+        CmdrelayRelayAcrossRooms => &["cmdrelay/relay/isolated-between-rooms"],
+        CmdrelayDropExecuteResult => &[
+            "cmdrelay/relay/execute-result-reaches-others",
+            "cmdrelay/relay/execute-result-not-echoed-to-sender",
+        ],
+        CmdrelayMangleRelay => &[
+            "cmdrelay/relay/execute-reaches-others",
+            "cmdrelay/relay/execute-result-reaches-others",
+            "cmdrelay/relay/preserves-extra",
+        ],
+        CmdrelayAnswerRelay => &[
+            "cmdrelay/relay/execute-not-echoed-to-sender",
+            "cmdrelay/relay/execute-result-not-echoed-to-sender",
+        ],
+        CmdrelayReorderRelays => &["cmdrelay/relay/keeps-order"],
+        CmdrelaySilentOnError => &[
+            "cmdrelay/errors/malformed-json-answered",
+            "cmdrelay/errors/missing-cmd-answered",
+            "cmdrelay/errors/unknown-cmd-answered",
+            "cmdrelay/errors/error-response-shape",
+            "cmdrelay/order/error-before-init",
+            "cmdrelay/init/second-init-answered-with-error",
+        ],
+        CmdrelayCloseOnError => &[
+            "cmdrelay/errors/connection-survives-errors",
+            "cmdrelay/order/init-after-early-error-works",
+        ],
+        CmdrelayAbortOnBinary => &["cmdrelay/robustness/binary-frame"],
+        CmdrelayAbortOnInvalidUtf8 => &["cmdrelay/robustness/invalid-utf8"],
+        CmdrelayHangOnOversized => &["cmdrelay/robustness/oversized-frame"],
+        CmdrelayNumericCodes => &[
+            "cmdrelay/init/response-fields-typed",
+            "cmdrelay/device/response-shape",
+            "cmdrelay/heartbeat/shape",
+        ],
+        CmdrelayRelayBeforeInit => &["cmdrelay/order/execute-before-init-not-relayed"],
+        CmdrelayCountAllClients => &["cmdrelay/device/counts-only-own-room"],
+        CmdrelayRelayToOne => &["cmdrelay/relay/reaches-every-other-client"],
+        CmdrelayStallOnFlood => &["cmdrelay/robustness/flood-leaves-others-unharmed"],
     }
+}
+
+/// The protocol a fault belongs to: the part of its name before the slash.
+fn protocol_of(fault: Fault) -> &'static str {
+    fault.name().split('/').next().unwrap_or_default()
 }
 
 fn options() -> RunOptions {
@@ -99,31 +200,44 @@ fn options() -> RunOptions {
     }
 }
 
-async fn run_against(faults: Faults) -> Report {
+async fn run_against(protocol: &str, faults: Faults) -> Report {
     let options = options();
     let target = Target::in_process(faults, options.ctx_wait())
         .await
         .expect("in-process server");
-    let cases = conformance::cases::nodemgr::cases();
-    run("nodemgr", cases, &target, &options).await
+    let cases = conformance::cases::for_protocol(protocol).expect("a protocol with cases");
+    run(protocol, cases, &target, &options).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_clean_reference_server_passes_every_case_strictly() {
-    let report = run_against(Faults::none()).await;
+async fn clean_server_passes(protocol: &str) {
+    let report = run_against(protocol, Faults::none()).await;
     let not_passing = report.not_passing();
     assert!(not_passing.is_empty(), "{not_passing:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_fault_fails_the_cases_that_check_it() {
+async fn the_clean_reference_server_passes_every_nodemgr_case_strictly() {
+    clean_server_passes("nodemgr").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clean_reference_server_passes_every_cmdrelay_case_strictly() {
+    clean_server_passes("cmdrelay").await;
+}
+
+async fn faults_are_caught(protocol: &'static str) {
     let mut runs = tokio::task::JoinSet::new();
     for fault in Fault::ALL
         .iter()
         .copied()
-        .filter(|f| f.name().starts_with("nodemgr/"))
+        .filter(|f| protocol_of(*f) == protocol)
     {
-        runs.spawn(async move { (fault, run_against([fault].into_iter().collect()).await) });
+        runs.spawn(async move {
+            (
+                fault,
+                run_against(protocol, [fault].into_iter().collect()).await,
+            )
+        });
     }
     let mut missed = Vec::new();
     while let Some(joined) = runs.join_next().await {
@@ -142,14 +256,25 @@ async fn every_fault_fails_the_cases_that_check_it() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nodemgr_fault_fails_the_cases_that_check_it() {
+    faults_are_caught("nodemgr").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cmdrelay_fault_fails_the_cases_that_check_it() {
+    faults_are_caught("cmdrelay").await;
+}
+
 #[test]
 fn every_case_is_failed_by_some_fault() {
     let covered: Vec<&str> = Fault::ALL
         .iter()
         .flat_map(|f| expected_failures(*f).iter().copied())
         .collect();
-    let uncovered: Vec<_> = conformance::cases::nodemgr::cases()
-        .into_iter()
+    let uncovered: Vec<_> = conformance::cases::PROTOCOLS
+        .iter()
+        .flat_map(|p| conformance::cases::for_protocol(p).unwrap_or_default())
         .map(|c| c.id)
         .filter(|id| !covered.contains(id))
         .collect();

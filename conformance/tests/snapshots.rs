@@ -30,7 +30,7 @@ async fn the_full_nodemgr_exchange() {
     let target = Target::in_process(Faults::none(), wait)
         .await
         .expect("server");
-    let endpoint = target.nodemgr.clone();
+    let endpoint = target.nodemgr.clone().expect("nodemgr endpoint");
     let operator = endpoint.operator.clone().expect("operator API");
     let transcript = Transcript::default();
     let node_id = format!("conformance-{}", &wire::fresh_id()[..13]);

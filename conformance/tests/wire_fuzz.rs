@@ -47,7 +47,7 @@ fn fixture() -> &'static Fixture {
 
 /// Registers a node, sends `frames`, and checks every answer.
 async fn judge(frames: Vec<String>) -> Result<(), String> {
-    let endpoint = &fixture().target.nodemgr;
+    let endpoint = fixture().target.nodemgr.as_ref().expect("nodemgr endpoint");
     let node_id = format!("fuzz-{}", wire::fresh_id());
     let transcript = Transcript::default();
     let url = endpoint.url(Some(&endpoint.token), Some(&node_id));

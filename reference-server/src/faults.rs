@@ -91,6 +91,10 @@ faults! {
     CmdrelayAbortOnBinary => "cmdrelay/abort-on-binary": "drop the TCP connection without a close frame on a binary frame",
     CmdrelayAbortOnInvalidUtf8 => "cmdrelay/abort-on-invalid-utf8": "drop the TCP connection without a close frame on invalid UTF-8",
     CmdrelayHangOnOversized => "cmdrelay/hang-on-oversized": "accept frames up to 16 MiB and ignore those over the limit",
+    CmdrelayNumericCodes => "cmdrelay/numeric-codes": "write code as a JSON number instead of a string",
+    CmdrelayRelayBeforeInit => "cmdrelay/relay-before-init": "keep execute frames sent before init and relay them after it",
+    CmdrelayCountAllClients => "cmdrelay/count-all-clients": "count every client of the server in checkDevice",
+    CmdrelayRelayToOne => "cmdrelay/relay-to-one": "relay to one other client of the room only",
     CmdrelayStallOnFlood => "cmdrelay/stall-on-flood": "stop answering, without closing, after 50 frames",
 }
 

@@ -1,16 +1,19 @@
 //! Every server-side case, by protocol.
 
+pub mod abuse;
+pub mod cmdrelay;
 pub mod nodemgr;
 
 use crate::case::Case;
 
 /// The protocols that have cases.
-pub const PROTOCOLS: &[&str] = &["nodemgr"];
+pub const PROTOCOLS: &[&str] = &["nodemgr", "cmdrelay"];
 
 /// The cases of `protocol`, or `None` for an unknown protocol.
 pub fn for_protocol(protocol: &str) -> Option<Vec<Case>> {
     match protocol {
         "nodemgr" => Some(nodemgr::cases()),
+        "cmdrelay" => Some(cmdrelay::cases()),
         _ => None,
     }
 }

@@ -2,9 +2,11 @@
 //! types.
 
 pub mod operator;
+pub mod tokens;
 pub mod transcript;
 pub mod ws;
 
 pub use operator::OperatorApi;
+pub use tokens::{RoomTokens, TokenMinter, TokenPool, TokenSource};
 pub use transcript::Transcript;
 pub use ws::{Event, WsClient};

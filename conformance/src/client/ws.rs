@@ -249,6 +249,16 @@ impl WsClient {
         }
     }
 
+    /// Resets the TCP connection without a close frame, as a crashed peer or a pulled cable
+    /// (seen from the server) would.
+    pub fn abort(self) {
+        self.transcript
+            .record(&self.name, "→", "TCP reset, without a close frame");
+        if let MaybeTlsStream::Plain(tcp) = self.stream.get_ref() {
+            let _ = tcp.set_zero_linger();
+        }
+    }
+
     /// Closes politely; errors are irrelevant at this point.
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;

@@ -1,3 +1,4 @@
 //! Message builders over `serde_json::Value`, transcribed from the documents.
 
+pub mod cmdrelay;
 pub mod nodemgr;

@@ -3,6 +3,7 @@
 
 use super::{unique_node_id, welcomed, Node};
 use crate::case::{Case, CaseResult, Failure, Outcome};
+use crate::cases::abuse;
 use crate::check::{compact, ensure};
 use crate::client::Event;
 use crate::target::Ctx;
@@ -45,17 +46,7 @@ async fn server_still_serves(ctx: &Ctx) -> Result<(), Failure> {
 
 /// The answer to abuse: an `error` (pass) or a clean close (variant or pass), else a failure.
 fn judge_answer(event: Event, close_is_documented: bool) -> CaseResult {
-    match event {
-        Event::Json(reply) if reply["type"] == "error" => Ok(Outcome::Pass),
-        Event::Close(Some(_)) if close_is_documented => Ok(Outcome::Pass),
-        Event::Close(Some((code, reason))) => Ok(Outcome::Variant(format!(
-            "closed with {code} {reason:?} instead of an `error`"
-        ))),
-        other => Err(Failure::mismatch(
-            "an `error` or a close frame with a code",
-            other.describe(),
-        )),
-    }
+    abuse::judge_answer(event, |reply| reply["type"] == "error", close_is_documented)
 }
 
 async fn binary_frame(ctx: Ctx) -> CaseResult {

@@ -79,6 +79,9 @@ impl<M> Rooms<M> {
 
     /// How many clients share `conn`'s room, `conn` included; 0 if it is in none.
     pub fn room_size(&self, conn: ConnId) -> usize {
+        if self.faults.has(Fault::CmdrelayCountAllClients) {
+            return self.token_of.len();
+        }
         self.room_of(conn).map_or(0, |room| room.members.len())
     }
 
@@ -86,6 +89,11 @@ impl<M> Rooms<M> {
     pub fn others(&self, conn: ConnId) -> impl Iterator<Item = &M> {
         let everyone = self.faults.has(Fault::CmdrelayRelayAcrossRooms);
         let echo = self.faults.has(Fault::CmdrelayEchoToSender);
+        let limit = if self.faults.has(Fault::CmdrelayRelayToOne) {
+            1
+        } else {
+            usize::MAX
+        };
         let rooms: Vec<&Room<M>> = if everyone {
             self.by_token.values().collect()
         } else {
@@ -96,6 +104,7 @@ impl<M> Rooms<M> {
             .flat_map(|room| room.members.iter())
             .filter(move |(id, _)| echo || *id != conn)
             .map(|(_, member)| member)
+            .take(limit)
     }
 
     /// Every member of the room of `token`.

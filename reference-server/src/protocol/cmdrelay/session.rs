@@ -258,6 +258,9 @@ impl Session {
         };
         match (&self.state, request) {
             (State::AwaitingInit, Request::Init { token }) => self.on_init(token),
+            (State::AwaitingInit, Request::Relay(_)) if self.has(Fault::CmdrelayRelayBeforeInit) => {
+                self.deferred.push_back(text.to_owned());
+            }
             (State::AwaitingInit, Request::CheckDevice)
                 if self.has(Fault::CmdrelayAnswerBeforeInit) =>
             {
@@ -442,7 +445,12 @@ impl Session {
     }
 
     fn send(&mut self, response: Response) {
-        self.outputs.push_back(Output::Send(response.encode()));
+        let text = if self.has(Fault::CmdrelayNumericCodes) {
+            numeric_code(&response)
+        } else {
+            response.encode()
+        };
+        self.outputs.push_back(Output::Send(text));
     }
 
     fn close(&mut self, code: u16, reason: String) {
@@ -450,6 +458,15 @@ impl Session {
         self.next_heartbeat = None;
         self.outputs.push_back(Output::Close { code, reason });
     }
+}
+
+/// The `numeric-codes` fault: `"code": 1` instead of `"code": "1"`.
+fn numeric_code(response: &Response) -> String {
+    let mut value = serde_json::to_value(response).unwrap_or_default();
+    if let Ok(code) = response.code.parse::<u64>() {
+        value["code"] = code.into();
+    }
+    value.to_string()
 }
 
 fn cmd_name(request: &Request) -> &str {
