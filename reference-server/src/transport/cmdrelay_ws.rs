@@ -20,8 +20,13 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
-/// Frame limit with the `hang-on-oversized` fault: big enough to let oversized frames in.
-const FAULTY_FRAME_LIMIT: usize = 16 * 1024 * 1024;
+/// What the WebSocket layer reads whole. Frames over [`MAX_FRAME_BYTES`] and up to this are
+/// read, then refused with 1009 while the connection still reads, so that the close frame
+/// reaches the client; a frame beyond it is a read error, after which the socket can only be
+/// dropped (the client may see a reset).
+const READ_LIMIT: usize = 2 * 1024 * 1024;
+/// Read limit with the `hang-on-oversized` fault: big enough to let oversized frames in.
+const FAULTY_READ_LIMIT: usize = 16 * 1024 * 1024;
 const IDLE_READ_BUFFER: usize = 4 * 1024;
 /// Frames the writer sends before it flushes.
 const WRITE_BATCH: usize = 64;
@@ -80,9 +85,9 @@ impl Member {
 
 pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<Arc<CmdrelayApp>>) -> Response {
     let limit = if app.faults().has(Fault::CmdrelayHangOnOversized) {
-        FAULTY_FRAME_LIMIT
+        FAULTY_READ_LIMIT
     } else {
-        MAX_FRAME_BYTES
+        READ_LIMIT
     };
     ws.read_buffer_size(IDLE_READ_BUFFER)
         .max_message_size(limit)
@@ -123,15 +128,24 @@ async fn run_connection(socket: WebSocket, app: Arc<CmdrelayApp>) {
     // last one, so the writer ends once it has sent what is queued.
     connection.app.leave(connection.id);
     drop(connection);
-    finish(writer, stop).await;
+    finish(writer, stream, stop).await;
 }
 
-async fn finish(mut writer: JoinHandle<()>, stop: Stop) {
-    if matches!(stop, Stop::Closing) && tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_ok()
-    {
+/// Lets the writer send what is queued (the close frame last), then reads and discards what
+/// the peer still sends until it closes too: dropping a socket with unread data resets it,
+/// and the reset would destroy the close frame before the peer reads it.
+async fn finish(mut writer: JoinHandle<()>, mut stream: SplitStream<WebSocket>, stop: Stop) {
+    if matches!(stop, Stop::Abort) {
+        writer.abort();
         return;
     }
-    writer.abort();
+    let drained = tokio::time::timeout(CLOSE_GRACE, async {
+        let _ = (&mut writer).await;
+        while let Some(Ok(_)) = stream.next().await {}
+    });
+    if drained.await.is_err() {
+        writer.abort();
+    }
 }
 
 impl Connection {
@@ -166,6 +180,13 @@ impl Connection {
     async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Option<Stop> {
         let faults = self.app.faults();
         match frame {
+            Some(Ok(Message::Text(text))) if text.len() > MAX_FRAME_BYTES => {
+                if faults.has(Fault::CmdrelayHangOnOversized) {
+                    return None;
+                }
+                let reason = format!("frame larger than {MAX_FRAME_BYTES} bytes");
+                return Some(self.queue_close(1009, reason).await);
+            }
             Some(Ok(Message::Text(text))) => self
                 .session
                 .handle_input(read_clock(), Input::Text(text.to_string())),
