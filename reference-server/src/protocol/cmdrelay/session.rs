@@ -258,7 +258,9 @@ impl Session {
         };
         match (&self.state, request) {
             (State::AwaitingInit, Request::Init { token }) => self.on_init(token),
-            (State::AwaitingInit, Request::Relay(_)) if self.has(Fault::CmdrelayRelayBeforeInit) => {
+            (State::AwaitingInit, Request::Relay(_))
+                if self.has(Fault::CmdrelayRelayBeforeInit) =>
+            {
                 self.deferred.push_back(text.to_owned());
             }
             (State::AwaitingInit, Request::CheckDevice)
