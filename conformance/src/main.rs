@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use conformance::expectations::Expectations;
+use conformance::probes::ProbeConfig;
 use conformance::report::{exit, to_junit, Report};
 use conformance::runner::{run, select, RunOptions};
 use conformance::target::{CmdrelayOptions, OperatorChoice, SpawnSpec, Target, TokenChoice};
@@ -143,7 +144,8 @@ struct ClientArgs {
     wait: u64,
     #[command(flatten)]
     report: ReportArgs,
-    /// The client to start, e.g. -- reference-server node-agent --url {url}
+    /// The client to start, e.g. -- reference-server node-agent --url {url}, or
+    /// -- reference-server device --url {url}
     #[arg(last = true)]
     command: Vec<String>,
 }
@@ -298,20 +300,22 @@ fn emit(report: &Report, args: &ReportArgs) -> i32 {
 }
 
 async fn run_client(args: ClientArgs) -> i32 {
-    if args.protocol != "nodemgr" {
-        return unknown_protocol(&args.protocol);
-    }
     let options = match run_options(&args.report, None) {
         Ok(options) => options,
         Err(message) => return usage_error(&message),
     };
-    let probe = conformance::probes::nodemgr::ProbeConfig {
+    let probe = ProbeConfig {
         listen: args.listen.clone(),
         command: args.command.clone(),
         wait: Duration::from_secs(args.wait).mul_f64(options.multiplier.max(0.1)),
         options,
     };
-    match conformance::probes::nodemgr::run_probe(&probe).await {
+    let report = match args.protocol.as_str() {
+        "nodemgr" => conformance::probes::nodemgr::run_probe(&probe).await,
+        "cmdrelay" => conformance::probes::cmdrelay::run_probe(&probe).await,
+        other => return unknown_protocol(other),
+    };
+    match report {
         Ok(report) => emit(&report, &args.report),
         Err(error) => usage_error(&error.to_string()),
     }

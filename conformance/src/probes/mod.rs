@@ -1,3 +1,190 @@
 //! Client validation: the suite plays the server and grades the client that connects.
+//! The plumbing shared by every protocol's probe lives here: listening, starting the client,
+//! accepting it, gathering results, and the report.
 
+pub mod cmdrelay;
 pub mod nodemgr;
+
+use crate::case::{CaseResult, Failure, Level, Outcome, Source};
+use crate::client::{Transcript, WsClient};
+use crate::report::{CaseReport, CaseSpec, Report};
+use crate::runner::{apply_expectations, grade, RunOptions};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::MaybeTlsStream;
+
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub listen: String,
+    /// The client to start; `{url}` is replaced by the suite's ws:// URL. Empty: wait for one.
+    pub command: Vec<String>,
+    /// How long to wait for a connection and for each of the client's messages.
+    pub wait: Duration,
+    pub options: RunOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("cannot start the client `{0}`: {1}")]
+    Spawn(String, std::io::Error),
+}
+
+pub(crate) const fn spec(
+    id: &'static str,
+    level: Level,
+    source: Source,
+    sends: &'static str,
+    requires: &'static str,
+) -> CaseSpec {
+    CaseSpec {
+        id,
+        level,
+        source,
+        sends,
+        requires,
+    }
+}
+
+/// Results as the session reaches them; anything unreached fails with the reason it stopped.
+#[derive(Default)]
+pub(crate) struct Results(HashMap<&'static str, CaseResult>);
+
+impl Results {
+    pub(crate) fn set(&mut self, id: &'static str, result: CaseResult) {
+        self.0.entry(id).or_insert(result);
+    }
+
+    pub(crate) fn check(&mut self, id: &'static str, result: Result<(), Failure>) {
+        self.set(id, result.map(|()| Outcome::Pass));
+    }
+}
+
+pub(crate) async fn bind(config: &ProbeConfig) -> Result<TcpListener, ProbeError> {
+    TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| ProbeError::Listen(config.listen.clone(), e))
+}
+
+/// One probe run: the client it started, its transcript and its clock.
+pub(crate) struct ProbeSession {
+    _child: Option<Child>,
+    shown: String,
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+    pub transcript: Transcript,
+}
+
+impl ProbeSession {
+    /// Starts the client (if a command was given) against `ws://<listener><path>`.
+    pub fn start(
+        listener: &TcpListener,
+        config: &ProbeConfig,
+        path: &str,
+        playing: &str,
+    ) -> Result<Self, ProbeError> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
+        let url = format!("ws://{addr}{path}");
+        let child = start_client(&config.command, &url)?;
+        let shown = if config.command.is_empty() {
+            url.clone()
+        } else {
+            config.command.join(" ")
+        };
+        eprintln!("playing the {playing} at {url}; waiting for {shown}");
+        Ok(Self {
+            _child: child,
+            shown,
+            started: Instant::now(),
+            started_at: chrono::Utc::now(),
+            transcript: Transcript::default(),
+        })
+    }
+
+    /// Grades every case; those the session never reached fail with the reason it stopped.
+    pub fn report(
+        self,
+        protocol: &str,
+        cases: &[CaseSpec],
+        mut results: Results,
+        stop: Result<(), String>,
+        config: &ProbeConfig,
+    ) -> Report {
+        let reports = cases
+            .iter()
+            .map(|spec| {
+                let result = results.0.remove(spec.id).unwrap_or_else(|| {
+                    let why = stop
+                        .as_ref()
+                        .err()
+                        .cloned()
+                        .unwrap_or_else(|| "the session ended".to_owned());
+                    Err(Failure::mismatch(
+                        spec.requires,
+                        format!("not reached: {why}"),
+                    ))
+                });
+                let verdict = grade(spec.level, spec.requires, result, config.options.strict);
+                let verdict =
+                    apply_expectations(verdict, config.options.expectations.reason(spec.id));
+                CaseReport::from_spec(spec, verdict, Duration::ZERO, self.transcript.lines())
+            })
+            .collect();
+        Report::new(
+            protocol,
+            &format!("client {}", self.shown),
+            config.options.strict,
+            self.started_at,
+            self.started.elapsed(),
+            reports,
+        )
+    }
+}
+
+fn start_client(command: &[String], url: &str) -> Result<Option<Child>, ProbeError> {
+    let Some((program, args)) = command.split_first() else {
+        return Ok(None);
+    };
+    let args: Vec<String> = args.iter().map(|a| a.replace("{url}", url)).collect();
+    Command::new(program)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map(Some)
+        .map_err(|e| ProbeError::Spawn(command.join(" "), e))
+}
+
+/// Accepts one connection, returning the client and its request URI. `server` names the
+/// suite's side in the transcript.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    wait: Duration,
+    transcript: &Transcript,
+    server: &str,
+) -> Result<(WsClient, String), String> {
+    let (tcp, _) = tokio::time::timeout(wait, listener.accept())
+        .await
+        .map_err(|_| format!("no client connected within {} s", wait.as_secs()))?
+        .map_err(|e| e.to_string())?;
+    let mut uri = String::new();
+    #[allow(
+        clippy::result_large_err,
+        reason = "the callback type is tungstenite's"
+    )]
+    let callback = |request: &Request, response: Response| {
+        uri = request.uri().to_string();
+        Ok(response)
+    };
+    let stream = tokio_tungstenite::accept_hdr_async(MaybeTlsStream::Plain(tcp), callback)
+        .await
+        .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
+    transcript.record(server, "⇠", &format!("connection to {uri}"));
+    Ok((WsClient::accepted("client", stream, transcript, wait), uri))
+}

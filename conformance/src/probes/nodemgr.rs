@@ -1,53 +1,16 @@
 //! Grades a nodemgr node agent: the suite plays the core through one scripted session
 //! (welcome, register, heartbeat, a command, a close to see it reconnect).
 
+use super::{accept, bind, spec, ProbeSession, Results};
+pub use super::{ProbeConfig, ProbeError};
 use crate::case::{CaseResult, Failure, Level, Outcome, Source};
 use crate::check::{compact, ensure, ensure_eq, is_uuid_v4, str_at, timestamp_form, TimestampForm};
 use crate::client::{Event, Transcript, WsClient};
-use crate::report::{CaseReport, CaseSpec, Report};
-use crate::runner::{apply_expectations, grade, RunOptions};
+use crate::report::{CaseSpec, Report};
 use crate::wire::nodemgr as wire;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::MaybeTlsStream;
-
-#[derive(Debug, Clone)]
-pub struct ProbeConfig {
-    pub listen: String,
-    /// The client to start; `{url}` is replaced by the suite's ws:// URL. Empty: wait for one.
-    pub command: Vec<String>,
-    /// How long to wait for a connection and for each of the client's messages.
-    pub wait: Duration,
-    pub options: RunOptions,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error("cannot listen on {0}: {1}")]
-    Listen(String, std::io::Error),
-    #[error("cannot start the client `{0}`: {1}")]
-    Spawn(String, std::io::Error),
-}
-
-const fn spec(
-    id: &'static str,
-    level: Level,
-    source: Source,
-    sends: &'static str,
-    requires: &'static str,
-) -> CaseSpec {
-    CaseSpec {
-        id,
-        level,
-        source,
-        sends,
-        requires,
-    }
-}
 
 use Level::{Must, Should};
 use Source::{Documented, Inferred};
@@ -69,25 +32,8 @@ pub const CASES: &[CaseSpec] = &[
     spec("nodemgr-client/reconnect/after-close", Should, Documented("001 §最佳实践 4 重试机制"), "a close 1001", "the client connects again"),
 ];
 
-/// Results as the session reaches them; anything unreached fails with the reason it stopped.
-#[derive(Default)]
-struct Results(HashMap<&'static str, CaseResult>);
-
-impl Results {
-    fn set(&mut self, id: &'static str, result: CaseResult) {
-        self.0.entry(id).or_insert(result);
-    }
-
-    fn check(&mut self, id: &'static str, result: Result<(), Failure>) {
-        self.set(id, result.map(|()| Outcome::Pass));
-    }
-}
-
 pub async fn run_probe(config: &ProbeConfig) -> Result<Report, ProbeError> {
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
-    run_probe_on(listener, config).await
+    run_probe_on(bind(config).await?, config).await
 }
 
 /// The probe on a listener the caller bound (tests start the client in-process).
@@ -95,89 +41,10 @@ pub async fn run_probe_on(
     listener: TcpListener,
     config: &ProbeConfig,
 ) -> Result<Report, ProbeError> {
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
-    let url = format!("ws://{addr}/api/v1/ws");
-    let _child = start_client(&config.command, &url)?;
-    let shown = if config.command.is_empty() {
-        url.clone()
-    } else {
-        config.command.join(" ")
-    };
-    eprintln!("playing the nodemgr core at {url}; waiting for {shown}");
-    let started = Instant::now();
-    let started_at = chrono::Utc::now();
-    let transcript = Transcript::default();
+    let session = ProbeSession::start(&listener, config, "/api/v1/ws", "nodemgr core")?;
     let mut results = Results::default();
-    let stop = drive(&listener, config.wait, &transcript, &mut results).await;
-    let reports = CASES
-        .iter()
-        .map(|spec| {
-            let result = results.0.remove(spec.id).unwrap_or_else(|| {
-                let why = stop
-                    .as_ref()
-                    .err()
-                    .cloned()
-                    .unwrap_or_else(|| "the session ended".to_owned());
-                Err(Failure::mismatch(
-                    spec.requires,
-                    format!("not reached: {why}"),
-                ))
-            });
-            let verdict = grade(spec.level, spec.requires, result, config.options.strict);
-            let verdict = apply_expectations(verdict, config.options.expectations.reason(spec.id));
-            CaseReport::from_spec(spec, verdict, Duration::ZERO, transcript.lines())
-        })
-        .collect();
-    Ok(Report::new(
-        "nodemgr-client",
-        &format!("client {shown}"),
-        config.options.strict,
-        started_at,
-        started.elapsed(),
-        reports,
-    ))
-}
-
-fn start_client(command: &[String], url: &str) -> Result<Option<Child>, ProbeError> {
-    let Some((program, args)) = command.split_first() else {
-        return Ok(None);
-    };
-    let args: Vec<String> = args.iter().map(|a| a.replace("{url}", url)).collect();
-    Command::new(program)
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map(Some)
-        .map_err(|e| ProbeError::Spawn(command.join(" "), e))
-}
-
-/// Accepts one connection, returning the client and its request URI.
-async fn accept(
-    listener: &TcpListener,
-    wait: Duration,
-    transcript: &Transcript,
-) -> Result<(WsClient, String), String> {
-    let (tcp, _) = tokio::time::timeout(wait, listener.accept())
-        .await
-        .map_err(|_| format!("no client connected within {} s", wait.as_secs()))?
-        .map_err(|e| e.to_string())?;
-    let mut uri = String::new();
-    #[allow(
-        clippy::result_large_err,
-        reason = "the callback type is tungstenite's"
-    )]
-    let callback = |request: &Request, response: Response| {
-        uri = request.uri().to_string();
-        Ok(response)
-    };
-    let stream = tokio_tungstenite::accept_hdr_async(MaybeTlsStream::Plain(tcp), callback)
-        .await
-        .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
-    transcript.record("core", "⇠", &format!("connection to {uri}"));
-    Ok((WsClient::accepted("client", stream, transcript, wait), uri))
+    let stop = drive(&listener, config.wait, &session.transcript, &mut results).await;
+    Ok(session.report("nodemgr-client", CASES, results, stop, config))
 }
 
 fn query_param(uri: &str, name: &str) -> Option<String> {
@@ -194,7 +61,7 @@ async fn drive(
     transcript: &Transcript,
     results: &mut Results,
 ) -> Result<(), String> {
-    let (mut ws, uri) = accept(listener, wait, transcript).await?;
+    let (mut ws, uri) = accept(listener, wait, transcript, "core").await?;
     let token = query_param(&uri, "token").unwrap_or_default();
     results.check(
         CASES[0].id,
@@ -241,7 +108,7 @@ async fn drive(
     grade_envelopes(&seen, results);
     ws.close_with(1001, "conformance probe: reconnect test")
         .await;
-    let reconnected = accept(listener, wait, transcript).await.map(|_| ());
+    let reconnected = accept(listener, wait, transcript, "core").await.map(|_| ());
     results.check(
         CASES[12].id,
         reconnected.map_err(|why| Failure::mismatch("a new connection", why)),
