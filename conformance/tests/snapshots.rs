@@ -1,7 +1,9 @@
-//! Transcript snapshots of the whole nodemgr exchange against the reference server, with ids,
+//! Transcript snapshots of whole nodemgr and cmdrelay exchanges against the reference server, with ids,
 //! timestamps, ports and timings redacted. `cargo insta review` after an intended change.
 
 use conformance::client::{Transcript, WsClient};
+use conformance::target::InProcess;
+use conformance::wire::cmdrelay;
 use conformance::wire::nodemgr as wire;
 use conformance::Target;
 use reference_server::faults::Faults;
@@ -17,10 +19,12 @@ fn redact(line: &str) -> String {
     let port = regex_lite::Regex::new(r"127\.0\.0\.1:\d+").expect("re");
     let timing = regex_lite::Regex::new(r"^\s*\d+ms ").expect("re");
     let node = regex_lite::Regex::new(r"conformance-[0-9a-f-]{13}").expect("re");
+    let token = regex_lite::Regex::new(r"[0-9a-f]{32}").expect("re");
     let line = timing.replace(line, "");
     let line = uuid.replace_all(&line, "[uuid]");
     let line = stamp.replace_all(&line, "[timestamp]");
     let line = port.replace_all(&line, "127.0.0.1:[port]");
+    let line = token.replace_all(&line, "[token]");
     node.replace_all(&line, "[node]").into_owned()
 }
 
@@ -86,4 +90,77 @@ async fn the_full_nodemgr_exchange() {
         .replace_all(&lines.join("\n"), "[command]")
         .into_owned();
     insta::assert_snapshot!(text);
+}
+
+#[tokio::test]
+async fn the_full_cmdrelay_exchange() {
+    let wait = Duration::from_secs(5);
+    // No heartbeat during the exchange: the transcript must not depend on timing.
+    let mut settings = InProcess::with_faults(Faults::none());
+    settings.cmdrelay.session.heartbeat_period = Duration::from_secs(3600);
+    let target = Target::in_process_with(settings, wait)
+        .await
+        .expect("server");
+    let endpoint = target.cmdrelay.clone().expect("cmdrelay endpoint");
+    let tokens = endpoint.tokens.rooms(1).await.expect("a token");
+    let transcript = Transcript::default();
+    let connect = |name: &'static str| WsClient::connect(name, &endpoint.ws_url, &transcript, wait);
+    let mut controller = connect("controller").await.expect("connect");
+    controller
+        .send_json(&cmdrelay::init(tokens.get(0)))
+        .await
+        .expect("send");
+    controller
+        .expect_message("init answer")
+        .await
+        .expect("answer");
+    controller
+        .send_json(&cmdrelay::check_device())
+        .await
+        .expect("send");
+    controller.expect_message("alone").await.expect("answer");
+    let mut device = connect("device").await.expect("connect");
+    device
+        .send_json(&cmdrelay::init(tokens.get(0)))
+        .await
+        .expect("send");
+    device.expect_message("init answer").await.expect("answer");
+    controller
+        .send_json(&cmdrelay::check_device())
+        .await
+        .expect("send");
+    controller.expect_message("two").await.expect("answer");
+    controller
+        .send_json(&cmdrelay::execute("uptime"))
+        .await
+        .expect("send");
+    device
+        .expect_message("relayed execute")
+        .await
+        .expect("relay");
+    device
+        .send_json(&cmdrelay::execute_result("up 1 day"))
+        .await
+        .expect("send");
+    controller
+        .expect_message("relayed result")
+        .await
+        .expect("relay");
+    controller
+        .send_text(r#"{"cmd":"reboot"}"#)
+        .await
+        .expect("send");
+    controller
+        .expect_message("unknown cmd")
+        .await
+        .expect("error");
+    let mut stranger = connect("stranger").await.expect("connect");
+    stranger
+        .send_json(&cmdrelay::init("not-a-token"))
+        .await
+        .expect("send");
+    stranger.expect_message("refusal").await.expect("refusal");
+    stranger.next_event().await;
+    let lines: Vec<String> = transcript.lines().iter().map(|l| redact(l)).collect();
+    insta::assert_snapshot!(lines.join("\n"));
 }
