@@ -54,7 +54,9 @@ async fn next_json(ws: &mut WsClient) -> Result<Value, String> {
         match ws.next_event_within(WAIT).await {
             // Only the server's own heartbeat: an error answering a client's "Heartbeat" cmd
             // carries that cmd too.
-            Event::Json(v) if v == json!({"cmd": "Heartbeat", "code": "1", "extra": {}}) => continue,
+            Event::Json(v) if v == json!({"cmd": "Heartbeat", "code": "1", "extra": {}}) => {
+                continue
+            }
             Event::Json(v) => return Ok(v),
             other => return Err(format!("expected a message, got {}", other.describe())),
         }

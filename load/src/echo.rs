@@ -108,3 +108,49 @@ pub async fn measure(
     let rate = round_trips.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     (rate, stats)
 }
+
+/// Closed-loop round trips per second of `frame` against a bare echo server.
+pub async fn echo_rate(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    frame: fn() -> Message,
+) -> (f64, Arc<Stats>) {
+    let stats = Stats::new();
+    let count = Arc::new(AtomicU64::new(0));
+    let mut sockets = Vec::new();
+    for _ in 0..connections {
+        sockets.extend(
+            tokio_tungstenite::connect_async(url)
+                .await
+                .ok()
+                .map(|(ws, _)| ws),
+        );
+    }
+    let started = Instant::now();
+    let until = started + duration;
+    let mut loops = tokio::task::JoinSet::new();
+    for mut ws in sockets {
+        let (stats, count) = (stats.clone(), count.clone());
+        loops.spawn(async move {
+            while Instant::now() < until {
+                let sent = Instant::now();
+                if ws.send(frame()).await.is_err() {
+                    return;
+                }
+                match ws.next().await {
+                    Some(Ok(Message::Text(_))) => {
+                        stats.record_ack(sent.elapsed());
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => return,
+                }
+            }
+        });
+    }
+    while loops.join_next().await.is_some() {}
+    (
+        count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+        stats,
+    )
+}

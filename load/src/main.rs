@@ -1,5 +1,6 @@
-//! `load`: simulates many nodes against a nodemgr server and measures honestly.
+//! `load`: simulates many nodes (nodemgr) and devices (cmdrelay) and measures honestly.
 
+mod cmdrelay;
 mod echo;
 mod nodemgr;
 mod stats;
@@ -7,7 +8,9 @@ mod stats;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use reference_server::protocol::nodemgr::SessionConfig;
-use reference_server::server::{start_nodemgr, RunningNodemgr};
+use reference_server::server::{
+    start_cmdrelay, start_nodemgr, CmdrelaySetup, RunningCmdrelay, RunningNodemgr,
+};
 use reference_server::store::StoreConfig;
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,44 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
+    /// Rooms of clients: one relays execute on an interval, the others measure latency.
+    Cmdrelay(CmdrelayArgs),
+    /// Closed-loop relays between pairs vs a bare tokio-tungstenite echo server, same run.
+    CmdrelayVsEcho {
+        #[arg(long, default_value_t = 64)]
+        pairs: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct CmdrelayArgs {
+    /// ws://127.0.0.1:8765/websocket. Default: an in-process reference server.
+    #[arg(long)]
+    target: Option<String>,
+    /// With --target: the token API that mints one token per room (default: same host, /api/v1).
+    #[arg(long)]
+    admin_api: Option<String>,
+    #[arg(long, default_value = "default-token")]
+    admin_token: String,
+    #[arg(long, default_value_t = 100)]
+    rooms: usize,
+    #[arg(long, default_value_t = 2)]
+    clients_per_room: usize,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How often each room's sender relays an execute.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Join every client, then stay idle and report the server's memory per client.
+    #[arg(long)]
+    idle: bool,
+    /// The server's process id, to read its memory from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +115,10 @@ async fn main() -> anyhow::Result<()> {
             connections,
             duration,
         } => vs_echo(connections.min(MAX_NODES), duration.min(MAX_DURATION)).await,
+        Command::Cmdrelay(args) => run_cmdrelay(args).await,
+        Command::CmdrelayVsEcho { pairs, duration } => {
+            cmdrelay_vs_echo(pairs.min(MAX_NODES / 2), duration.min(MAX_DURATION)).await
+        }
     }
 }
 
@@ -229,6 +274,144 @@ async fn vs_echo(connections: usize, duration: Duration) -> anyhow::Result<()> {
     println!(
         "ratio: {:.2}x of the bare echo rate",
         ref_rate / echo_rate.max(1.0)
+    );
+    Ok(())
+}
+
+/// An in-process cmdrelay server that knows `tokens`, on a temporary database.
+async fn in_process_cmdrelay(
+    tokens: Vec<String>,
+) -> anyhow::Result<(RunningCmdrelay, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let setup = CmdrelaySetup {
+        tokens,
+        ..CmdrelaySetup::default()
+    };
+    let server = start_cmdrelay(listener, setup, &StoreConfig::sqlite_in(dir.path())?).await?;
+    Ok((server, dir))
+}
+
+/// One token per room from the target's token API.
+async fn mint_tokens(base: &str, admin_token: &str, rooms: usize) -> anyhow::Result<Vec<String>> {
+    let client = reqwest::Client::new();
+    let mut tokens = Vec::with_capacity(rooms);
+    for _ in 0..rooms {
+        let body: serde_json::Value = client
+            .post(format!("{}/tokens", base.trim_end_matches('/')))
+            .bearer_auth(admin_token)
+            .json(&serde_json::json!({ "label": "load" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        tokens.push(
+            body["token"]
+                .as_str()
+                .context("the token API answered no token")?
+                .to_owned(),
+        );
+    }
+    Ok(tokens)
+}
+
+async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
+    let rooms = args.rooms.min(MAX_NODES / args.clients_per_room.max(1));
+    let (url, tokens, local) = match &args.target {
+        Some(url) => {
+            ensure_loopback(url)?;
+            let base = args.admin_api.clone().unwrap_or_else(|| {
+                url.replacen("ws://", "http://", 1)
+                    .replace("/websocket", "/api/v1")
+            });
+            (
+                url.clone(),
+                mint_tokens(&base, &args.admin_token, rooms).await?,
+                None,
+            )
+        }
+        None => {
+            let run = uuid::Uuid::new_v4().simple().to_string();
+            let tokens: Vec<String> = (0..rooms)
+                .map(|i| format!("load-{}-{i}", &run[..8]))
+                .collect();
+            let (server, dir) = in_process_cmdrelay(tokens.clone()).await?;
+            (server.ws_url(), tokens, Some((server, dir)))
+        }
+    };
+    let pid = args
+        .server_pid
+        .or_else(|| local.as_ref().map(|_| std::process::id()));
+    let scenario = cmdrelay::Scenario {
+        ws_url: url.clone(),
+        tokens,
+        clients_per_room: args.clients_per_room,
+        interval: args.interval,
+        duration: args.duration.min(MAX_DURATION),
+        connect_concurrency: args.connect_concurrency,
+    };
+    eprintln!(
+        "load: {rooms} rooms of {} clients against {url}, one execute per room every {:?} for {:?}",
+        args.clients_per_room, scenario.interval, scenario.duration
+    );
+    let stats = stats::Stats::new();
+    let rss_before = pid.and_then(stats::rss_kib);
+    let clients = cmdrelay::join_all(&scenario, &stats).await;
+    let joined: usize = clients.iter().map(Vec::len).sum();
+    if args.idle {
+        return report_idle(joined, pid, rss_before, joined);
+    }
+    let started = Instant::now();
+    cmdrelay::run(&scenario, clients, stats.clone()).await;
+    report_relays(&stats, joined, scenario.duration.min(started.elapsed()));
+    Ok(())
+}
+
+fn report_relays(stats: &stats::Stats, clients: usize, took: Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let [p50, p99, p999, max] = stats.percentiles_ms();
+    let received = stats.acked.load(Relaxed);
+    println!("clients joined: {clients}");
+    println!(
+        "executes sent: {}, relayed copies received: {received} ({:.0}/s over {:.1} s)",
+        stats.sent.load(Relaxed),
+        received as f64 / took.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    println!("relay latency ms (sender to receiver): p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}");
+    println!("errors: {:?}", stats.errors());
+}
+
+fn relay_frame() -> tokio_tungstenite::tungstenite::Message {
+    tokio_tungstenite::tungstenite::Message::text(
+        r#"{"cmd":"execute","extra":{"command":"load","sent_ns":0,"seq":0}}"#,
+    )
+}
+
+async fn cmdrelay_vs_echo(pairs: usize, duration: Duration) -> anyhow::Result<()> {
+    let echo_url = echo::start_echo_server().await?;
+    let tokens: Vec<String> = (0..pairs).map(|i| format!("pair-{i}")).collect();
+    let (server, _dir) = in_process_cmdrelay(tokens.clone()).await?;
+    let stats = stats::Stats::new();
+    let mut sockets = Vec::with_capacity(pairs);
+    for token in &tokens {
+        let a = cmdrelay::join(&server.ws_url(), token, &stats).await;
+        let b = cmdrelay::join(&server.ws_url(), token, &stats).await;
+        sockets.extend(a.zip(b));
+    }
+    eprintln!(
+        "closed loop, {pairs} pairs, {duration:?} each: echo first, then the reference relay"
+    );
+    let (echo_rate, echo_stats) = echo::echo_rate(&echo_url, pairs, duration, relay_frame).await;
+    let (relay_rate, relay_stats) = cmdrelay::relay_rate(sockets, duration).await;
+    let [e50, e99, ..] = echo_stats.percentiles_ms();
+    let [r50, r99, ..] = relay_stats.percentiles_ms();
+    println!("bare echo:       {echo_rate:>9.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms)");
+    println!("reference relay: {relay_rate:>9.0} relays/s      (p50 {r50:.2} ms, p99 {r99:.2} ms)");
+    println!(
+        "ratio: {:.2}x of the bare echo rate",
+        relay_rate / echo_rate.max(1.0)
     );
     Ok(())
 }

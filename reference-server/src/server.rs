@@ -190,11 +190,9 @@ pub async fn start_cmdrelay(
     let addr = listener.local_addr().map_err(ServerError::Listener)?;
     let tokens = TokenStore::open(store).await?;
     let now = crate::transport::read_clock().wall;
-    for token in &setup.tokens {
-        if tokens.get(token).await?.is_none() {
-            tokens.put(token, "start-up token", None, now).await?;
-        }
-    }
+    tokens
+        .put_many(&setup.tokens, "start-up token", now)
+        .await?;
     let app = CmdrelayApp::new(setup.session, tokens, setup.admin_token);
     let router = cmdrelay_router(app.clone());
     Ok(Running::spawn(listener, addr, app, router))

@@ -111,6 +111,30 @@ impl TokenStore {
         stored.ok_or(StoreError::Sql(sqlx::Error::RowNotFound))
     }
 
+    /// Adds many tokens without expiry in one transaction (for load runs and bulk imports);
+    /// existing ones are left as they are.
+    pub async fn put_many(
+        &self,
+        tokens: &[String],
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for token in tokens {
+            sqlx::query(
+                "INSERT INTO cmdrelay_tokens (token, label, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (token) DO NOTHING",
+            )
+            .bind(token)
+            .bind(label)
+            .bind(rfc3339(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn list(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT token, label, created_at, expires_at, revoked_at FROM cmdrelay_tokens ORDER BY created_at, token",

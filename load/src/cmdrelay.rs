@@ -1,0 +1,189 @@
+//! cmdrelay load: rooms of clients in which one client relays `execute` on an interval and the
+//! others measure sender-to-receiver latency; a closed-loop relay against a bare echo; and
+//! idle clients for memory.
+
+use crate::stats::Stats;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub ws_url: String,
+    /// One token per room.
+    pub tokens: Vec<String>,
+    pub clients_per_room: usize,
+    pub interval: Duration,
+    pub duration: Duration,
+    pub connect_concurrency: usize,
+}
+
+/// Connects and joins the room of `token`; `None` (and an error counted) when refused.
+pub async fn join(url: &str, token: &str, stats: &Stats) -> Option<Ws> {
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+        stats.record_error("connect");
+        return None;
+    };
+    let init = json!({ "cmd": "init", "token": token }).to_string();
+    ws.send(Message::text(init)).await.ok()?;
+    while let Some(Ok(frame)) = ws.next().await {
+        let Message::Text(text) = frame else { continue };
+        let answer: Value = serde_json::from_str(&text).unwrap_or_default();
+        if answer["cmd"] == "init" {
+            if answer["code"] == "1" {
+                stats.connected.fetch_add(1, Ordering::Relaxed);
+                return Some(ws);
+            }
+            stats.record_error(answer["code"].as_str().unwrap_or("init refused"));
+            return None;
+        }
+    }
+    stats.record_error("closed before init answer");
+    None
+}
+
+/// Every room's clients, joined with bounded concurrency.
+pub async fn join_all(scenario: &Scenario, stats: &Arc<Stats>) -> Vec<Vec<Ws>> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(
+        scenario.connect_concurrency.max(1),
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (room, token) in scenario.tokens.iter().enumerate() {
+        for _ in 0..scenario.clients_per_room {
+            let (gate, stats, url, token) = (
+                gate.clone(),
+                stats.clone(),
+                scenario.ws_url.clone(),
+                token.clone(),
+            );
+            tasks.spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                (room, join(&url, &token, &stats).await)
+            });
+        }
+    }
+    let mut rooms: Vec<Vec<Ws>> = (0..scenario.tokens.len()).map(|_| Vec::new()).collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((room, Some(ws))) = joined {
+            rooms[room].push(ws);
+        }
+    }
+    rooms
+}
+
+/// The send time travels in the frame as nanoseconds since `base`, shared by every client of
+/// this process, so a receiver computes the sender-to-receiver latency.
+fn execute_at(base: Instant, sequence: u64) -> Message {
+    let sent = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    Message::text(json!({ "cmd": "execute", "extra": { "command": "load", "sent_ns": sent, "seq": sequence } }).to_string())
+}
+
+fn latency_of(text: &str, base: Instant) -> Option<Duration> {
+    let frame: Value = serde_json::from_str(text).ok()?;
+    let sent = frame["extra"]["sent_ns"].as_u64()?;
+    let now = u64::try_from(base.elapsed().as_nanos()).ok()?;
+    Some(Duration::from_nanos(now.saturating_sub(sent)))
+}
+
+/// Runs every room until `scenario.duration` has passed.
+pub async fn run(scenario: &Scenario, rooms: Vec<Vec<Ws>>, stats: Arc<Stats>) {
+    let base = Instant::now();
+    let until = base + scenario.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, mut clients) in rooms.into_iter().enumerate() {
+        if clients.len() < 2 {
+            continue;
+        }
+        let sender = clients.remove(0);
+        // Spread the rooms' first sends over one interval so that they do not all fire at once.
+        let offset = scenario.interval.mul_f64((index % 1000) as f64 / 1000.0);
+        tasks.spawn(send_loop(
+            sender,
+            scenario.interval,
+            offset,
+            until,
+            stats.clone(),
+            base,
+        ));
+        for receiver in clients {
+            tasks.spawn(receive_loop(receiver, until, stats.clone(), base));
+        }
+    }
+    tokio::spawn(stats.clone().show_progress("cmdrelay", until));
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn send_loop(
+    mut ws: Ws,
+    interval: Duration,
+    offset: Duration,
+    until: Instant,
+    stats: Arc<Stats>,
+    base: Instant,
+) {
+    tokio::time::sleep(offset).await;
+    let mut ticks = tokio::time::interval(interval);
+    let mut sequence = 0;
+    while Instant::now() < until {
+        ticks.tick().await;
+        if ws.send(execute_at(base, sequence)).await.is_err() {
+            stats.record_error("send");
+            return;
+        }
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+        sequence += 1;
+    }
+    let _ = ws.close(None).await;
+}
+
+async fn receive_loop(mut ws: Ws, until: Instant, stats: Arc<Stats>, base: Instant) {
+    let grace = until + Duration::from_secs(2);
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(grace.into(), ws.next()).await {
+        if let Message::Text(text) = frame {
+            if let Some(latency) = latency_of(&text, base) {
+                stats.record_ack(latency);
+            }
+        }
+    }
+}
+
+/// Closed loop over pairs: A sends an execute, the loop waits for B to receive it, again and
+/// again. Each relay costs the server one read and one write, as one echo round trip does.
+pub async fn relay_rate(pairs: Vec<(Ws, Ws)>, duration: Duration) -> (f64, Arc<Stats>) {
+    let stats = Stats::new();
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let until = started + duration;
+    let mut loops = tokio::task::JoinSet::new();
+    for (mut a, mut b) in pairs {
+        let (stats, count) = (stats.clone(), count.clone());
+        loops.spawn(async move {
+            while Instant::now() < until {
+                let sent = Instant::now();
+                if a.send(execute_at(started, 0)).await.is_err() {
+                    return;
+                }
+                loop {
+                    match b.next().await {
+                        Some(Ok(Message::Text(text))) if text.contains("\"execute\"") => break,
+                        Some(Ok(_)) => continue,
+                        _ => return,
+                    }
+                }
+                stats.record_ack(sent.elapsed());
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    while loops.join_next().await.is_some() {}
+    (
+        count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+        stats,
+    )
+}
