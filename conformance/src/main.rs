@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server cases against a target (the suite plays the clients).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the case ids, levels and sources.
     List {
         #[arg(long, default_value = "nodemgr")]
@@ -155,7 +155,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::List { protocol } => list(&protocol),
-        Command::Run(args) => run_servers(args).await,
+        Command::Run(args) => run_servers(*args).await,
         Command::Client(args) => run_client(args).await,
     };
     ExitCode::from(u8::try_from(code).unwrap_or(2))

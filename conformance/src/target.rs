@@ -450,7 +450,7 @@ async fn read_ready_line(child: &mut Child, spec: &SpawnSpec) -> Option<String> 
 /// A reference-server ready line such as `ready nodemgr ws://...` when `protocol` is cmdrelay.
 fn names_only_another_protocol(line: &str, protocol: &str) -> bool {
     let names = |p: &&str| line.split_whitespace().any(|w| w == *p);
-    !names(&protocol) && crate::cases::PROTOCOLS.iter().any(|p| names(p))
+    !names(&protocol) && crate::cases::PROTOCOLS.iter().any(names)
 }
 
 fn first_ws_url(line: &str) -> Option<String> {
