@@ -129,6 +129,8 @@ fn a_spawned_server_is_judged_once_it_prints_its_ready_line() {
         server.to_str().expect("path"),
         "--nodemgr-port",
         "0",
+        "--cmdrelay-port",
+        "0",
         "--data-dir",
         dir.path().to_str().expect("path"),
     ]);
@@ -171,4 +173,60 @@ fn the_client_command_grades_the_reference_agent() {
         "{}",
         stdout(&output)
     );
+}
+
+#[test]
+fn a_spawned_cmdrelay_server_is_found_by_its_own_ready_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = reference_server();
+    // The reference server prints a nodemgr ready line first; the suite must take the cmdrelay one.
+    let output = run(&[
+        "run",
+        "--protocol",
+        "cmdrelay",
+        "--heartbeat-period",
+        "1s",
+        "--include",
+        "cmdrelay/device/*",
+        "--include",
+        "cmdrelay/heartbeat/*",
+        "--",
+        server.to_str().expect("path"),
+        "--nodemgr-port",
+        "0",
+        "--cmdrelay-port",
+        "0",
+        "--heartbeat-period",
+        "1s",
+        "--data-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    let shown = format!(
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(stdout(&output).contains("9 passed, 0 failed"), "{shown}");
+}
+
+#[test]
+fn the_client_command_grades_the_reference_device() {
+    let server = reference_server();
+    let output = run(&[
+        "client",
+        "--protocol",
+        "cmdrelay",
+        "--wait",
+        "20",
+        "--",
+        server.to_str().expect("path"),
+        "device",
+        "--url",
+        "{url}",
+    ]);
+    let shown = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("9 passed, 0 failed"), "{shown}");
+    assert!(shown.contains("1 informational"), "{shown}");
 }
