@@ -5,34 +5,18 @@
 
 use conformance::client::{Event, Transcript, WsClient};
 use conformance::wire::cmdrelay as wire;
-use conformance::Target;
+mod support;
+
 use proptest::prelude::*;
-use reference_server::faults::Faults;
 use serde_json::{json, Value};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
 /// C4: the error codes a bad frame may get without closing.
 const ERROR_CODES: &[&str] = &["400", "403", "404", "409", "415"];
 
-struct Fixture {
-    runtime: tokio::runtime::Runtime,
-    target: Target,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let target = runtime
-            .block_on(Target::in_process(Faults::none(), WAIT))
-            .expect("server");
-        Fixture { runtime, target }
-    })
+fn fixture() -> &'static support::Fixture {
+    support::fixture(WAIT)
 }
 
 /// Whether the document says the frame is relayed: an object, cmd execute or

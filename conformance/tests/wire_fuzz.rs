@@ -3,11 +3,10 @@
 
 use conformance::client::{Event, Transcript, WsClient};
 use conformance::wire::nodemgr as wire;
-use conformance::Target;
+mod support;
+
 use proptest::prelude::*;
-use reference_server::faults::Faults;
 use serde_json::{json, Value};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -26,23 +25,8 @@ const REPLY_TYPES: &[&str] = &[
     "error",
 ];
 
-struct Fixture {
-    runtime: tokio::runtime::Runtime,
-    target: Target,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let target = runtime
-            .block_on(Target::in_process(Faults::none(), WAIT))
-            .expect("server");
-        Fixture { runtime, target }
-    })
+fn fixture() -> &'static support::Fixture {
+    support::fixture(WAIT)
 }
 
 /// Registers a node, sends `frames`, and checks every answer.

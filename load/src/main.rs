@@ -187,7 +187,7 @@ async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
     if args.idle {
         return report_idle(nodes.len(), pid, rss_before, idle_sockets.len());
     }
-    report_run(&stats, nodes.len(), started.elapsed());
+    report_run(&stats, nodes.len(), started.elapsed(), &NODEMGR_WORDS);
     verify_stored(&url, &args.token, &nodes, args.verify_stored).await
 }
 
@@ -214,18 +214,45 @@ fn report_idle(
     Ok(())
 }
 
-fn report_run(stats: &stats::Stats, nodes: usize, took: Duration) {
+/// How a scenario names its counts in the summary.
+struct Words {
+    joined: &'static str,
+    sent: &'static str,
+    received: &'static str,
+    latency: &'static str,
+}
+
+const NODEMGR_WORDS: Words = Words {
+    joined: "nodes connected",
+    sent: "heartbeats sent",
+    received: "acked",
+    latency: "ack latency ms",
+};
+
+const CMDRELAY_WORDS: Words = Words {
+    joined: "clients joined",
+    sent: "executes sent",
+    received: "relayed copies received",
+    latency: "relay latency ms (sender to receiver)",
+};
+
+fn report_run(stats: &stats::Stats, joined: usize, took: Duration, words: &Words) {
     use std::sync::atomic::Ordering::Relaxed;
     let [p50, p99, p999, max] = stats.percentiles_ms();
-    let acked = stats.acked.load(Relaxed);
-    println!("nodes connected: {nodes}");
+    let received = stats.acked.load(Relaxed);
+    println!("{}: {joined}", words.joined);
     println!(
-        "heartbeats sent: {}, acked: {acked} ({:.0}/s over {:.1} s)",
+        "{}: {}, {}: {received} ({:.0}/s over {:.1} s)",
+        words.sent,
         stats.sent.load(Relaxed),
-        acked as f64 / took.as_secs_f64(),
+        words.received,
+        received as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
-    println!("ack latency ms: p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}");
+    println!(
+        "{}: p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}",
+        words.latency
+    );
     println!("errors by code: {:?}", stats.errors());
 }
 
@@ -364,23 +391,13 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     cmdrelay::run(&scenario, clients, stats.clone()).await;
-    report_relays(&stats, joined, scenario.duration.min(started.elapsed()));
-    Ok(())
-}
-
-fn report_relays(stats: &stats::Stats, clients: usize, took: Duration) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let [p50, p99, p999, max] = stats.percentiles_ms();
-    let received = stats.acked.load(Relaxed);
-    println!("clients joined: {clients}");
-    println!(
-        "executes sent: {}, relayed copies received: {received} ({:.0}/s over {:.1} s)",
-        stats.sent.load(Relaxed),
-        received as f64 / took.as_secs_f64(),
-        took.as_secs_f64()
+    report_run(
+        &stats,
+        joined,
+        scenario.duration.min(started.elapsed()),
+        &CMDRELAY_WORDS,
     );
-    println!("relay latency ms (sender to receiver): p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}");
-    println!("errors: {:?}", stats.errors());
+    Ok(())
 }
 
 fn relay_frame() -> tokio_tungstenite::tungstenite::Message {

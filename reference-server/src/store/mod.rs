@@ -90,11 +90,7 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let pool = connect(config).await.map_err(|source| StoreError::Open {
-            url: redact(&config.url),
-            source,
-        })?;
+        let pool = open_pool(config).await?;
         schema::migrate(&pool).await?;
         let (writer, jobs) = mpsc::channel(WRITE_QUEUE_DEPTH);
         tokio::spawn(run_writer(pool.clone(), jobs));
@@ -122,7 +118,16 @@ impl Store {
     }
 }
 
-pub(crate) async fn connect(config: &StoreConfig) -> Result<AnyPool, sqlx::Error> {
+/// A pool on the configured database, with the SQLite settings applied to each connection.
+pub(crate) async fn open_pool(config: &StoreConfig) -> Result<AnyPool, StoreError> {
+    sqlx::any::install_default_drivers();
+    connect(config).await.map_err(|source| StoreError::Open {
+        url: redact(&config.url),
+        source,
+    })
+}
+
+async fn connect(config: &StoreConfig) -> Result<AnyPool, sqlx::Error> {
     let sqlite = config.is_sqlite();
     let busy_ms = config.busy_timeout.as_millis();
     AnyPoolOptions::new()
@@ -143,7 +148,7 @@ pub(crate) async fn connect(config: &StoreConfig) -> Result<AnyPool, sqlx::Error
 }
 
 /// Hides a password in a database URL before it is shown.
-pub(crate) fn redact(url: &str) -> String {
+fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])

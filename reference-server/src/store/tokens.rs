@@ -1,7 +1,7 @@
 //! cmdrelay's token store: a table of tokens with an optional expiry and a revocation time,
 //! in the same database as the rest of the server (SQLite file by default).
 
-use super::{connect, redact, StoreConfig, StoreError};
+use super::{open_pool, StoreConfig, StoreError};
 use crate::protocol::cmdrelay::TokenStatus;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -60,11 +60,7 @@ fn parse_time(text: Option<String>) -> Option<DateTime<Utc>> {
 
 impl TokenStore {
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let pool = connect(config).await.map_err(|source| StoreError::Open {
-            url: redact(&config.url),
-            source,
-        })?;
+        let pool = open_pool(config).await?;
         sqlx::query(TABLE).execute(&pool).await?;
         Ok(Self { pool })
     }

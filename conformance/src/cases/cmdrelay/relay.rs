@@ -68,19 +68,21 @@ async fn received(client: &mut Client, cmd: &str) -> Result<Value, Failure> {
     Ok(message)
 }
 
-async fn reaches_others(ctx: Ctx, frame: Value) -> CaseResult {
+/// `frame` from the first client of a room reaches each of the others with its extra intact.
+async fn reaches_others(ctx: Ctx, frame: Value, names: &[&str]) -> CaseResult {
     let tokens = ctx.cmdrelay()?.tokens.rooms(1).await?;
-    let mut clients = room(&ctx, tokens.get(0), &["sender", "receiver"]).await?;
+    let mut clients = room(&ctx, tokens.get(0), names).await?;
     clients[0].ws.send_json(&frame).await?;
     let cmd = frame["cmd"].as_str().unwrap_or_default();
-    let got = received(&mut clients[1], cmd).await?;
-    ensure(
-        got["extra"] == frame["extra"],
-        format!("extra {}", frame["extra"]),
-        compact(&got),
-    )?;
+    for receiver in &mut clients[1..] {
+        let got = received(receiver, cmd).await?;
+        let expected = format!("extra {}", frame["extra"]);
+        ensure(got["extra"] == frame["extra"], expected, compact(&got))?;
+    }
     Ok(Outcome::Pass)
 }
+
+const PAIR: &[&str] = &["sender", "receiver"];
 
 async fn not_echoed(ctx: Ctx, frame: Value) -> CaseResult {
     let tokens = ctx.cmdrelay()?.tokens.rooms(1).await?;
@@ -96,7 +98,7 @@ async fn not_echoed(ctx: Ctx, frame: Value) -> CaseResult {
 }
 
 async fn execute_reaches_others(ctx: Ctx) -> CaseResult {
-    reaches_others(ctx, wire::execute(&wire::unique_command("uptime"))).await
+    reaches_others(ctx, wire::execute(&wire::unique_command("uptime")), PAIR).await
 }
 
 async fn execute_not_echoed_to_sender(ctx: Ctx) -> CaseResult {
@@ -104,7 +106,12 @@ async fn execute_not_echoed_to_sender(ctx: Ctx) -> CaseResult {
 }
 
 async fn execute_result_reaches_others(ctx: Ctx) -> CaseResult {
-    reaches_others(ctx, wire::execute_result(&wire::unique_command("result"))).await
+    reaches_others(
+        ctx,
+        wire::execute_result(&wire::unique_command("result")),
+        PAIR,
+    )
+    .await
 }
 
 async fn execute_result_not_echoed_to_sender(ctx: Ctx) -> CaseResult {
@@ -112,19 +119,8 @@ async fn execute_result_not_echoed_to_sender(ctx: Ctx) -> CaseResult {
 }
 
 async fn reaches_every_other_client(ctx: Ctx) -> CaseResult {
-    let tokens = ctx.cmdrelay()?.tokens.rooms(1).await?;
-    let mut clients = room(&ctx, tokens.get(0), &["sender", "receiver-1", "receiver-2"]).await?;
     let frame = wire::execute(&wire::unique_command("date"));
-    clients[0].ws.send_json(&frame).await?;
-    for receiver in &mut clients[1..] {
-        let got = received(receiver, "execute").await?;
-        ensure(
-            got["extra"] == frame["extra"],
-            format!("extra {}", frame["extra"]),
-            compact(&got),
-        )?;
-    }
-    Ok(Outcome::Pass)
+    reaches_others(ctx, frame, &["sender", "receiver-1", "receiver-2"]).await
 }
 
 async fn isolated_between_rooms(ctx: Ctx) -> CaseResult {
