@@ -64,14 +64,22 @@ struct CmdrelayArgs {
     rooms: usize,
     #[arg(long, default_value_t = 2)]
     clients_per_room: usize,
+    #[command(flatten)]
+    run: RunShape,
+}
+
+/// Duration, pace and measurement options shared by the scenarios.
+#[derive(Debug, clap::Args)]
+struct RunShape {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// How often each room's sender relays an execute.
+    /// How often each simulated node heartbeats, or each room's sender relays an execute.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     interval: Duration,
     #[arg(long, default_value_t = 256)]
     connect_concurrency: usize,
-    /// Join every client, then stay idle and report the server's memory per client.
+    /// Connect every client, then stay idle and report the server's memory per connection
+    /// (needs --server-pid for an external target).
     #[arg(long)]
     idle: bool,
     /// The server's process id, to read its memory from /proc.
@@ -88,19 +96,8 @@ struct NodemgrArgs {
     token: String,
     #[arg(long, default_value_t = 100)]
     nodes: usize,
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    interval: Duration,
-    #[arg(long, default_value_t = 256)]
-    connect_concurrency: usize,
-    /// Connect and register every node, then stay idle and report the server's memory per
-    /// connection (needs --server-pid for an external target).
-    #[arg(long)]
-    idle: bool,
-    /// The server's process id, to read its memory from /proc.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    #[command(flatten)]
+    run: RunShape,
     /// After the run, check through the operator API that this many nodes have every acked sample stored.
     #[arg(long, default_value_t = 20)]
     verify_stored: usize,
@@ -167,13 +164,13 @@ async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
         ws_url: url.clone(),
         token: args.token.clone(),
         nodes: args.nodes.min(MAX_NODES),
-        interval: args.interval,
-        duration: if args.idle {
+        interval: args.run.interval,
+        duration: if args.run.idle {
             Duration::ZERO
         } else {
-            args.duration.min(MAX_DURATION)
+            args.run.duration.min(MAX_DURATION)
         },
-        connect_concurrency: args.connect_concurrency,
+        connect_concurrency: args.run.connect_concurrency,
         run_id: uuid::Uuid::new_v4().to_string()[..8].to_owned(),
     };
     eprintln!(
@@ -184,7 +181,7 @@ async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
     let rss_before = pid.and_then(stats::rss_kib);
     let started = Instant::now();
     let (nodes, idle_sockets) = nodemgr::run(&scenario, stats.clone()).await;
-    if args.idle {
+    if args.run.idle {
         return report_idle(nodes.len(), pid, rss_before, idle_sockets.len());
     }
     report_run(&stats, nodes.len(), started.elapsed(), &NODEMGR_WORDS);
@@ -374,9 +371,9 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
         ws_url: url.clone(),
         tokens,
         clients_per_room: args.clients_per_room,
-        interval: args.interval,
-        duration: args.duration.min(MAX_DURATION),
-        connect_concurrency: args.connect_concurrency,
+        interval: args.run.interval,
+        duration: args.run.duration.min(MAX_DURATION),
+        connect_concurrency: args.run.connect_concurrency,
     };
     eprintln!(
         "load: {rooms} rooms of {} clients against {url}, one execute per room every {:?} for {:?}",
@@ -386,7 +383,7 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
     let rss_before = pid.and_then(stats::rss_kib);
     let clients = cmdrelay::join_all(&scenario, &stats).await;
     let joined: usize = clients.iter().map(Vec::len).sum();
-    if args.idle {
+    if args.run.idle {
         return report_idle(joined, pid, rss_before, joined);
     }
     let started = Instant::now();
