@@ -158,6 +158,7 @@ async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
         .context("no target")?;
     ensure_loopback(&url)?;
     let pid = args
+        .run
         .server_pid
         .or_else(|| local.as_ref().map(|_| std::process::id()));
     let scenario = nodemgr::Scenario {
@@ -365,6 +366,7 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
         }
     };
     let pid = args
+        .run
         .server_pid
         .or_else(|| local.as_ref().map(|_| std::process::id()));
     let scenario = cmdrelay::Scenario {
