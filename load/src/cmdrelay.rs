@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
+/// How long receivers wait past the end of a run for what is still in flight.
+const GRACE: Duration = Duration::from_secs(2);
+
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -143,7 +146,7 @@ async fn send_loop(
 }
 
 async fn receive_loop(mut ws: Ws, until: Instant, stats: Arc<Stats>, base: Instant) {
-    let grace = until + Duration::from_secs(2);
+    let grace = until + GRACE;
     while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(grace.into(), ws.next()).await {
         if let Message::Text(text) = frame {
             if let Some(latency) = latency_of(&text, base) {
@@ -170,9 +173,10 @@ pub async fn relay_rate(pairs: Vec<(Ws, Ws)>, duration: Duration) -> (f64, Arc<S
                     return;
                 }
                 loop {
-                    match b.next().await {
-                        Some(Ok(Message::Text(text))) if text.contains("\"execute\"") => break,
-                        Some(Ok(_)) => continue,
+                    // Bounded: a relay that never comes ends the loop at the deadline.
+                    match tokio::time::timeout_at((until + GRACE).into(), b.next()).await {
+                        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"execute\"") => break,
+                        Ok(Some(Ok(_))) => continue,
                         _ => return,
                     }
                 }

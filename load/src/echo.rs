@@ -138,8 +138,9 @@ pub async fn echo_rate(
                 if ws.send(frame()).await.is_err() {
                     return;
                 }
-                match ws.next().await {
-                    Some(Ok(Message::Text(_))) => {
+                let deadline = until + Duration::from_secs(2);
+                match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+                    Ok(Some(Ok(Message::Text(_)))) => {
                         stats.record_ack(sent.elapsed());
                         count.fetch_add(1, Ordering::Relaxed);
                     }

@@ -47,6 +47,9 @@ enum Command {
         pairs: usize,
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Echo and relay rounds, alternated; the median ratio is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -113,8 +116,13 @@ async fn main() -> anyhow::Result<()> {
             duration,
         } => vs_echo(connections.min(MAX_NODES), duration.min(MAX_DURATION)).await,
         Command::Cmdrelay(args) => run_cmdrelay(args).await,
-        Command::CmdrelayVsEcho { pairs, duration } => {
-            cmdrelay_vs_echo(pairs.min(MAX_NODES / 2), duration.min(MAX_DURATION)).await
+        Command::CmdrelayVsEcho {
+            pairs,
+            duration,
+            rounds,
+        } => {
+            let rounds = rounds.clamp(1, 20);
+            cmdrelay_vs_echo(pairs.min(MAX_NODES / 2), duration.min(MAX_DURATION), rounds).await
         }
     }
 }
@@ -304,15 +312,21 @@ async fn vs_echo(connections: usize, duration: Duration) -> anyhow::Result<()> {
 }
 
 /// An in-process cmdrelay server that knows `tokens`, on a temporary database.
+/// `unlimited`: no per-client rate limit, for the closed loop that measures raw throughput.
 async fn in_process_cmdrelay(
     tokens: Vec<String>,
+    unlimited: bool,
 ) -> anyhow::Result<(RunningCmdrelay, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let setup = CmdrelaySetup {
+    let mut setup = CmdrelaySetup {
         tokens,
         ..CmdrelaySetup::default()
     };
+    if unlimited {
+        setup.session.rate_per_sec = f64::MAX;
+        setup.session.rate_burst = f64::MAX;
+    }
     let server = start_cmdrelay(listener, setup, &StoreConfig::sqlite_in(dir.path())?).await?;
     Ok((server, dir))
 }
@@ -361,7 +375,7 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
             let tokens: Vec<String> = (0..rooms)
                 .map(|i| format!("load-{}-{i}", &run[..8]))
                 .collect();
-            let (server, dir) = in_process_cmdrelay(tokens.clone()).await?;
+            let (server, dir) = in_process_cmdrelay(tokens.clone(), false).await?;
             (server.ws_url(), tokens, Some((server, dir)))
         }
     };
@@ -405,29 +419,40 @@ fn relay_frame() -> tokio_tungstenite::tungstenite::Message {
     )
 }
 
-async fn cmdrelay_vs_echo(pairs: usize, duration: Duration) -> anyhow::Result<()> {
+/// Alternates echo and relay rounds so that both see the same machine noise, and reports the
+/// median of the per-round ratios.
+async fn cmdrelay_vs_echo(pairs: usize, duration: Duration, rounds: usize) -> anyhow::Result<()> {
     let echo_url = echo::start_echo_server().await?;
     let tokens: Vec<String> = (0..pairs).map(|i| format!("pair-{i}")).collect();
-    let (server, _dir) = in_process_cmdrelay(tokens.clone()).await?;
-    let stats = stats::Stats::new();
-    let mut sockets = Vec::with_capacity(pairs);
-    for token in &tokens {
-        let a = cmdrelay::join(&server.ws_url(), token, &stats).await;
-        let b = cmdrelay::join(&server.ws_url(), token, &stats).await;
-        sockets.extend(a.zip(b));
-    }
+    let (server, _dir) = in_process_cmdrelay(tokens.clone(), true).await?;
     eprintln!(
-        "closed loop, {pairs} pairs, {duration:?} each: echo first, then the reference relay"
+        "closed loop, {pairs} pairs, {rounds} rounds of {duration:?} echo then {duration:?} relay"
     );
-    let (echo_rate, echo_stats) = echo::echo_rate(&echo_url, pairs, duration, relay_frame).await;
-    let (relay_rate, relay_stats) = cmdrelay::relay_rate(sockets, duration).await;
-    let [e50, e99, ..] = echo_stats.percentiles_ms();
-    let [r50, r99, ..] = relay_stats.percentiles_ms();
-    println!("bare echo:       {echo_rate:>9.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms)");
-    println!("reference relay: {relay_rate:>9.0} relays/s      (p50 {r50:.2} ms, p99 {r99:.2} ms)");
+    let mut ratios = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        let stats = stats::Stats::new();
+        let mut sockets = Vec::with_capacity(pairs);
+        for token in &tokens {
+            let a = cmdrelay::join(&server.ws_url(), token, &stats).await;
+            let b = cmdrelay::join(&server.ws_url(), token, &stats).await;
+            sockets.extend(a.zip(b));
+        }
+        let (echo_rate, echo_stats) =
+            echo::echo_rate(&echo_url, pairs, duration, relay_frame).await;
+        let (relay_rate, relay_stats) = cmdrelay::relay_rate(sockets, duration).await;
+        let [e50, e99, ..] = echo_stats.percentiles_ms();
+        let [r50, r99, ..] = relay_stats.percentiles_ms();
+        let ratio = relay_rate / echo_rate.max(1.0);
+        println!(
+            "round {round}: bare echo {echo_rate:.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms); \
+reference relay {relay_rate:.0} relays/s (p50 {r50:.2} ms, p99 {r99:.2} ms); ratio {ratio:.2}x"
+        );
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "ratio: {:.2}x of the bare echo rate",
-        relay_rate / echo_rate.max(1.0)
+        "median ratio: {:.2}x of the bare echo rate",
+        ratios[ratios.len() / 2]
     );
     Ok(())
 }

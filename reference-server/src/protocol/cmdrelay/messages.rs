@@ -54,41 +54,121 @@ impl DecodeError {
     }
 }
 
-/// The fields the server reads; others are ignored (and relayed untouched).
+/// The fields the server reads; others are ignored (and relayed untouched). Each is read into
+/// a [`Field`] that keeps only what the rules need, so relaying allocates no JSON tree.
 #[derive(Deserialize)]
-struct Frame {
-    cmd: Option<Value>,
-    token: Option<Value>,
-    extra: Option<Value>,
+struct Frame<'a> {
+    #[serde(borrow, default)]
+    cmd: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    token: Option<Field<'a>>,
+    #[serde(borrow, default)]
+    extra: Option<Field<'a>>,
+}
+
+/// What a field holds, as far as the rules care.
+enum Field<'a> {
+    Null,
+    Str(std::borrow::Cow<'a, str>),
+    Object,
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FieldVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for FieldVisitor<'a> {
+    type Value = Field<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Field::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Field::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Field::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Field::Other)
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Str(text.into()))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Field::Str(text.to_owned().into()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Field::Other)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Field::Object)
+    }
 }
 
 /// Reads one text frame.
 pub fn decode(text: &str) -> Result<Request, DecodeError> {
-    let frame: Frame = match serde_json::from_str(text) {
+    // A derived struct also reads a JSON array as positional fields: only objects get that far.
+    if !text.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => DecodeError::NotAnObject,
+            Err(error) => DecodeError::NotJson(error.to_string()),
+        });
+    }
+    let frame: Frame<'_> = match serde_json::from_str(text) {
         Ok(frame) => frame,
         Err(error) if error.is_data() => return Err(DecodeError::NotAnObject),
         Err(error) => return Err(DecodeError::NotJson(error.to_string())),
     };
     let cmd = match frame.cmd {
-        None | Some(Value::Null) => return Err(DecodeError::MissingCmd),
-        Some(Value::String(cmd)) => cmd,
+        None | Some(Field::Null) => return Err(DecodeError::MissingCmd),
+        Some(Field::Str(cmd)) => cmd,
         Some(_) => return Err(DecodeError::CmdNotAString),
     };
     let relay = |kind: RelayKind| match frame.extra {
-        Some(Value::Object(_)) => Ok(Request::Relay(kind)),
+        Some(Field::Object) => Ok(Request::Relay(kind)),
         _ => Err(DecodeError::ExtraNotAnObject { cmd: kind.cmd() }),
     };
-    match cmd.as_str() {
+    match cmd.as_ref() {
         "init" => Ok(Request::Init {
             token: match frame.token {
-                Some(Value::String(token)) => Some(token),
+                Some(Field::Str(token)) => Some(token.into_owned()),
                 _ => None,
             },
         }),
         "checkDevice" => Ok(Request::CheckDevice),
         "execute" => relay(RelayKind::Execute),
         "execute_result" => relay(RelayKind::ExecuteResult),
-        _ => Ok(Request::Unknown(cmd)),
+        _ => Ok(Request::Unknown(cmd.into_owned())),
     }
 }
 
