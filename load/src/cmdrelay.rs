@@ -12,6 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// How long receivers wait past the end of a run for what is still in flight.
 const GRACE: Duration = Duration::from_secs(2);
+/// How long a receiver re-arms its wait while the other rooms are still joining.
+const MAX_JOIN_WAIT: Duration = Duration::from_secs(5);
 
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -94,36 +96,90 @@ fn latency_of(text: &str, base: Instant) -> Option<Duration> {
     Some(Duration::from_nanos(now.saturating_sub(sent)))
 }
 
-/// Runs every room until `scenario.duration` has passed.
-pub async fn run(scenario: &Scenario, rooms: Vec<Vec<Ws>>, stats: Arc<Stats>) {
+/// Joins every room; receivers start reading at once (so no client sits unread, unanswered to
+/// pings, while the others connect), and senders start together once every room is in, so
+/// that the figures are of the steady state, not of the connection storm. Returns the number
+/// of clients that joined.
+pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> usize {
     let base = Instant::now();
-    let until = base + scenario.duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, mut clients) in rooms.into_iter().enumerate() {
-        if clients.len() < 2 {
-            continue;
-        }
-        let sender = clients.remove(0);
-        // Spread the rooms' first sends over one interval so that they do not all fire at once.
+    let until = Arc::new(tokio::sync::OnceCell::new());
+    let rooms = join_rooms(scenario, &stats, &until, base).await;
+    let joined = rooms.iter().map(|(_, receivers)| receivers + 1).sum();
+    let end = Instant::now() + scenario.duration;
+    let _ = until.set(end + GRACE);
+    let progress = tokio::spawn(stats.clone().show_progress("cmdrelay", end));
+    let mut senders = tokio::task::JoinSet::new();
+    for (index, (sink, _)) in rooms.into_iter().enumerate() {
+        // Spread the rooms' sends over one interval so that they do not all fire at once.
         let offset = scenario.interval.mul_f64((index % 1000) as f64 / 1000.0);
-        tasks.spawn(send_loop(
-            sender,
+        senders.spawn(send_loop(
+            sink,
             scenario.interval,
             offset,
-            until,
+            end,
             stats.clone(),
             base,
         ));
-        for receiver in clients {
-            tasks.spawn(receive_loop(receiver, until, stats.clone(), base));
-        }
     }
-    tokio::spawn(stats.clone().show_progress("cmdrelay", until));
-    while tasks.join_next().await.is_some() {}
+    while senders.join_next().await.is_some() {}
+    tokio::time::sleep(GRACE).await;
+    progress.abort();
+    joined
+}
+
+type Sink = futures_util::stream::SplitSink<Ws, Message>;
+
+/// Each room's sender (its sink; what it receives is drained) and how many receivers it has.
+async fn join_rooms(
+    scenario: &Scenario,
+    stats: &Arc<Stats>,
+    until: &Arc<tokio::sync::OnceCell<Instant>>,
+    base: Instant,
+) -> Vec<(Sink, usize)> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(
+        scenario.connect_concurrency.max(1),
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for token in &scenario.tokens {
+        let (gate, stats, until, scenario, token) = (
+            gate.clone(),
+            stats.clone(),
+            until.clone(),
+            scenario.clone(),
+            token.clone(),
+        );
+        tasks.spawn(async move {
+            let mut clients = Vec::with_capacity(scenario.clients_per_room);
+            for _ in 0..scenario.clients_per_room {
+                let _permit = gate.acquire().await;
+                clients.extend(join(&scenario.ws_url, &token, &stats).await);
+            }
+            if clients.len() < 2 {
+                return None;
+            }
+            let (sink, mut stream) = clients.remove(0).split();
+            tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+            let receivers = clients.len();
+            for receiver in clients {
+                tokio::spawn(receive_loop(receiver, until.clone(), stats.clone(), base));
+            }
+            Some((sink, receivers))
+        });
+    }
+    let mut rooms = Vec::with_capacity(scenario.tokens.len());
+    while let Some(joined) = tasks.join_next().await {
+        rooms.extend(joined.ok().flatten());
+    }
+    rooms
+}
+
+/// Reads and drops what the server sends (answering its pings), until the socket closes.
+pub fn keep_reading(mut ws: Ws) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })
 }
 
 async fn send_loop(
-    mut ws: Ws,
+    mut ws: Sink,
     interval: Duration,
     offset: Duration,
     until: Instant,
@@ -142,16 +198,34 @@ async fn send_loop(
         stats.sent.fetch_add(1, Ordering::Relaxed);
         sequence += 1;
     }
-    let _ = ws.close(None).await;
+    let _ = ws.close().await;
 }
 
-async fn receive_loop(mut ws: Ws, until: Instant, stats: Arc<Stats>, base: Instant) {
-    let grace = until + GRACE;
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(grace.into(), ws.next()).await {
-        if let Message::Text(text) = frame {
-            if let Some(latency) = latency_of(&text, base) {
-                stats.record_ack(latency);
+/// Records the latency of every relayed execute until the run's end (plus a grace), which is
+/// set once every room has joined.
+async fn receive_loop(
+    mut ws: Ws,
+    until: Arc<tokio::sync::OnceCell<Instant>>,
+    stats: Arc<Stats>,
+    base: Instant,
+) {
+    loop {
+        let deadline = until
+            .get()
+            .copied()
+            .unwrap_or_else(|| Instant::now() + MAX_JOIN_WAIT);
+        let frame = tokio::time::timeout_at(deadline.into(), ws.next()).await;
+        match frame {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                if let Some(latency) = latency_of(&text, base) {
+                    stats.record_ack(latency);
+                }
             }
+            Ok(Some(Ok(_))) => {}
+            Ok(_) => return,
+            // Still joining: wait again; past the end of the run: stop.
+            Err(_) if until.get().is_none() => {}
+            Err(_) => return,
         }
     }
 }

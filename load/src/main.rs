@@ -397,19 +397,27 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
     );
     let stats = stats::Stats::new();
     let rss_before = pid.and_then(stats::rss_kib);
-    let clients = cmdrelay::join_all(&scenario, &stats).await;
-    let joined: usize = clients.iter().map(Vec::len).sum();
-    if args.run.idle {
-        return report_idle(joined, pid, rss_before, joined);
-    }
     let started = Instant::now();
-    cmdrelay::run(&scenario, clients, stats.clone()).await;
-    report_run(
-        &stats,
-        joined,
-        scenario.duration.min(started.elapsed()),
-        &CMDRELAY_WORDS,
+    if args.run.idle {
+        let clients = cmdrelay::join_all(&scenario, &stats).await;
+        let readers: Vec<_> = clients
+            .into_iter()
+            .flatten()
+            .map(cmdrelay::keep_reading)
+            .collect();
+        eprintln!(
+            "joined {} clients in {:.1} s",
+            readers.len(),
+            started.elapsed().as_secs_f64()
+        );
+        return report_idle(readers.len(), pid, rss_before, readers.len());
+    }
+    let joined = cmdrelay::run(&scenario, stats.clone()).await;
+    eprintln!(
+        "all rooms done after {:.1} s (joining included)",
+        started.elapsed().as_secs_f64()
     );
+    report_run(&stats, joined, scenario.duration, &CMDRELAY_WORDS);
     Ok(())
 }
 

@@ -6,6 +6,8 @@ use crate::protocol::cmdrelay::TokenStatus;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 const TABLE: &str = "CREATE TABLE IF NOT EXISTS cmdrelay_tokens (
     token TEXT PRIMARY KEY,
@@ -37,10 +39,21 @@ impl TokenRecord {
     }
 }
 
-/// A handle to the token table. Cheap to clone.
+/// How long a looked-up token is trusted before the table is read again. Revocation through
+/// this store takes effect at once; a change made behind its back (another server on the same
+/// PostgreSQL) within this long. Expiry is always checked against the cached record.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Entries kept before the cache is emptied, so that a flood of unknown tokens stays bounded.
+const CACHE_CAPACITY: usize = 100_000;
+
+type Cache = HashMap<String, (std::time::Instant, Option<TokenRecord>)>;
+
+/// A handle to the token table, with a short-lived cache of lookups so that a burst of inits
+/// does not queue on the database. Cheap to clone.
 #[derive(Clone)]
 pub struct TokenStore {
     pool: AnyPool,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -62,12 +75,22 @@ impl TokenStore {
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         let pool = open_pool(config).await?;
         sqlx::query(TABLE).execute(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            cache: Arc::default(),
+        })
     }
 
     /// What `token` is worth at `now`.
     pub async fn check(&self, token: &str, now: DateTime<Utc>) -> TokenStatus {
-        match self.get(token).await {
+        if let Some(cached) = self.cached(token) {
+            return cached.map_or(TokenStatus::Unknown, |record| record.status(now));
+        }
+        let looked_up = self.get(token).await;
+        if let Ok(record) = &looked_up {
+            self.remember(token, record.clone());
+        }
+        match looked_up {
             Ok(Some(record)) => record.status(now),
             Ok(None) => TokenStatus::Unknown,
             Err(error) => TokenStatus::StoreFailed(error.to_string()),
@@ -82,6 +105,28 @@ impl TokenStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| record(&row)).transpose()
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cached(&self, token: &str) -> Option<Option<TokenRecord>> {
+        let cache = self.lock_cache();
+        let (at, record) = cache.get(token)?;
+        (at.elapsed() < CACHE_TTL).then(|| record.clone())
+    }
+
+    fn remember(&self, token: &str, record: Option<TokenRecord>) {
+        let mut cache = self.lock_cache();
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), (std::time::Instant::now(), record));
+    }
+
+    fn forget(&self, token: &str) {
+        self.lock_cache().remove(token);
     }
 
     /// Adds `token`, or renews it (clearing a revocation) when it exists.
@@ -103,6 +148,7 @@ impl TokenStore {
         .bind(expires_at.map(rfc3339))
         .execute(&self.pool)
         .await?;
+        self.forget(token);
         let stored = self.get(token).await?;
         stored.ok_or(StoreError::Sql(sqlx::Error::RowNotFound))
     }
@@ -128,6 +174,9 @@ impl TokenStore {
             .await?;
         }
         tx.commit().await?;
+        for token in tokens {
+            self.forget(token);
+        }
         Ok(())
     }
 
@@ -149,6 +198,7 @@ impl TokenStore {
         .bind(token)
         .execute(&self.pool)
         .await?;
+        self.forget(token);
         Ok(result.rows_affected() > 0)
     }
 }
