@@ -209,6 +209,7 @@ async fn receive_loop(
     stats: Arc<Stats>,
     base: Instant,
 ) {
+    let mut received = 0_u64;
     loop {
         let deadline = until
             .get()
@@ -219,12 +220,18 @@ async fn receive_loop(
             Ok(Some(Ok(Message::Text(text)))) => {
                 if let Some(latency) = latency_of(&text, base) {
                     stats.record_ack(latency);
+                    received += 1;
                 }
             }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let code = frame.map_or(0, |f| u16::from(f.code));
+                return stats.record_error(&format!("receiver closed by the server ({code})"));
+            }
             Ok(Some(Ok(_))) => {}
-            Ok(_) => return,
+            Ok(Some(Err(_)) | None) => return stats.record_error("receiver connection dropped"),
             // Still joining: wait again; past the end of the run: stop.
             Err(_) if until.get().is_none() => {}
+            Err(_) if received == 0 => return stats.record_error("receiver got no relay"),
             Err(_) => return,
         }
     }
