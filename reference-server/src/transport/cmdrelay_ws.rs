@@ -32,6 +32,8 @@ const IDLE_READ_BUFFER: usize = 4 * 1024;
 const WRITE_BATCH: usize = 64;
 /// How long the reader waits for the writer to get a close frame out.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long the reader waits for room in a full outbound queue before it drops the client.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// What the writer task sends.
 #[derive(Debug)]
@@ -209,10 +211,12 @@ impl Connection {
         None
     }
 
+    /// Queues a close frame; if the client has stopped reading, no close frame can reach it and
+    /// the connection is dropped instead.
     async fn queue_close(&self, code: u16, reason: String) -> Stop {
-        match self.member.queue.send(Outbound::Close(code, reason)).await {
+        match self.queue(Outbound::Close(code, reason)).await {
             Ok(()) => Stop::Closing,
-            Err(_) => Stop::Abort,
+            Err(stop) => stop,
         }
     }
 
@@ -247,8 +251,15 @@ impl Connection {
         Ok(())
     }
 
+    /// Waits for room in the queue (backpressure on a client that reads slowly), but not for
+    /// long: a reader blocked on a client that stopped reading would notice nothing else, its
+    /// idle timeout included, and keep a ghost in the room.
     async fn queue(&self, frame: Outbound) -> Result<(), Stop> {
-        self.member.queue.send(frame).await.map_err(|_| Stop::Abort)
+        self.member
+            .queue
+            .send_timeout(frame, QUEUE_WAIT)
+            .await
+            .map_err(|_| Stop::Abort)
     }
 }
 

@@ -197,7 +197,10 @@ impl Session {
         if self.is_closed() {
             return;
         }
-        self.last_heard = now.mono;
+        // Only the peer's own frames show that it is alive, not the driver's answers.
+        if matches!(input, Input::Text(_) | Input::Binary | Input::Heard) {
+            self.last_heard = now.mono;
+        }
         match input {
             Input::Text(text) => self.on_frame(now, Some(text)),
             Input::Binary => self.on_frame(now, None),
@@ -293,6 +296,8 @@ impl Session {
                 );
                 self.refuse(Some(&cmd), ErrorCode::UnknownCommand, message);
             }
+            // Unreachable: frames that arrive in these states are deferred (or the session is
+            // over) before `on_text` is called.
             (State::CheckingToken { .. } | State::Joining | State::Closed, _) => {}
         }
     }
