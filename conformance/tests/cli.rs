@@ -117,14 +117,12 @@ fn reference_server() -> PathBuf {
     path
 }
 
-#[test]
-fn a_spawned_server_is_judged_once_it_prints_its_ready_line() {
+/// `conformance <suite_args> -- reference-server` on free ports and a fresh data directory,
+/// with `server_args` added.
+fn run_against_spawned_server(suite_args: &[&str], server_args: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = reference_server();
-    let output = run(&[
-        "run",
-        "--include",
-        "nodemgr/connection/*",
+    let fixed = [
         "--",
         server.to_str().expect("path"),
         "--nodemgr-port",
@@ -133,19 +131,26 @@ fn a_spawned_server_is_judged_once_it_prints_its_ready_line() {
         "0",
         "--data-dir",
         dir.path().to_str().expect("path"),
-    ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
+    ];
+    let args: Vec<&str> = [suite_args, &fixed, server_args].concat();
+    run(&args)
+}
+
+/// Exit 0 and the summary line, or the whole output to say why not.
+fn assert_passed(output: &Output, summary: &str) {
+    let shown = format!(
         "{}{}",
-        stdout(&output),
+        stdout(output),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        stdout(&output).contains("7 passed, 0 failed"),
-        "{}",
-        stdout(&output)
-    );
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(stdout(output).contains(summary), "{shown}");
+}
+
+#[test]
+fn a_spawned_server_is_judged_once_it_prints_its_ready_line() {
+    let output = run_against_spawned_server(&["run", "--include", "nodemgr/connection/*"], &[]);
+    assert_passed(&output, "7 passed, 0 failed");
 }
 
 #[test]
@@ -167,20 +172,13 @@ fn the_client_command_grades_the_reference_agent() {
         "1s",
         "--allow-commands",
     ]);
-    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
-    assert!(
-        stdout(&output).contains("13 passed, 0 failed"),
-        "{}",
-        stdout(&output)
-    );
+    assert_passed(&output, "13 passed, 0 failed");
 }
 
 #[test]
 fn a_spawned_cmdrelay_server_is_found_by_its_own_ready_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = reference_server();
     // The reference server prints a nodemgr ready line first; the suite must take the cmdrelay one.
-    let output = run(&[
+    let suite = [
         "run",
         "--protocol",
         "cmdrelay",
@@ -190,24 +188,9 @@ fn a_spawned_cmdrelay_server_is_found_by_its_own_ready_line() {
         "cmdrelay/device/*",
         "--include",
         "cmdrelay/heartbeat/*",
-        "--",
-        server.to_str().expect("path"),
-        "--nodemgr-port",
-        "0",
-        "--cmdrelay-port",
-        "0",
-        "--heartbeat-period",
-        "1s",
-        "--data-dir",
-        dir.path().to_str().expect("path"),
-    ]);
-    let shown = format!(
-        "{}{}",
-        stdout(&output),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(output.status.code(), Some(0), "{shown}");
-    assert!(stdout(&output).contains("9 passed, 0 failed"), "{shown}");
+    ];
+    let output = run_against_spawned_server(&suite, &["--heartbeat-period", "1s"]);
+    assert_passed(&output, "9 passed, 0 failed");
 }
 
 #[test]
@@ -225,8 +208,10 @@ fn the_client_command_grades_the_reference_device() {
         "--url",
         "{url}",
     ]);
-    let shown = stdout(&output);
-    assert_eq!(output.status.code(), Some(0), "{shown}");
-    assert!(shown.contains("9 passed, 0 failed"), "{shown}");
-    assert!(shown.contains("1 informational"), "{shown}");
+    assert_passed(&output, "9 passed, 0 failed");
+    assert!(
+        stdout(&output).contains("1 informational"),
+        "{}",
+        stdout(&output)
+    );
 }

@@ -191,7 +191,13 @@ async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (nodes, idle_sockets) = nodemgr::run(&scenario, stats.clone()).await;
     if args.run.idle {
-        return report_idle(nodes.len(), pid, rss_before, idle_sockets.len());
+        return report_idle(
+            nodes.len(),
+            pid,
+            rss_before,
+            idle_sockets.len(),
+            &NODEMGR_WORDS,
+        );
     }
     report_run(&stats, nodes.len(), started.elapsed(), &NODEMGR_WORDS);
     verify_stored(&url, &args.token, &nodes, args.verify_stored).await
@@ -202,9 +208,13 @@ fn report_idle(
     pid: Option<u32>,
     before: Option<u64>,
     held: usize,
+    words: &Words,
 ) -> anyhow::Result<()> {
     let after = pid.and_then(stats::rss_kib);
-    println!("idle: {connected} nodes connected and registered, {held} sockets held open");
+    println!(
+        "idle: {} {connected}, {held} sockets held open",
+        words.joined
+    );
     match (before, after) {
         (Some(b), Some(a)) if connected > 0 => println!(
             "server RSS {b} KiB -> {a} KiB: {:.1} KiB per idle connection{}",
@@ -229,7 +239,7 @@ struct Words {
 }
 
 const NODEMGR_WORDS: Words = Words {
-    joined: "nodes connected",
+    joined: "nodes connected and registered",
     sent: "heartbeats sent",
     received: "acked",
     latency: "ack latency ms",
@@ -410,7 +420,13 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
             readers.len(),
             started.elapsed().as_secs_f64()
         );
-        return report_idle(readers.len(), pid, rss_before, readers.len());
+        return report_idle(
+            readers.len(),
+            pid,
+            rss_before,
+            readers.len(),
+            &CMDRELAY_WORDS,
+        );
     }
     let joined = cmdrelay::run(&scenario, stats.clone()).await;
     eprintln!(
