@@ -11,6 +11,8 @@
 //! | `CONFORMANCE_CMDRELAY_ADMIN_API` | with `mint`: the token API base URL |
 //! | `CONFORMANCE_CMDRELAY_EXPIRED_TOKEN` | a token the target holds expired |
 //! | `CONFORMANCE_CMDRELAY_HEARTBEAT_PERIOD` | the target's heartbeat period, e.g. `10s` |
+//! | `CONFORMANCE_ECAPTURE_TARGET` | `ws://host:port/` of the ecapture server to judge |
+//! | `CONFORMANCE_ECAPTURE_HEARTBEAT_PERIOD` | its heartbeat period (default `15s`, eCapture's) |
 //! | `CONFORMANCE_STRICT` | `1`: non-strict verdicts fail |
 //! | `CONFORMANCE_EXPECTATIONS` | a known-failures file |
 //! | `CONFORMANCE_TIMEOUT_MULTIPLIER` | scales every wait, e.g. `3` on a slow machine |
@@ -59,6 +61,13 @@ pub async fn target_from_env(protocol: &str, options: &RunOptions) -> Target {
     let target = match (protocol, var(&target_variable(protocol))) {
         ("cmdrelay", Some(url)) => {
             Target::cmdrelay_url(&url, &cmdrelay_options(&token), wait).await
+        }
+        ("ecapture", Some(url)) => {
+            let period = var("CONFORMANCE_ECAPTURE_HEARTBEAT_PERIOD").map(|text| {
+                humantime::parse_duration(&text)
+                    .unwrap_or_else(|e| panic!("CONFORMANCE_ECAPTURE_HEARTBEAT_PERIOD={text}: {e}"))
+            });
+            Ok(Target::ecapture_url(&url, period))
         }
         (_, Some(url)) => {
             let operator = OperatorChoice::parse(var("CONFORMANCE_OPERATOR_API").as_deref());

@@ -106,8 +106,8 @@ struct RunArgs {
     /// cmdrelay: a token the target holds expired (minted in mint mode).
     #[arg(long)]
     expired_token: Option<String>,
-    /// cmdrelay: the target's heartbeat period, e.g. 10s. Without it the period is measured
-    /// and only checked for steadiness.
+    /// cmdrelay, ecapture: the target's heartbeat period, e.g. 10s. Without it cmdrelay's
+    /// period is measured and only checked for steadiness; ecapture's is taken as 15 s.
     #[arg(long, value_parser = humantime::parse_duration)]
     heartbeat_period: Option<Duration>,
     /// In-process target only: inject a reference-server fault (to see the suite fail).
@@ -144,8 +144,9 @@ struct ClientArgs {
     wait: u64,
     #[command(flatten)]
     report: ReportArgs,
-    /// The client to start, e.g. -- reference-server node-agent --url {url}, or
-    /// -- reference-server device --url {url}
+    /// The client to start, e.g. -- reference-server node-agent --url {url},
+    /// -- reference-server device --url {url}, or (ecapture: its JSON Lines on stdout are
+    /// graded) -- reference-server ecapture-collect --url {url} --jsonl -
     #[arg(last = true)]
     command: Vec<String>,
 }
@@ -244,8 +245,12 @@ async fn resolve_target(args: &RunArgs, options: &RunOptions) -> Result<Target, 
             token: args.token.clone(),
             operator,
             cmdrelay,
+            heartbeat_period: args.heartbeat_period,
         };
         return Target::spawn(&spec, wait).await.map_err(|e| e.to_string());
+    }
+    if let (Some(url), "ecapture") = (&args.target, args.protocol.as_str()) {
+        return Ok(Target::ecapture_url(url, args.heartbeat_period));
     }
     match (&args.target, cmdrelay) {
         (Some(url), Some(options)) => Target::cmdrelay_url(url, &options, wait)
@@ -313,6 +318,7 @@ async fn run_client(args: ClientArgs) -> i32 {
     let report = match args.protocol.as_str() {
         "nodemgr" => conformance::probes::nodemgr::run_probe(&probe).await,
         "cmdrelay" => conformance::probes::cmdrelay::run_probe(&probe).await,
+        "ecapture" => conformance::probes::ecapture::run_probe(&probe).await,
         other => return unknown_protocol(other),
     };
     match report {

@@ -62,6 +62,7 @@ impl RunOptions {
         Ctx {
             nodemgr: target.nodemgr.clone(),
             cmdrelay: target.cmdrelay.clone(),
+            ecapture: target.ecapture.clone(),
             wait: self.scaled(self.wait),
             slow_wait: self.scaled(self.slow_wait),
             transcript: Transcript::default(),

@@ -3,11 +3,15 @@
 use crate::case::Failure;
 use crate::client::{OperatorApi, TokenMinter, TokenPool, TokenSource, Transcript};
 use reference_server::faults::Faults;
+use reference_server::protocol::ecapture::records;
+use reference_server::protocol::ecapture::source::SourceConfig;
 use reference_server::protocol::nodemgr::SessionConfig;
 use reference_server::server::{
-    start_cmdrelay, start_nodemgr, CmdrelaySetup, RunningCmdrelay, RunningNodemgr,
+    start_cmdrelay, start_ecapture, start_nodemgr, CmdrelaySetup, RunningCmdrelay, RunningEcapture,
+    RunningNodemgr,
 };
 use reference_server::store::StoreConfig;
+use reference_server::transport::ecapture::EcaptureConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -70,6 +74,18 @@ impl CmdrelayEndpoint {
     }
 }
 
+/// How to reach an ecapture implementation.
+#[derive(Debug, Clone)]
+pub struct EcaptureEndpoint {
+    /// The WebSocket URL, e.g. `ws://127.0.0.1:28257/`.
+    pub ws_url: String,
+    /// The target's heartbeat period (eCapture's is 15 s).
+    pub heartbeat_period: Duration,
+}
+
+/// eCapture's own heartbeat period, assumed when none is given.
+pub const ECAPTURE_HEARTBEAT: Duration = Duration::from_secs(15);
+
 /// Settings for a cmdrelay target reached by URL or spawned.
 #[derive(Debug, Clone)]
 pub struct CmdrelayOptions {
@@ -127,6 +143,7 @@ fn same_host_api(ws_url: &str) -> String {
 pub struct Ctx {
     pub nodemgr: Option<NodemgrEndpoint>,
     pub cmdrelay: Option<CmdrelayEndpoint>,
+    pub ecapture: Option<EcaptureEndpoint>,
     /// How long to wait for an answer that should come at once.
     pub wait: Duration,
     /// How long to wait for something the target schedules (a timeout, a close).
@@ -141,15 +158,23 @@ impl Ctx {
             .ok_or_else(|| Failure::Harness("no nodemgr endpoint configured".to_owned()))
     }
 
-    /// The least time a case may need: cmdrelay heartbeat cases wait for three periods.
+    /// The least time a case may need: heartbeat cases wait for three periods.
     pub fn min_case_time(&self) -> Duration {
-        match &self.cmdrelay {
-            Some(endpoint) => {
-                let period = endpoint.heartbeat_period.unwrap_or(Duration::from_secs(35));
-                period * 4 + self.slow_wait
-            }
-            None => Duration::ZERO,
-        }
+        let cmdrelay = self.cmdrelay.as_ref().map(|endpoint| {
+            let period = endpoint.heartbeat_period.unwrap_or(Duration::from_secs(35));
+            period * 4 + self.slow_wait
+        });
+        let ecapture = self
+            .ecapture
+            .as_ref()
+            .map(|endpoint| endpoint.heartbeat_period * 4 + self.slow_wait);
+        cmdrelay.max(ecapture).unwrap_or(Duration::ZERO)
+    }
+
+    pub fn ecapture(&self) -> Result<&EcaptureEndpoint, Failure> {
+        self.ecapture
+            .as_ref()
+            .ok_or_else(|| Failure::Harness("no ecapture endpoint configured".to_owned()))
     }
 
     pub fn cmdrelay(&self) -> Result<&CmdrelayEndpoint, Failure> {
@@ -221,6 +246,7 @@ pub enum TargetError {
 pub struct Target {
     pub nodemgr: Option<NodemgrEndpoint>,
     pub cmdrelay: Option<CmdrelayEndpoint>,
+    pub ecapture: Option<EcaptureEndpoint>,
     pub description: String,
     _guard: Vec<Guard>,
 }
@@ -233,6 +259,7 @@ pub struct Target {
 enum Guard {
     Nodemgr(Box<RunningNodemgr>),
     Cmdrelay(Box<RunningCmdrelay>),
+    Ecapture(Box<RunningEcapture>),
     Data(tempfile::TempDir),
     Child(Child),
 }
@@ -242,6 +269,7 @@ enum Guard {
 pub struct InProcess {
     pub nodemgr: SessionConfig,
     pub cmdrelay: CmdrelaySetup,
+    pub ecapture: EcaptureConfig,
 }
 
 impl InProcess {
@@ -249,13 +277,26 @@ impl InProcess {
     pub fn with_faults(faults: Faults) -> Self {
         let mut settings = Self::default();
         settings.nodemgr.faults = faults.clone();
-        settings.cmdrelay.session.faults = faults;
+        settings.cmdrelay.session.faults = faults.clone();
         settings.cmdrelay.session.heartbeat_period = IN_PROCESS_HEARTBEAT;
+        settings.ecapture.session.faults = faults;
+        settings.ecapture.session.heartbeat_period = IN_PROCESS_HEARTBEAT;
+        settings.ecapture.source = in_process_events();
         settings
     }
 }
 
-/// cmdrelay heartbeat period of the in-process reference server.
+/// The built-in sample events, replayed fast enough that event cases have a sample at once.
+fn in_process_events() -> SourceConfig {
+    let events = records::parse_lines(records::SAMPLE).unwrap_or_default();
+    SourceConfig::Replay {
+        events,
+        rate: 100.0,
+        repeat: true,
+    }
+}
+
+/// Heartbeat period of the in-process reference server (cmdrelay and ecapture).
 pub const IN_PROCESS_HEARTBEAT: Duration = Duration::from_secs(1);
 
 fn in_process_error(error: impl std::fmt::Display) -> TargetError {
@@ -267,6 +308,7 @@ impl Target {
         Self {
             nodemgr: None,
             cmdrelay: None,
+            ecapture: None,
             description,
             _guard: Vec::new(),
         }
@@ -307,6 +349,16 @@ impl Target {
         Ok(target)
     }
 
+    /// An external ecapture server at `ws_url`.
+    pub fn ecapture_url(ws_url: &str, heartbeat_period: Option<Duration>) -> Self {
+        let mut target = Self::empty(ws_url.to_owned());
+        target.ecapture = Some(EcaptureEndpoint {
+            ws_url: ws_url.to_owned(),
+            heartbeat_period: heartbeat_period.unwrap_or(ECAPTURE_HEARTBEAT),
+        });
+        target
+    }
+
     /// The reference server in this process, on free loopback ports, with its own database.
     pub async fn in_process(faults: Faults, wait: Duration) -> Result<Self, TargetError> {
         Self::in_process_with(InProcess::with_faults(faults), wait).await
@@ -338,10 +390,22 @@ impl Target {
             expired_token: None,
             heartbeat_period: Some(heartbeat),
         });
-        target.description = describe_in_process(&nodemgr, &cmdrelay, &faults);
+        let ecapture_period = settings.ecapture.session.heartbeat_period;
+        let ecapture = start_ecapture(loopback().await?, settings.ecapture)
+            .await
+            .map_err(in_process_error)?;
+        target.ecapture = Some(EcaptureEndpoint {
+            ws_url: ecapture.ws_url(),
+            heartbeat_period: ecapture_period,
+        });
+        target.description = describe_in_process(
+            &[nodemgr.ws_url(), cmdrelay.ws_url(), ecapture.ws_url()],
+            &faults,
+        );
         target._guard = vec![
             Guard::Nodemgr(Box::new(nodemgr)),
             Guard::Cmdrelay(Box::new(cmdrelay)),
+            Guard::Ecapture(Box::new(ecapture)),
             Guard::Data(data),
         ];
         Ok(target)
@@ -379,9 +443,10 @@ impl Target {
             Some(url) => url.clone(),
             None => first_ws_url(&line).ok_or_else(|| TargetError::NoUrl(line.clone()))?,
         };
-        let mut target = match &spec.cmdrelay {
-            Some(options) => Self::cmdrelay_url(&url, options, wait).await?,
-            None => Self::url(&url, &spec.token, &spec.operator, wait),
+        let mut target = match (&spec.cmdrelay, spec.protocol.as_str()) {
+            (Some(options), _) => Self::cmdrelay_url(&url, options, wait).await?,
+            (None, "ecapture") => Self::ecapture_url(&url, spec.heartbeat_period),
+            (None, _) => Self::url(&url, &spec.token, &spec.operator, wait),
         };
         target.description = format!("`{shown}` at {url}");
         target._guard.push(Guard::Child(child));
@@ -395,13 +460,9 @@ async fn loopback() -> Result<tokio::net::TcpListener, TargetError> {
         .map_err(in_process_error)
 }
 
-fn describe_in_process(
-    nodemgr: &RunningNodemgr,
-    cmdrelay: &RunningCmdrelay,
-    faults: &Faults,
-) -> String {
+fn describe_in_process(urls: &[String], faults: &Faults) -> String {
     let names: Vec<_> = faults.iter().map(|f| f.name()).collect();
-    let urls = format!("{} and {}", nodemgr.ws_url(), cmdrelay.ws_url());
+    let urls = urls.join(", ");
     if names.is_empty() {
         format!("in-process reference server {urls}")
     } else {
@@ -424,6 +485,8 @@ pub struct SpawnSpec {
     pub operator: OperatorChoice,
     /// Set when the protocol is cmdrelay.
     pub cmdrelay: Option<CmdrelayOptions>,
+    /// ecapture: the target's heartbeat period (default 15 s).
+    pub heartbeat_period: Option<Duration>,
 }
 
 /// Reads stdout until the ready line, then keeps draining it so the child never blocks.

@@ -129,6 +129,8 @@ fn run_against_spawned_server(suite_args: &[&str], server_args: &[&str]) -> Outp
         "0",
         "--cmdrelay-port",
         "0",
+        "--ecapture-port",
+        "0",
         "--data-dir",
         dir.path().to_str().expect("path"),
     ];
@@ -191,6 +193,50 @@ fn a_spawned_cmdrelay_server_is_found_by_its_own_ready_line() {
     ];
     let output = run_against_spawned_server(&suite, &["--heartbeat-period", "1s"]);
     assert_passed(&output, "9 passed, 0 failed");
+}
+
+#[test]
+fn a_spawned_ecapture_server_is_found_by_its_own_ready_line() {
+    // Its ready line comes third, after nodemgr's and cmdrelay's.
+    let suite = [
+        "run",
+        "--protocol",
+        "ecapture",
+        "--heartbeat-period",
+        "1s",
+        "--include",
+        "ecapture/heartbeat/*",
+        "--include",
+        "ecapture/event/*",
+    ];
+    let server = [
+        "--ecapture-heartbeat-period",
+        "1s",
+        "--ecapture-rate",
+        "100",
+    ];
+    let output = run_against_spawned_server(&suite, &server);
+    assert_passed(&output, "11 passed, 0 failed");
+}
+
+#[test]
+fn the_client_command_grades_the_reference_collector() {
+    let server = reference_server();
+    let output = run(&[
+        "client",
+        "--protocol",
+        "ecapture",
+        "--wait",
+        "20",
+        "--",
+        server.to_str().expect("path"),
+        "ecapture-collect",
+        "--url",
+        "{url}",
+        "--jsonl",
+        "-",
+    ]);
+    assert_passed(&output, "11 passed, 0 failed");
 }
 
 #[test]

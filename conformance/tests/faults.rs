@@ -181,6 +181,42 @@ fn expected_failures(fault: Fault) -> &'static [&'static str] {
         CmdrelayCountAllClients => &["cmdrelay/device/counts-only-own-room"],
         CmdrelayRelayToOne => &["cmdrelay/relay/reaches-every-other-client"],
         CmdrelayStallOnFlood => &["cmdrelay/robustness/flood-leaves-others-unharmed"],
+        EcaptureTextHeartbeats => &["ecapture/frame/binary"],
+        EcaptureTruncatedEvents => &["ecapture/frame/decodes-as-log-entry"],
+        EcaptureUnknownField => &["ecapture/frame/no-unknown-fields"],
+        EcaptureLogTypeMismatch => &["ecapture/log-type/agrees-with-payload"],
+        EcapturePayloadMissing => &["ecapture/frame/payload-present"],
+        EcaptureWrongLength => &["ecapture/event/length-equals-payload"],
+        EcapturePortOverflow => &["ecapture/event/ports-in-range"],
+        EcaptureBadIp => &["ecapture/event/addresses-are-ips"],
+        EcaptureEventSeconds => &["ecapture/event/timestamp-nanoseconds"],
+        EcaptureOddUuids => &["ecapture/event/uuid-shape"],
+        EcaptureUnknownEventType => &["ecapture/event/type-known"],
+        EcaptureNoHeartbeat => &[
+            "ecapture/heartbeat/at-connect",
+            "ecapture/heartbeat/period",
+            "ecapture/robustness/ignores-client-frames",
+        ],
+        EcaptureNoConnectHeartbeat => &["ecapture/heartbeat/at-connect"],
+        EcaptureSlowHeartbeat => &["ecapture/heartbeat/period"],
+        EcaptureSharedHeartbeatCount => &["ecapture/heartbeat/count-per-connection"],
+        EcaptureHeartbeatMessageVersion => &["ecapture/heartbeat/message-names-count"],
+        EcaptureHeartbeatMillis => &["ecapture/heartbeat/timestamp-unix-seconds"],
+        EcaptureNoStartupReplay => &["ecapture/process-log/startup-replay"],
+        EcapturePlainTextLogs => &["ecapture/process-log/json-lines"],
+        EcaptureCloseOnClientFrame => &["ecapture/robustness/ignores-client-frames"],
+        EcaptureStallAfterReset => &["ecapture/robustness/survives-abrupt-disconnects"],
+        EcaptureThinLaterClients => &["ecapture/fanout/every-client-full-stream"],
+        EcaptureRootPathOnly => &["ecapture/handshake/any-path"],
+        // Collector faults: tests/ecapture_client_probe.rs checks them against the probe.
+        CollectorNoOrigin
+        | CollectorTrustLogType
+        | CollectorLossyText
+        | CollectorKnownTypesOnly
+        | CollectorStopOnGarbage
+        | CollectorSkipEmpty
+        | CollectorLoseEvents
+        | CollectorDropRunLogs => &[],
     }
 }
 
@@ -254,6 +290,16 @@ async fn faults_are_caught(protocol: &'static str) {
         "faults the suite did not catch:\n{}",
         missed.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clean_reference_server_passes_every_ecapture_case_strictly() {
+    clean_server_passes("ecapture").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ecapture_fault_fails_the_cases_that_check_it() {
+    faults_are_caught("ecapture").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! `load`: simulates many nodes (nodemgr) and devices (cmdrelay) and measures honestly.
 
 mod cmdrelay;
+mod ecapture;
 mod echo;
 mod nodemgr;
 mod stats;
@@ -41,6 +42,8 @@ enum Command {
     },
     /// Rooms of clients: one relays execute on an interval, the others measure latency.
     Cmdrelay(CmdrelayArgs),
+    /// Collectors reading an event stream: delivered events per second and delivery latency.
+    Ecapture(EcaptureArgs),
     /// Closed-loop relays between pairs vs a bare tokio-tungstenite echo server, same run.
     CmdrelayVsEcho {
         #[arg(long, default_value_t = 64)]
@@ -51,6 +54,30 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct EcaptureArgs {
+    /// ws://127.0.0.1:28257/. Default: an in-process reference server making synthetic events.
+    #[arg(long)]
+    target: Option<String>,
+    /// Collectors that read and decode everything.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// In-process server: events per second it makes.
+    #[arg(long, default_value_t = 100_000.0)]
+    rate: f64,
+    /// In-process server: payload bytes per event.
+    #[arg(long, default_value_t = 200)]
+    payload: usize,
+    /// In-process server: frames a client may fall behind before it is dropped.
+    #[arg(long, default_value_t = 256)]
+    queue_depth: usize,
+    /// Clients that connect and never read; the server should drop them.
+    #[arg(long, default_value_t = 0)]
+    slow_clients: usize,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
             duration,
         } => vs_echo(connections.min(MAX_NODES), duration.min(MAX_DURATION)).await,
         Command::Cmdrelay(args) => run_cmdrelay(args).await,
+        Command::Ecapture(args) => run_ecapture(args).await,
         Command::CmdrelayVsEcho {
             pairs,
             duration,
@@ -124,6 +152,144 @@ async fn main() -> anyhow::Result<()> {
             let rounds = rounds.clamp(1, 20);
             cmdrelay_vs_echo(pairs.min(MAX_NODES / 2), duration.min(MAX_DURATION), rounds).await
         }
+    }
+}
+
+/// Upper bound of collectors and of events per second asked of the in-process server.
+const MAX_COLLECTORS: usize = 1000;
+const MAX_RATE: f64 = 5_000_000.0;
+
+async fn run_ecapture(args: EcaptureArgs) -> anyhow::Result<()> {
+    use reference_server::protocol::ecapture::source::SourceConfig;
+    use reference_server::transport::ecapture::EcaptureConfig;
+    let local = match &args.target {
+        Some(_) => None,
+        None => {
+            let config = EcaptureConfig {
+                queue_depth: args.queue_depth,
+                source: SourceConfig::Synthetic {
+                    rate: args.rate.min(MAX_RATE),
+                    payload_size: args.payload,
+                },
+                ..EcaptureConfig::default()
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            Some(reference_server::server::start_ecapture(listener, config).await?)
+        }
+    };
+    let url = args
+        .target
+        .clone()
+        .or_else(|| local.as_ref().map(|s| s.ws_url()))
+        .context("no target")?;
+    ensure_loopback(&url)?;
+    let duration = args.duration.min(MAX_DURATION);
+    let clients = args.clients.clamp(1, MAX_COLLECTORS);
+    eprintln!(
+        "load: {clients} collectors and {} slow clients on {url} for {duration:?}",
+        args.slow_clients
+    );
+    let mut sockets = Vec::new();
+    for _ in 0..clients {
+        sockets.push(ecapture::connect(&url).await?);
+    }
+    let mut stalled = Vec::new();
+    for _ in 0..args.slow_clients.min(MAX_COLLECTORS) {
+        stalled.push(ecapture::connect(&url).await?);
+    }
+    let made_before = local.as_ref().map(|s| {
+        s.app
+            .stats
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed)
+    });
+    let until = tokio::time::Instant::now() + duration;
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|s| tokio::spawn(ecapture::collect(s, until)))
+        .collect();
+    let stallers: Vec<_> = stalled
+        .into_iter()
+        .map(|s| tokio::spawn(ecapture::stall(s, until)))
+        .collect();
+    let mut collected = Vec::new();
+    for reader in readers {
+        collected.push(reader.await?);
+    }
+    let rss = stats::rss_kib(std::process::id());
+    let mut dropped = 0;
+    for staller in stallers {
+        dropped += usize::from(staller.await?);
+    }
+    let made = local.as_ref().zip(made_before).map(|(s, before)| {
+        s.app
+            .stats
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - before
+    });
+    report_ecapture(&collected, duration, made, dropped, args.slow_clients, rss);
+    Ok(())
+}
+
+fn report_ecapture(
+    collected: &[ecapture::Collected],
+    duration: Duration,
+    made: Option<u64>,
+    dropped: usize,
+    slow: usize,
+    rss_kib: Option<u64>,
+) {
+    let seconds = duration.as_secs_f64();
+    let total: u64 = collected.iter().map(|c| c.events).sum();
+    let mut latency =
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for c in collected {
+        let _ = latency.add(&c.latency_us);
+    }
+    let per_client: Vec<String> = collected
+        .iter()
+        .map(|c| format!("{:.0}", c.events as f64 / seconds))
+        .collect();
+    println!(
+        "events delivered per second, per collector: {}",
+        per_client.join(" ")
+    );
+    println!(
+        "events delivered per second, total: {:.0}",
+        total as f64 / seconds
+    );
+    if let Some(made) = made {
+        println!(
+            "events made by the server per second: {:.0}",
+            made as f64 / seconds
+        );
+    }
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "delivery latency ms: p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        latency.max() as f64 / 1000.0
+    );
+    let ended: Vec<&str> = collected
+        .iter()
+        .filter_map(|c| c.ended.as_deref())
+        .collect();
+    println!(
+        "collectors whose stream ended early: {} {:?}",
+        ended.len(),
+        ended
+    );
+    if slow > 0 {
+        println!("slow clients dropped by the server: {dropped} of {slow}");
+    }
+    if let Some(rss) = rss_kib {
+        println!(
+            "memory of this process (server and collectors) at the end: {} MiB",
+            rss / 1024
+        );
     }
 }
 

@@ -4,6 +4,7 @@
 //! sockets; [`store`] persists; [`clients`] holds the reference clients (the node agent).
 
 pub mod clients;
+pub mod externals;
 pub mod faults;
 pub mod protocol;
 pub mod server;

@@ -3,13 +3,16 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use reference_server::clients::collector;
 use reference_server::clients::device::{DeviceConfig, EchoHandler, ExecuteHandler, ShellHandler};
 use reference_server::clients::node_agent::{self, AgentConfig};
 use reference_server::faults::{Fault, Faults};
 use reference_server::protocol::cmdrelay;
+use reference_server::protocol::ecapture::{self, source::SourceConfig};
 use reference_server::protocol::nodemgr::{SessionConfig, DEFAULT_TOKEN};
-use reference_server::server::{start_cmdrelay, start_nodemgr, CmdrelaySetup};
+use reference_server::server::{start_cmdrelay, start_ecapture, start_nodemgr, CmdrelaySetup};
 use reference_server::store::StoreConfig;
+use reference_server::transport::ecapture::EcaptureConfig;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use std::time::Duration;
     about = "Reference server for the logrtc, nodemgr, ecapture, cmdrelay and sfu protocols"
 )]
 #[command(
-    after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999, cmdrelay on 127.0.0.1:8765).\n\
+    after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999, cmdrelay on 127.0.0.1:8765, ecapture on 127.0.0.1:28257).\n\
 It prints one line `ready <protocol> <url>` per service once it accepts connections."
 )]
 struct Cli {
@@ -34,9 +37,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the protocols (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the reference nodemgr node agent against a core.
     NodeAgent(NodeAgentArgs),
+    /// Collect an eCapture stream: one readable line per entry, and JSON Lines if asked.
+    EcaptureCollect(CollectArgs),
     /// Run the reference cmdrelay device: joins a token's room and answers `execute`.
     Device(DeviceArgs),
     /// List the faults that `--fault` can inject.
@@ -93,6 +98,28 @@ struct ServeArgs {
     /// Sustained frames per second one cmdrelay client may send (burst: 5x).
     #[arg(long, default_value_t = 200.0)]
     cmdrelay_rate_limit: f64,
+    /// ecapture port (0 picks a free one).
+    #[arg(long, default_value_t = ecapture::DEFAULT_PORT)]
+    ecapture_port: u16,
+    /// Period of ecapture's heartbeat.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    ecapture_heartbeat_period: Duration,
+    /// Replay the events of this JSON Lines file (format: fixtures/ecapture/README.md)
+    /// instead of the built-in sample.
+    #[arg(long, value_name = "FILE")]
+    ecapture_events: Option<PathBuf>,
+    /// Generate synthetic events with payloads of this many bytes instead of replaying.
+    #[arg(long, value_name = "BYTES", conflicts_with = "ecapture_events")]
+    ecapture_synthetic: Option<usize>,
+    /// Events per second pushed to ecapture clients (0: heartbeats and process logs only).
+    #[arg(long, default_value_t = 2.0)]
+    ecapture_rate: f64,
+    /// Replay the events once instead of repeating them.
+    #[arg(long)]
+    ecapture_once: bool,
+    /// Frames an ecapture client may fall behind before it is disconnected.
+    #[arg(long, default_value_t = ecapture::QUEUE_DEPTH)]
+    ecapture_queue_depth: usize,
     /// Inject a named deviation, e.g. nodemgr/ack-fresh-id (repeatable; see `faults`).
     #[arg(long = "fault", value_name = "PROTOCOL/NAME")]
     faults: Vec<Fault>,
@@ -142,6 +169,29 @@ struct DeviceArgs {
     max_attempts: Option<u32>,
 }
 
+#[derive(Debug, Args)]
+struct CollectArgs {
+    /// The eCapture server's WebSocket URL (its --ecaptureq address).
+    #[arg(long, default_value = "ws://127.0.0.1:28257/")]
+    url: String,
+    /// The Origin header sent with the handshake (eCapture refuses handshakes without one).
+    #[arg(long, default_value = collector::DEFAULT_ORIGIN)]
+    origin: String,
+    /// Also write one JSON record per entry to FILE; `-` writes them to stdout instead of
+    /// the readable lines.
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
+    /// Stop after this many entries.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this long, e.g. 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Make a deliberate mistake, e.g. ecapture-collector/no-origin (repeatable; see `faults`).
+    #[arg(long = "fault", value_name = "ecapture-collector/NAME")]
+    faults: Vec<Fault>,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -157,9 +207,10 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         None => serve(cli.serve).await,
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::NodeAgent(args)) => agent(args).await,
         Some(Command::Device(args)) => device(args).await,
+        Some(Command::EcaptureCollect(args)) => collect(args).await,
         Some(Command::Faults) => {
             for fault in Fault::ALL {
                 println!("{:<40} {}", fault.name(), fault.describe());
@@ -190,6 +241,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let nodemgr = start_nodemgr(listener, session, &store).await?;
     let listener = bind(args.bind, args.cmdrelay_port, "cmdrelay").await?;
     let cmdrelay = start_cmdrelay(listener, cmdrelay_setup(&args), &store).await?;
+    let listener = bind(args.bind, args.ecapture_port, "ecapture").await?;
+    let ecapture = start_ecapture(listener, ecapture_config(&args)?).await?;
     for fault in &args.faults {
         tracing::warn!(%fault, "fault injected: this server deviates from the documents on purpose");
     }
@@ -203,9 +256,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cmdrelay.ws_url(),
         cmdrelay.admin_url()
     );
+    println!("ready ecapture {}", ecapture.ws_url());
     tokio::signal::ctrl_c().await?;
     nodemgr.stop().await;
     cmdrelay.stop().await;
+    ecapture.stop().await;
     Ok(())
 }
 
@@ -229,6 +284,76 @@ fn cmdrelay_setup(args: &ServeArgs) -> CmdrelaySetup {
         tokens: args.cmdrelay_tokens.clone(),
         admin_token: args.cmdrelay_admin_token.clone(),
     }
+}
+
+fn ecapture_config(args: &ServeArgs) -> anyhow::Result<EcaptureConfig> {
+    let rate = args.ecapture_rate;
+    let source = match (&args.ecapture_events, args.ecapture_synthetic) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the replay file {}", path.display()))?;
+            let events = ecapture::records::parse_lines(&text)
+                .with_context(|| format!("{} is not a replay file", path.display()))?;
+            SourceConfig::Replay {
+                events,
+                rate,
+                repeat: !args.ecapture_once,
+            }
+        }
+        (None, Some(payload_size)) => SourceConfig::Synthetic { rate, payload_size },
+        (None, None) => SourceConfig::Replay {
+            events: ecapture::records::parse_lines(ecapture::records::SAMPLE)?,
+            rate,
+            repeat: !args.ecapture_once,
+        },
+    };
+    Ok(EcaptureConfig {
+        session: ecapture::SessionConfig {
+            heartbeat_period: args.ecapture_heartbeat_period,
+            faults: args.faults.iter().copied().collect::<Faults>(),
+        },
+        queue_depth: args.ecapture_queue_depth,
+        startup_log_limit: ecapture::STARTUP_LOG_LIMIT,
+        source,
+    })
+}
+
+async fn collect(args: CollectArgs) -> anyhow::Result<()> {
+    let config = collector::CollectorConfig {
+        url: args.url,
+        origin: args.origin,
+        max_entries: args.count,
+        duration: args.duration,
+        faults: args.faults.iter().copied().collect(),
+    };
+    let mut stdout = std::io::BufWriter::new(std::io::stdout());
+    let mut file = match &args.jsonl {
+        Some(path) if path.as_os_str() != "-" => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        _ => None,
+    };
+    let jsonl_to_stdout = args.jsonl.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    let mut sinks = collector::Sinks {
+        readable: None,
+        jsonl: None,
+    };
+    if jsonl_to_stdout {
+        sinks.jsonl = Some(&mut stdout);
+    } else {
+        sinks.readable = Some(&mut stdout);
+        sinks.jsonl = file.as_mut().map(|f| f as &mut (dyn std::io::Write + Send));
+    }
+    let tally = tokio::select! {
+        tally = collector::run(&config, &mut sinks) => tally?,
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    };
+    eprintln!(
+        "collected {} entries: {} events, {} heartbeats, {} process logs, {} empty, {} undecodable frames",
+        tally.entries(), tally.events, tally.heartbeats, tally.logs, tally.empty, tally.undecodable
+    );
+    Ok(())
 }
 
 async fn device(args: DeviceArgs) -> anyhow::Result<()> {

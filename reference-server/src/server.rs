@@ -4,9 +4,13 @@ use crate::protocol::cmdrelay;
 use crate::protocol::nodemgr::{SessionConfig, WS_PATH};
 use crate::store::tokens::TokenStore;
 use crate::store::{Store, StoreConfig, StoreError};
-use crate::transport::{cmdrelay_ws, nodemgr_ws, operator_api, token_api, CmdrelayApp, NodemgrApp};
+use crate::transport::ecapture::{spawn_source, EcaptureApp, EcaptureConfig};
+use crate::transport::{
+    cmdrelay_ws, ecapture_ws, nodemgr_ws, operator_api, token_api, CmdrelayApp, NodemgrApp,
+};
 use axum::routing::{delete, get, post};
 use axum::{middleware, Router};
+use serde_json::json;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -196,4 +200,61 @@ pub async fn start_cmdrelay(
     let app = CmdrelayApp::new(setup.session, tokens, setup.admin_token);
     let router = cmdrelay_router(app.clone());
     Ok(Running::spawn(listener, addr, app, router))
+}
+
+pub type RunningEcapture = Running<EcaptureApp>;
+
+impl RunningEcapture {
+    /// The stream's URL; any path is served, the document's example uses `/`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+}
+
+/// Every path of the ecapture port upgrades to the stream.
+pub fn ecapture_router(app: Arc<EcaptureApp>) -> Router {
+    Router::new().fallback(ecapture_ws::upgrade).with_state(app)
+}
+
+/// Serves ecapture on `listener`: logs the start-up lines, then starts the event source.
+pub async fn start_ecapture(
+    listener: TcpListener,
+    config: EcaptureConfig,
+) -> Result<RunningEcapture, ServerError> {
+    let addr = listener.local_addr().map_err(ServerError::Listener)?;
+    let app = EcaptureApp::new(&config);
+    log_startup(&app, &config, addr);
+    let router = ecapture_router(app.clone());
+    let running = Running::spawn(listener, addr, app, router);
+    spawn_source(&running.app, config.source);
+    Ok(running)
+}
+
+fn log_startup(app: &EcaptureApp, config: &EcaptureConfig, addr: SocketAddr) {
+    let now = crate::transport::read_clock();
+    let version = env!("CARGO_PKG_VERSION");
+    app.publish_log(
+        now,
+        "info",
+        "reference eCapture event source starting",
+        json!({"version": version}),
+    );
+    app.publish_log(
+        now,
+        "info",
+        "event source",
+        json!({"source": config.source.describe()}),
+    );
+    let period = config.session.heartbeat_period.as_secs_f64();
+    app.publish_log(now, "info", "heartbeat", json!({"period_seconds": period}));
+    let faults: Vec<_> = config.session.faults.iter().map(|f| f.name()).collect();
+    if !faults.is_empty() {
+        app.publish_log(now, "warn", "faults injected", json!({"faults": faults}));
+    }
+    app.publish_log(
+        now,
+        "info",
+        "listening",
+        json!({"url": format!("ws://{addr}/")}),
+    );
 }

@@ -2,18 +2,20 @@
 
 pub mod abuse;
 pub mod cmdrelay;
+pub mod ecapture;
 pub mod nodemgr;
 
 use crate::case::Case;
 
 /// The protocols that have cases.
-pub const PROTOCOLS: &[&str] = &["nodemgr", "cmdrelay"];
+pub const PROTOCOLS: &[&str] = &["nodemgr", "cmdrelay", "ecapture"];
 
 /// The cases of `protocol`, or `None` for an unknown protocol.
 pub fn for_protocol(protocol: &str) -> Option<Vec<Case>> {
     match protocol {
         "nodemgr" => Some(nodemgr::cases()),
         "cmdrelay" => Some(cmdrelay::cases()),
+        "ecapture" => Some(ecapture::cases()),
         _ => None,
     }
 }

@@ -2,11 +2,13 @@
 //! types.
 
 pub mod operator;
+pub mod stream;
 pub mod tokens;
 pub mod transcript;
 pub mod ws;
 
 pub use operator::OperatorApi;
+pub use stream::{Frame, StreamClient};
 pub use tokens::{RoomTokens, TokenMinter, TokenPool, TokenSource};
 pub use transcript::Transcript;
 pub use ws::{Event, WsClient};

@@ -7,6 +7,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -75,31 +77,13 @@ impl WsClient {
         transcript: &Transcript,
         wait: Duration,
     ) -> Result<Self, ConnectError> {
-        transcript.record(name, "⇢", &format!("connect {url}"));
-        let attempt = tokio::time::timeout(wait, tokio_tungstenite::connect_async(url)).await;
-        let result = match attempt {
-            Err(_) => Err(ConnectError::Io(format!(
-                "no handshake within {} ms",
-                wait.as_millis()
-            ))),
-            Ok(Err(WsError::Http(response))) => {
-                Err(ConnectError::Refused(response.status().as_u16()))
-            }
-            Ok(Err(error)) => Err(ConnectError::Io(error.to_string())),
-            Ok(Ok((stream, _))) => Ok(stream),
-        };
-        match result {
-            Ok(stream) => Ok(Self {
-                name: name.to_owned(),
-                stream,
-                transcript: transcript.clone(),
-                wait,
-            }),
-            Err(error) => {
-                transcript.record(name, "⇠", &format!("{error:?}"));
-                Err(error)
-            }
-        }
+        let stream = open(name, url, None, transcript, wait).await?;
+        Ok(Self {
+            name: name.to_owned(),
+            stream,
+            transcript: transcript.clone(),
+            wait,
+        })
     }
 
     /// Wraps a socket the suite accepted, when it plays the server.
@@ -262,6 +246,47 @@ impl WsClient {
     /// Closes politely; errors are irrelevant at this point.
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
+    }
+}
+
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket to `url` within `wait`, with an `Origin` header when given, and records
+/// the attempt (and its failure) in the transcript.
+pub(crate) async fn open(
+    name: &str,
+    url: &str,
+    origin: Option<&str>,
+    transcript: &Transcript,
+    wait: Duration,
+) -> Result<Socket, ConnectError> {
+    let shown = origin.map_or(String::new(), |o| format!(" (Origin: {o})"));
+    transcript.record(name, "⇢", &format!("connect {url}{shown}"));
+    let outcome = match tokio::time::timeout(wait, handshake(url, origin)).await {
+        Err(_) => Err(ConnectError::Io(format!(
+            "no handshake within {} ms",
+            wait.as_millis()
+        ))),
+        Ok(outcome) => outcome,
+    };
+    if let Err(error) = &outcome {
+        transcript.record(name, "⇠", &format!("{error:?}"));
+    }
+    outcome
+}
+
+async fn handshake(url: &str, origin: Option<&str>) -> Result<Socket, ConnectError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| ConnectError::Io(e.to_string()))?;
+    if let Some(origin) = origin {
+        let value = HeaderValue::from_str(origin).map_err(|e| ConnectError::Io(e.to_string()))?;
+        request.headers_mut().insert("Origin", value);
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((stream, _)) => Ok(stream),
+        Err(WsError::Http(response)) => Err(ConnectError::Refused(response.status().as_u16())),
+        Err(error) => Err(ConnectError::Io(error.to_string())),
     }
 }
 

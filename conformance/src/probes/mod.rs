@@ -3,6 +3,7 @@
 //! accepting it, gathering results, and the report.
 
 pub mod cmdrelay;
+pub mod ecapture;
 pub mod nodemgr;
 
 use crate::case::{CaseResult, Failure, Level, Outcome, Source};
@@ -73,6 +74,8 @@ pub(crate) async fn bind(config: &ProbeConfig) -> Result<TcpListener, ProbeError
 /// One probe run: the client it started, its transcript and its clock.
 pub(crate) struct ProbeSession {
     _child: Option<Child>,
+    /// The client's standard output, when the probe grades what the client reports.
+    pub stdout: Option<tokio::process::ChildStdout>,
     shown: String,
     started: Instant,
     started_at: chrono::DateTime<chrono::Utc>,
@@ -87,11 +90,23 @@ impl ProbeSession {
         path: &str,
         playing: &str,
     ) -> Result<Self, ProbeError> {
+        Self::start_capturing(listener, config, path, playing, false)
+    }
+
+    /// As [`Self::start`]; with `capture`, the client's stdout is kept in `stdout`.
+    pub fn start_capturing(
+        listener: &TcpListener,
+        config: &ProbeConfig,
+        path: &str,
+        playing: &str,
+        capture: bool,
+    ) -> Result<Self, ProbeError> {
         let addr = listener
             .local_addr()
             .map_err(|e| ProbeError::Listen(config.listen.clone(), e))?;
         let url = format!("ws://{addr}{path}");
-        let child = start_client(&config.command, &url)?;
+        let mut child = start_client(&config.command, &url, capture)?;
+        let stdout = child.as_mut().and_then(|c| c.stdout.take());
         let shown = if config.command.is_empty() {
             url.clone()
         } else {
@@ -100,6 +115,7 @@ impl ProbeSession {
         eprintln!("playing the {playing} at {url}; waiting for {shown}");
         Ok(Self {
             _child: child,
+            stdout,
             shown,
             started: Instant::now(),
             started_at: chrono::Utc::now(),
@@ -147,14 +163,18 @@ impl ProbeSession {
     }
 }
 
-fn start_client(command: &[String], url: &str) -> Result<Option<Child>, ProbeError> {
+fn start_client(command: &[String], url: &str, capture: bool) -> Result<Option<Child>, ProbeError> {
     let Some((program, args)) = command.split_first() else {
         return Ok(None);
     };
     let args: Vec<String> = args.iter().map(|a| a.replace("{url}", url)).collect();
     Command::new(program)
         .args(&args)
-        .stdout(std::process::Stdio::null())
+        .stdout(if capture {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
         .kill_on_drop(true)
         .spawn()
         .map(Some)

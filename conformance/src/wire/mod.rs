@@ -1,4 +1,5 @@
 //! Message builders over `serde_json::Value`, transcribed from the documents.
 
 pub mod cmdrelay;
+pub mod ecapture;
 pub mod nodemgr;

@@ -1,5 +1,6 @@
 //! Reference clients of the protocols.
 
+pub mod collector;
 pub mod device;
 pub mod node_agent;
 pub mod reconnect;

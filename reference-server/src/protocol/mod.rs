@@ -2,6 +2,7 @@
 //! time is an input ([`Now`]), and every effect is an output the transport driver performs.
 
 pub mod cmdrelay;
+pub mod ecapture;
 pub mod nodemgr;
 
 use chrono::{DateTime, Utc};

@@ -1,6 +1,8 @@
 //! Thin IO drivers around the sans-IO cores.
 
 pub mod cmdrelay_ws;
+pub mod ecapture;
+pub mod ecapture_ws;
 pub mod nodemgr_ws;
 pub mod operator_api;
 pub mod token_api;
