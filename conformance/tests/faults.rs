@@ -206,7 +206,7 @@ fn expected_failures(fault: Fault) -> &'static [&'static str] {
         EcapturePlainTextLogs => &["ecapture/process-log/json-lines"],
         EcaptureCloseOnClientFrame => &["ecapture/robustness/ignores-client-frames"],
         EcaptureStallAfterReset => &["ecapture/robustness/survives-abrupt-disconnects"],
-        EcaptureThinLaterClients => &["ecapture/fanout/every-client-full-stream"],
+        EcaptureThinFanout => &["ecapture/fanout/every-client-full-stream"],
         EcaptureRootPathOnly => &["ecapture/handshake/any-path"],
         // Collector faults: tests/ecapture_client_probe.rs checks them against the probe.
         CollectorNoOrigin

@@ -117,7 +117,7 @@ faults! {
     EcapturePlainTextLogs => "ecapture/plain-text-logs": "send process logs as plain text instead of JSON lines",
     EcaptureCloseOnClientFrame => "ecapture/close-on-client-frame": "close a connection that sends any frame",
     EcaptureStallAfterReset => "ecapture/stall-after-reset": "stop pushing events after a client drops without a close",
-    EcaptureThinLaterClients => "ecapture/thin-later-clients": "send every second event only to odd-numbered connections",
+    EcaptureThinFanout => "ecapture/thin-fanout": "send each connection after the first a different pseudo-random half of the events",
     EcaptureRootPathOnly => "ecapture/root-path-only": "refuse WebSocket handshakes on paths other than /",
     CollectorNoOrigin => "ecapture-collector/no-origin": "collector: send no Origin header",
     CollectorTrustLogType => "ecapture-collector/trust-log-type": "collector: decode by log_type and skip entries where it is absent",

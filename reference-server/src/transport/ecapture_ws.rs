@@ -217,9 +217,9 @@ impl Writer {
 
     async fn feed_published(&mut self, published: Published) -> Result<(), Ending> {
         let thinned = published.is_event
-            && published.seq % 2 == 1
-            && self.conn % 2 == 0
-            && self.app.faults().has(Fault::EcaptureThinLaterClients);
+            && self.conn > 0
+            && self.app.faults().has(Fault::EcaptureThinFanout)
+            && coin(published.seq, self.conn);
         if thinned {
             return Ok(());
         }
@@ -313,4 +313,14 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// A fair coin per (event, connection), so that no two connections miss the same events
+/// whatever order other clients connect in (fault `ecapture/thin-fanout`).
+fn coin(seq: u64, conn: u64) -> bool {
+    // splitmix64's finaliser: every input bit moves every output bit.
+    let mut z = seq ^ conn.rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) & 1 == 1
 }
