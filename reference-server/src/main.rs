@@ -9,8 +9,11 @@ use reference_server::clients::node_agent::{self, AgentConfig};
 use reference_server::faults::{Fault, Faults};
 use reference_server::protocol::cmdrelay;
 use reference_server::protocol::ecapture::{self, source::SourceConfig};
+use reference_server::protocol::logrtc;
 use reference_server::protocol::nodemgr::{SessionConfig, DEFAULT_TOKEN};
-use reference_server::server::{start_cmdrelay, start_ecapture, start_nodemgr, CmdrelaySetup};
+use reference_server::server::{
+    start_cmdrelay, start_ecapture, start_logrtc, start_nodemgr, CmdrelaySetup,
+};
 use reference_server::store::StoreConfig;
 use reference_server::transport::ecapture::EcaptureConfig;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,7 +27,7 @@ use std::time::Duration;
     about = "Reference server for the logrtc, nodemgr, ecapture, cmdrelay and sfu protocols"
 )]
 #[command(
-    after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999, cmdrelay on 127.0.0.1:8765, ecapture on 127.0.0.1:28257).\n\
+    after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999, cmdrelay on 127.0.0.1:8765, ecapture on 127.0.0.1:28257, logrtc on 127.0.0.1:8080 with its viewer at http://127.0.0.1:8080/).\n\
 It prints one line `ready <protocol> <url>` per service once it accepts connections."
 )]
 struct Cli {
@@ -120,6 +123,15 @@ struct ServeArgs {
     /// Frames an ecapture client may fall behind before it is disconnected.
     #[arg(long, default_value_t = ecapture::QUEUE_DEPTH)]
     ecapture_queue_depth: usize,
+    /// logrtc port: signaling at /signaling, the log viewer at / (0 picks a free one).
+    #[arg(long, default_value_t = logrtc::DEFAULT_PORT)]
+    logrtc_port: u16,
+    /// logrtc: a WebSocket ping goes to each signaling client this often.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    logrtc_ping_period: Duration,
+    /// logrtc: a signaling client that sends nothing, not even a pong, for this long is dropped.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    logrtc_idle_timeout: Duration,
     /// Inject a named deviation, e.g. nodemgr/ack-fresh-id (repeatable; see `faults`).
     #[arg(long = "fault", value_name = "PROTOCOL/NAME")]
     faults: Vec<Fault>,
@@ -243,6 +255,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cmdrelay = start_cmdrelay(listener, cmdrelay_setup(&args), &store).await?;
     let listener = bind(args.bind, args.ecapture_port, "ecapture").await?;
     let ecapture = start_ecapture(listener, ecapture_config(&args)?).await?;
+    let listener = bind(args.bind, args.logrtc_port, "logrtc").await?;
+    let logrtc = start_logrtc(listener, logrtc_config(&args)).await?;
     for fault in &args.faults {
         tracing::warn!(%fault, "fault injected: this server deviates from the documents on purpose");
     }
@@ -257,10 +271,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cmdrelay.admin_url()
     );
     println!("ready ecapture {}", ecapture.ws_url());
+    println!(
+        "ready logrtc {} viewer {}",
+        logrtc.ws_url(),
+        logrtc.viewer_url()
+    );
     tokio::signal::ctrl_c().await?;
     nodemgr.stop().await;
     cmdrelay.stop().await;
     ecapture.stop().await;
+    logrtc.stop().await;
     Ok(())
 }
 
@@ -316,6 +336,15 @@ fn ecapture_config(args: &ServeArgs) -> anyhow::Result<EcaptureConfig> {
         startup_log_limit: ecapture::STARTUP_LOG_LIMIT,
         source,
     })
+}
+
+fn logrtc_config(args: &ServeArgs) -> logrtc::SessionConfig {
+    logrtc::SessionConfig {
+        ping_period: args.logrtc_ping_period,
+        idle_timeout: args.logrtc_idle_timeout,
+        faults: args.faults.iter().copied().collect::<Faults>(),
+        ..logrtc::SessionConfig::default()
+    }
 }
 
 async fn collect(args: CollectArgs) -> anyhow::Result<()> {

@@ -1,10 +1,12 @@
 //! Assembles the services and serves them on already-bound listeners (so tests bind port 0).
 
 use crate::protocol::cmdrelay;
+use crate::protocol::logrtc;
 use crate::protocol::nodemgr::{SessionConfig, WS_PATH};
 use crate::store::tokens::TokenStore;
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::transport::ecapture::{spawn_source, EcaptureApp, EcaptureConfig};
+use crate::transport::logrtc_ws::{self, LogrtcApp};
 use crate::transport::{
     cmdrelay_ws, ecapture_ws, nodemgr_ws, operator_api, token_api, CmdrelayApp, NodemgrApp,
 };
@@ -257,4 +259,41 @@ fn log_startup(app: &EcaptureApp, config: &EcaptureConfig, addr: SocketAddr) {
         "listening",
         json!({"url": format!("ws://{addr}/")}),
     );
+}
+
+pub type RunningLogrtc = Running<LogrtcApp>;
+
+impl RunningLogrtc {
+    /// The signaling WebSocket, `ws://<addr>/signaling`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.addr, logrtc::WS_PATH)
+    }
+
+    /// The log viewer page.
+    pub fn viewer_url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+/// The viewer page: one file, no build step (L9).
+pub const VIEWER_HTML: &str = include_str!("../web/logrtc/index.html");
+
+/// The routes of the logrtc port: the viewer page and the signaling WebSocket.
+pub fn logrtc_router(app: Arc<LogrtcApp>) -> Router {
+    Router::new()
+        .route("/", get(|| async { axum::response::Html(VIEWER_HTML) }))
+        .route(logrtc::WS_PATH, get(logrtc_ws::upgrade))
+        .route("/api/v1/health", get(operator_api::health))
+        .with_state(app)
+}
+
+/// Serves logrtc signaling and the viewer on `listener`.
+pub async fn start_logrtc(
+    listener: TcpListener,
+    session: logrtc::SessionConfig,
+) -> Result<RunningLogrtc, ServerError> {
+    let addr = listener.local_addr().map_err(ServerError::Listener)?;
+    let app = LogrtcApp::new(session);
+    let router = logrtc_router(app.clone());
+    Ok(Running::spawn(listener, addr, app, router))
 }

@@ -3,6 +3,7 @@
 
 pub mod cmdrelay;
 pub mod ecapture;
+pub mod logrtc;
 pub mod nodemgr;
 
 use chrono::{DateTime, Utc};

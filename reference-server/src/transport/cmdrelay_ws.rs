@@ -4,21 +4,20 @@
 //! full it is disconnected instead.
 
 use super::read_clock;
+use super::ws_queue::{close_for_read_error, finish, write_frames, Kick, Member, Outbound, Stop};
 use super::CmdrelayApp;
 use crate::faults::Fault;
 use crate::protocol::cmdrelay::{
     ConnId, Input, Output, Session, MAX_FRAME_BYTES, OUTBOUND_QUEUE_DEPTH,
 };
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use std::sync::{Arc, Mutex, PoisonError};
+use futures_util::stream::SplitStream;
+use futures_util::StreamExt;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio::sync::mpsc;
 
 /// What the WebSocket layer reads whole. Frames over [`MAX_FRAME_BYTES`] and up to this are
 /// read, then refused with 1009 while the connection still reads, so that the close frame
@@ -28,62 +27,8 @@ const READ_LIMIT: usize = 2 * 1024 * 1024;
 /// Read limit with the `hang-on-oversized` fault: big enough to let oversized frames in.
 const FAULTY_READ_LIMIT: usize = 16 * 1024 * 1024;
 const IDLE_READ_BUFFER: usize = 4 * 1024;
-/// Frames the writer sends before it flushes.
-const WRITE_BATCH: usize = 64;
-/// How long the reader waits for the writer to get a close frame out.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long the reader waits for room in a full outbound queue before it drops the client.
 const QUEUE_WAIT: Duration = Duration::from_secs(2);
-
-/// What the writer task sends.
-#[derive(Debug)]
-pub enum Outbound {
-    Text(Utf8Bytes),
-    Ping,
-    Close(u16, String),
-}
-
-/// Asks a connection to end, from another task (slow receiver, revoked token).
-#[derive(Debug, Default)]
-pub struct Kick {
-    notify: Notify,
-    reason: Mutex<Option<(u16, String)>>,
-}
-
-impl Kick {
-    pub fn kick(&self, code: u16, reason: &str) {
-        let mut slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some((code, reason.to_owned()));
-        }
-        self.notify.notify_one();
-    }
-
-    fn reason(&self) -> (u16, String) {
-        let slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.clone().unwrap_or((1008, "disconnected".to_owned()))
-    }
-}
-
-/// A room member as the registry holds it: its queue and its kick switch.
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub queue: mpsc::Sender<Outbound>,
-    pub kick: Arc<Kick>,
-}
-
-impl Member {
-    /// Queues a relayed frame; a receiver whose queue is full is too slow and is dropped.
-    pub fn deliver(&self, frame: &Utf8Bytes) {
-        match self.queue.try_send(Outbound::Text(frame.clone())) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let reason = format!("too slow: {OUTBOUND_QUEUE_DEPTH} frames queued");
-                self.kick.kick(1008, &reason);
-            }
-        }
-    }
-}
 
 pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<Arc<CmdrelayApp>>) -> Response {
     let limit = if app.faults().has(Fault::CmdrelayHangOnOversized) {
@@ -95,14 +40,6 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<Arc<CmdrelayApp>>) 
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| run_connection(socket, app))
-}
-
-/// How the reader ended.
-enum Stop {
-    /// A close frame is queued; give the writer time to send it.
-    Closing,
-    /// Drop the connection without a close frame.
-    Abort,
 }
 
 struct Connection {
@@ -131,23 +68,6 @@ async fn run_connection(socket: WebSocket, app: Arc<CmdrelayApp>) {
     connection.app.leave(connection.id);
     drop(connection);
     finish(writer, stream, stop).await;
-}
-
-/// Lets the writer send what is queued (the close frame last), then reads and discards what
-/// the peer still sends until it closes too: dropping a socket with unread data resets it,
-/// and the reset would destroy the close frame before the peer reads it.
-async fn finish(mut writer: JoinHandle<()>, mut stream: SplitStream<WebSocket>, stop: Stop) {
-    if matches!(stop, Stop::Abort) {
-        writer.abort();
-        return;
-    }
-    let drained = tokio::time::timeout(CLOSE_GRACE, async {
-        let _ = (&mut writer).await;
-        while let Some(Ok(_)) = stream.next().await {}
-    });
-    if drained.await.is_err() {
-        writer.abort();
-    }
 }
 
 impl Connection {
@@ -204,7 +124,7 @@ impl Connection {
                 return Some(Stop::Abort)
             }
             Some(Err(error)) => {
-                let (code, reason) = close_for_read_error(error);
+                let (code, reason) = close_for_read_error(error, MAX_FRAME_BYTES);
                 return Some(self.queue_close(code, reason).await);
             }
         }
@@ -260,44 +180,5 @@ impl Connection {
             .send_timeout(frame, QUEUE_WAIT)
             .await
             .map_err(|_| Stop::Abort)
-    }
-}
-
-fn close_for_read_error(error: axum::Error) -> (u16, String) {
-    let inner = error.into_inner();
-    match inner.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => (1009, format!("frame larger than {MAX_FRAME_BYTES} bytes")),
-        Some(WsError::Utf8(_)) => (1007, "text frame is not valid UTF-8".to_owned()),
-        _ => (1002, "WebSocket protocol error".to_owned()),
-    }
-}
-
-/// The writer task: sends queued frames in batches, one flush per batch, until a close.
-async fn write_frames(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Outbound>,
-) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        for frame in batch.drain(..) {
-            let message = match frame {
-                Outbound::Text(text) => Message::Text(text),
-                Outbound::Ping => Message::Ping(Default::default()),
-                Outbound::Close(code, reason) => {
-                    let frame = CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    return;
-                }
-            };
-            if sink.feed(message).await.is_err() {
-                return;
-            }
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
     }
 }

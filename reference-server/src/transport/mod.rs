@@ -3,20 +3,22 @@
 pub mod cmdrelay_ws;
 pub mod ecapture;
 pub mod ecapture_ws;
+pub mod logrtc_ws;
 pub mod nodemgr_ws;
 pub mod operator_api;
 pub mod token_api;
+pub mod ws_queue;
 
 use crate::faults::Faults;
 use crate::protocol::cmdrelay::{self, ConnId, Rooms};
 use crate::protocol::nodemgr::{CommandOrder, SessionConfig};
 use crate::store::tokens::TokenStore;
 use crate::store::Store;
-use cmdrelay_ws::Member;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
+use ws_queue::Member;
 
 /// Reads both clocks for a protocol core: the one place outside tests where time is read (`src/protocol/` never reads it).
 pub fn read_clock() -> crate::protocol::Now {
