@@ -32,8 +32,9 @@ struct Registration {
     client_id: String,
     metadata: Map<String, Value>,
     registered_at: String,
-    /// Producers this consumer watches, by id (kept across the producers' reconnects).
-    watching: BTreeSet<String>,
+    /// Producers this consumer watches, by id (kept across the producers' reconnects), with
+    /// the features it asked each for.
+    watching: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -93,7 +94,10 @@ impl Hub {
                 let list = messages::producer_list(self.listing());
                 self.send(conn, list);
             }
-            ClientMessage::Watch { producer_id } => self.watch(conn, producer_id),
+            ClientMessage::Watch {
+                producer_id,
+                features,
+            } => self.watch(conn, producer_id, features),
             ClientMessage::Unwatch { producer_id } => self.unwatch(conn, &producer_id),
             ClientMessage::Signal { kind, to, message } => self.relay(conn, kind, &to, message),
         }
@@ -156,7 +160,7 @@ impl Hub {
             registered_at: now
                 .wall
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            watching: BTreeSet::new(),
+            watching: BTreeMap::new(),
         };
         self.registered.insert(conn, registration);
         // With `keep-duplicate` the first holder keeps the id: relays still go to it.
@@ -207,7 +211,8 @@ impl Hub {
             .map(|w| w.iter().cloned().collect())
             .unwrap_or_default();
         for consumer_id in watchers {
-            self.tell_consumer_connected(conn, &consumer_id);
+            let features = self.features_of(&consumer_id, client_id);
+            self.tell_consumer_connected(conn, &consumer_id, &features);
         }
     }
 
@@ -221,18 +226,35 @@ impl Hub {
         }
     }
 
-    fn tell_consumer_connected(&mut self, producer: ConnId, consumer_id: &str) {
+    /// The features `consumer_id` asked of `producer_id` in its watch.
+    fn features_of(&self, consumer_id: &str, producer_id: &str) -> Vec<String> {
+        let consumer = self
+            .by_id
+            .get(consumer_id)
+            .and_then(|c| self.registered.get(c));
+        consumer
+            .and_then(|c| c.watching.get(producer_id))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn tell_consumer_connected(
+        &mut self,
+        producer: ConnId,
+        consumer_id: &str,
+        features: &[String],
+    ) {
         if self.has(Fault::LogrtcNoConsumerConnected) {
             return;
         }
-        let mut message = messages::consumer_connected(consumer_id);
+        let mut message = messages::consumer_connected(consumer_id, features);
         if self.has(Fault::LogrtcConsumerConnectedWithoutId) {
             message = serde_json::json!({"type": "consumer_connected"});
         }
         self.send(producer, message);
     }
 
-    fn watch(&mut self, conn: ConnId, producer_id: String) {
+    fn watch(&mut self, conn: ConnId, producer_id: String, features: Vec<String>) {
         let Some(consumer_id) = self.consumer_id(conn, "watch") else {
             return;
         };
@@ -241,8 +263,8 @@ impl Hub {
             return self.refuse(conn, ErrorCode::UnknownProducer, &message, Some("watch"));
         };
         let watching = self.registered.get(&conn).map(|c| &c.watching);
-        let full =
-            watching.is_some_and(|w| !w.contains(&producer_id) && w.len() >= super::MAX_WATCHES);
+        let full = watching
+            .is_some_and(|w| !w.contains_key(&producer_id) && w.len() >= super::MAX_WATCHES);
         if full {
             let message = format!(
                 "a consumer watches at most {} producers",
@@ -251,7 +273,9 @@ impl Hub {
             return self.refuse(conn, ErrorCode::BadMessage, &message, Some("watch"));
         }
         if let Some(consumer) = self.registered.get_mut(&conn) {
-            consumer.watching.insert(producer_id.clone());
+            consumer
+                .watching
+                .insert(producer_id.clone(), features.clone());
         }
         self.watchers
             .entry(producer_id.clone())
@@ -259,7 +283,7 @@ impl Hub {
             .insert(consumer_id.clone());
         self.send(conn, messages::watching(&producer_id, true));
         // L4: watching again asks the producer for a new peer connection.
-        self.tell_consumer_connected(producer, &consumer_id);
+        self.tell_consumer_connected(producer, &consumer_id, &features);
     }
 
     fn unwatch(&mut self, conn: ConnId, producer_id: &str) {
@@ -269,7 +293,7 @@ impl Hub {
         let was_watching = self
             .registered
             .get_mut(&conn)
-            .is_some_and(|c| c.watching.remove(producer_id));
+            .is_some_and(|c| c.watching.remove(producer_id).is_some());
         self.forget_watcher(producer_id, &consumer_id);
         self.send(conn, messages::unwatched(producer_id));
         if was_watching {
@@ -338,7 +362,7 @@ impl Hub {
         let watches = |consumer: &Registration, producer: &Registration| {
             consumer.role == Role::Consumer
                 && producer.role == Role::Producer
-                && consumer.watching.contains(&producer.client_id)
+                && consumer.watching.contains_key(&producer.client_id)
         };
         watches(first, second) || watches(second, first)
     }
@@ -401,7 +425,7 @@ impl Hub {
                 }
             }
             Role::Consumer => {
-                for producer_id in &gone.watching {
+                for producer_id in gone.watching.keys() {
                     self.forget_watcher(producer_id, &gone.client_id);
                     self.tell_consumer_gone(producer_id, &gone.client_id);
                 }

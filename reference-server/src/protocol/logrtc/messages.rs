@@ -49,6 +49,8 @@ pub enum ClientMessage {
     ListProducers,
     Watch {
         producer_id: String,
+        /// L10: what the consumer accepts beyond one plain entry per message.
+        features: Vec<String>,
     },
     Unwatch {
         producer_id: String,
@@ -119,6 +121,7 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
         "list_producers" => Ok(ClientMessage::ListProducers),
         "watch" => Ok(ClientMessage::Watch {
             producer_id: id_field(&message, "watch", "producer_id")?,
+            features: features(&message)?,
         }),
         "unwatch" => Ok(ClientMessage::Unwatch {
             producer_id: id_field(&message, "unwatch", "producer_id")?,
@@ -162,6 +165,27 @@ fn decode_register(message: &Map<String, Value>) -> Result<ClientMessage, Decode
         client_id,
         metadata,
     })
+}
+
+/// `features`: absent, or an array of at most 16 short strings.
+fn features(message: &Map<String, Value>) -> Result<Vec<String>, DecodeError> {
+    let bad = DecodeError::BadField {
+        kind: "watch",
+        field: "features",
+        want: "an array of at most 16 strings",
+    };
+    let Some(value) = message.get("features") else {
+        return Ok(Vec::new());
+    };
+    let items = value
+        .as_array()
+        .filter(|a| a.len() <= 16)
+        .ok_or(bad.clone())?;
+    items
+        .iter()
+        .map(|f| f.as_str().filter(|f| is_valid_id(f)).map(str::to_owned))
+        .collect::<Option<Vec<_>>>()
+        .ok_or(bad)
 }
 
 fn fits(metadata: &Map<String, Value>) -> bool {
@@ -242,8 +266,12 @@ pub fn producer_disconnected(producer_id: &str) -> Value {
 }
 
 /// 000 §3: `{"type": "consumer_connected", "consumer_id": "browser_client_123"}`.
-pub fn consumer_connected(consumer_id: &str) -> Value {
-    json!({"type": "consumer_connected", "consumer_id": consumer_id})
+pub fn consumer_connected(consumer_id: &str, features: &[String]) -> Value {
+    let mut message = json!({"type": "consumer_connected", "consumer_id": consumer_id});
+    if !features.is_empty() {
+        message["features"] = json!(features);
+    }
+    message
 }
 
 pub fn consumer_disconnected(consumer_id: &str) -> Value {
