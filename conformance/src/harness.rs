@@ -13,6 +13,7 @@
 //! | `CONFORMANCE_CMDRELAY_HEARTBEAT_PERIOD` | the target's heartbeat period, e.g. `10s` |
 //! | `CONFORMANCE_ECAPTURE_TARGET` | `ws://host:port/` of the ecapture server to judge |
 //! | `CONFORMANCE_ECAPTURE_HEARTBEAT_PERIOD` | its heartbeat period (default `15s`, eCapture's) |
+//! | `CONFORMANCE_LOGRTC_TARGET` | `ws://host:port/signaling` of the logrtc signaling server to judge |
 //! | `CONFORMANCE_STRICT` | `1`: non-strict verdicts fail |
 //! | `CONFORMANCE_EXPECTATIONS` | a known-failures file |
 //! | `CONFORMANCE_TIMEOUT_MULTIPLIER` | scales every wait, e.g. `3` on a slow machine |
@@ -69,6 +70,7 @@ pub async fn target_from_env(protocol: &str, options: &RunOptions) -> Target {
             });
             Ok(Target::ecapture_url(&url, period))
         }
+        ("logrtc", Some(url)) => Ok(Target::logrtc_url(&url)),
         (_, Some(url)) => {
             let operator = OperatorChoice::parse(var("CONFORMANCE_OPERATOR_API").as_deref());
             Ok(Target::url(&url, &token, &operator, wait))

@@ -249,8 +249,10 @@ async fn resolve_target(args: &RunArgs, options: &RunOptions) -> Result<Target, 
         };
         return Target::spawn(&spec, wait).await.map_err(|e| e.to_string());
     }
-    if let (Some(url), "ecapture") = (&args.target, args.protocol.as_str()) {
-        return Ok(Target::ecapture_url(url, args.heartbeat_period));
+    match (&args.target, args.protocol.as_str()) {
+        (Some(url), "ecapture") => return Ok(Target::ecapture_url(url, args.heartbeat_period)),
+        (Some(url), "logrtc") => return Ok(Target::logrtc_url(url)),
+        _ => {}
     }
     match (&args.target, cmdrelay) {
         (Some(url), Some(options)) => Target::cmdrelay_url(url, &options, wait)

@@ -63,6 +63,7 @@ impl RunOptions {
             nodemgr: target.nodemgr.clone(),
             cmdrelay: target.cmdrelay.clone(),
             ecapture: target.ecapture.clone(),
+            logrtc: target.logrtc.clone(),
             wait: self.scaled(self.wait),
             slow_wait: self.scaled(self.slow_wait),
             transcript: Transcript::default(),

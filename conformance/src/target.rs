@@ -5,10 +5,11 @@ use crate::client::{OperatorApi, TokenMinter, TokenPool, TokenSource, Transcript
 use reference_server::faults::Faults;
 use reference_server::protocol::ecapture::records;
 use reference_server::protocol::ecapture::source::SourceConfig;
+use reference_server::protocol::logrtc;
 use reference_server::protocol::nodemgr::SessionConfig;
 use reference_server::server::{
-    start_cmdrelay, start_ecapture, start_nodemgr, CmdrelaySetup, RunningCmdrelay, RunningEcapture,
-    RunningNodemgr,
+    start_cmdrelay, start_ecapture, start_logrtc, start_nodemgr, CmdrelaySetup, RunningCmdrelay,
+    RunningEcapture, RunningLogrtc, RunningNodemgr,
 };
 use reference_server::store::StoreConfig;
 use reference_server::transport::ecapture::EcaptureConfig;
@@ -83,6 +84,13 @@ pub struct EcaptureEndpoint {
     pub heartbeat_period: Duration,
 }
 
+/// How to reach a logrtc signaling server.
+#[derive(Debug, Clone)]
+pub struct LogrtcEndpoint {
+    /// The signaling WebSocket URL, e.g. `ws://127.0.0.1:8080/signaling`.
+    pub ws_url: String,
+}
+
 /// eCapture's own heartbeat period, assumed when none is given.
 pub const ECAPTURE_HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -144,6 +152,7 @@ pub struct Ctx {
     pub nodemgr: Option<NodemgrEndpoint>,
     pub cmdrelay: Option<CmdrelayEndpoint>,
     pub ecapture: Option<EcaptureEndpoint>,
+    pub logrtc: Option<LogrtcEndpoint>,
     /// How long to wait for an answer that should come at once.
     pub wait: Duration,
     /// How long to wait for something the target schedules (a timeout, a close).
@@ -175,6 +184,12 @@ impl Ctx {
         self.ecapture
             .as_ref()
             .ok_or_else(|| Failure::Harness("no ecapture endpoint configured".to_owned()))
+    }
+
+    pub fn logrtc(&self) -> Result<&LogrtcEndpoint, Failure> {
+        self.logrtc
+            .as_ref()
+            .ok_or_else(|| Failure::Harness("no logrtc endpoint configured".to_owned()))
     }
 
     pub fn cmdrelay(&self) -> Result<&CmdrelayEndpoint, Failure> {
@@ -247,6 +262,7 @@ pub struct Target {
     pub nodemgr: Option<NodemgrEndpoint>,
     pub cmdrelay: Option<CmdrelayEndpoint>,
     pub ecapture: Option<EcaptureEndpoint>,
+    pub logrtc: Option<LogrtcEndpoint>,
     pub description: String,
     _guard: Vec<Guard>,
 }
@@ -260,6 +276,7 @@ enum Guard {
     Nodemgr(Box<RunningNodemgr>),
     Cmdrelay(Box<RunningCmdrelay>),
     Ecapture(Box<RunningEcapture>),
+    Logrtc(Box<RunningLogrtc>),
     Data(tempfile::TempDir),
     Child(Child),
 }
@@ -270,6 +287,7 @@ pub struct InProcess {
     pub nodemgr: SessionConfig,
     pub cmdrelay: CmdrelaySetup,
     pub ecapture: EcaptureConfig,
+    pub logrtc: logrtc::SessionConfig,
 }
 
 impl InProcess {
@@ -279,7 +297,8 @@ impl InProcess {
         settings.nodemgr.faults = faults.clone();
         settings.cmdrelay.session.faults = faults.clone();
         settings.cmdrelay.session.heartbeat_period = IN_PROCESS_HEARTBEAT;
-        settings.ecapture.session.faults = faults;
+        settings.ecapture.session.faults = faults.clone();
+        settings.logrtc.faults = faults;
         settings.ecapture.session.heartbeat_period = IN_PROCESS_HEARTBEAT;
         settings.ecapture.source = in_process_events();
         settings
@@ -309,6 +328,7 @@ impl Target {
             nodemgr: None,
             cmdrelay: None,
             ecapture: None,
+            logrtc: None,
             description,
             _guard: Vec::new(),
         }
@@ -359,6 +379,15 @@ impl Target {
         target
     }
 
+    /// An external logrtc signaling server at `ws_url`.
+    pub fn logrtc_url(ws_url: &str) -> Self {
+        let mut target = Self::empty(ws_url.to_owned());
+        target.logrtc = Some(LogrtcEndpoint {
+            ws_url: ws_url.to_owned(),
+        });
+        target
+    }
+
     /// The reference server in this process, on free loopback ports, with its own database.
     pub async fn in_process(faults: Faults, wait: Duration) -> Result<Self, TargetError> {
         Self::in_process_with(InProcess::with_faults(faults), wait).await
@@ -398,14 +427,26 @@ impl Target {
             ws_url: ecapture.ws_url(),
             heartbeat_period: ecapture_period,
         });
+        let logrtc = start_logrtc(loopback().await?, settings.logrtc)
+            .await
+            .map_err(in_process_error)?;
+        target.logrtc = Some(LogrtcEndpoint {
+            ws_url: logrtc.ws_url(),
+        });
         target.description = describe_in_process(
-            &[nodemgr.ws_url(), cmdrelay.ws_url(), ecapture.ws_url()],
+            &[
+                nodemgr.ws_url(),
+                cmdrelay.ws_url(),
+                ecapture.ws_url(),
+                logrtc.ws_url(),
+            ],
             &faults,
         );
         target._guard = vec![
             Guard::Nodemgr(Box::new(nodemgr)),
             Guard::Cmdrelay(Box::new(cmdrelay)),
             Guard::Ecapture(Box::new(ecapture)),
+            Guard::Logrtc(Box::new(logrtc)),
             Guard::Data(data),
         ];
         Ok(target)
@@ -446,6 +487,7 @@ impl Target {
         let mut target = match (&spec.cmdrelay, spec.protocol.as_str()) {
             (Some(options), _) => Self::cmdrelay_url(&url, options, wait).await?,
             (None, "ecapture") => Self::ecapture_url(&url, spec.heartbeat_period),
+            (None, "logrtc") => Self::logrtc_url(&url),
             (None, _) => Self::url(&url, &spec.token, &spec.operator, wait),
         };
         target.description = format!("`{shown}` at {url}");

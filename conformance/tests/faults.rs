@@ -208,6 +208,44 @@ fn expected_failures(fault: Fault) -> &'static [&'static str] {
         EcaptureStallAfterReset => &["ecapture/robustness/survives-abrupt-disconnects"],
         EcaptureThinFanout => &["ecapture/fanout/every-client-full-stream"],
         EcaptureRootPathOnly => &["ecapture/handshake/any-path"],
+        LogrtcNoRegisteredAck => &["logrtc/register/acknowledged"],
+        LogrtcNoConsumerConnected => &[
+            "logrtc/register/consumer-connected",
+            "logrtc/relay/offer-reaches-consumer",
+        ],
+        LogrtcConsumerConnectedWithoutId => &["logrtc/register/consumer-connected"],
+        LogrtcNoFrom => &["logrtc/relay/from-names-sender"],
+        LogrtcRewriteSdp => &[
+            "logrtc/relay/offer-reaches-consumer",
+            "logrtc/relay/answer-reaches-producer",
+        ],
+        LogrtcDropCandidates => &[
+            "logrtc/relay/candidates-both-ways",
+            "logrtc/relay/keeps-order",
+        ],
+        LogrtcStripMlineIndex => &["logrtc/relay/candidates-both-ways"],
+        LogrtcBroadcastSignals => &["logrtc/relay/only-the-addressee"],
+        LogrtcRelayUnpaired => &["logrtc/relay/unpaired-refused"],
+        LogrtcSilentUnknownRecipient => &["logrtc/relay/unknown-recipient-refused"],
+        LogrtcSilentOnError => &[
+            "logrtc/errors/bad-json-answered",
+            "logrtc/errors/unknown-type-answered",
+            "logrtc/errors/before-register-refused",
+            "logrtc/errors/bad-role-refused",
+            "logrtc/register/unknown-producer-refused",
+        ],
+        LogrtcCloseOnError => &[
+            "logrtc/errors/bad-json-answered",
+            "logrtc/errors/unknown-type-answered",
+            "logrtc/errors/survives-errors",
+        ],
+        LogrtcKeepDuplicate => &["logrtc/register/duplicate-client-id"],
+        LogrtcLeakRegistrations => &["logrtc/leave/registration-released"],
+        LogrtcNoConsumerDisconnected => &["logrtc/leave/consumer-departure-told"],
+        LogrtcNoProducerDisconnected => &["logrtc/leave/producer-departure-told"],
+        LogrtcListWithoutMetadata => &["logrtc/register/listed-with-metadata"],
+        LogrtcNoPong => &["logrtc/keepalive/ping-answered"],
+        LogrtcAcceptOversized => &["logrtc/errors/oversized-frame-closed"],
         // Collector faults: tests/ecapture_client_probe.rs checks them against the probe.
         CollectorNoOrigin
         | CollectorTrustLogType
@@ -290,6 +328,16 @@ async fn faults_are_caught(protocol: &'static str) {
         "faults the suite did not catch:\n{}",
         missed.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clean_reference_server_passes_every_logrtc_case_strictly() {
+    clean_server_passes("logrtc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_logrtc_fault_fails_the_cases_that_check_it() {
+    faults_are_caught("logrtc").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

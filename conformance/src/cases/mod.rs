@@ -3,12 +3,13 @@
 pub mod abuse;
 pub mod cmdrelay;
 pub mod ecapture;
+pub mod logrtc;
 pub mod nodemgr;
 
 use crate::case::Case;
 
 /// The protocols that have cases.
-pub const PROTOCOLS: &[&str] = &["nodemgr", "cmdrelay", "ecapture"];
+pub const PROTOCOLS: &[&str] = &["nodemgr", "cmdrelay", "ecapture", "logrtc"];
 
 /// The cases of `protocol`, or `None` for an unknown protocol.
 pub fn for_protocol(protocol: &str) -> Option<Vec<Case>> {
@@ -16,6 +17,7 @@ pub fn for_protocol(protocol: &str) -> Option<Vec<Case>> {
         "nodemgr" => Some(nodemgr::cases()),
         "cmdrelay" => Some(cmdrelay::cases()),
         "ecapture" => Some(ecapture::cases()),
+        "logrtc" => Some(logrtc::cases()),
         _ => None,
     }
 }

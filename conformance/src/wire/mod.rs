@@ -2,4 +2,5 @@
 
 pub mod cmdrelay;
 pub mod ecapture;
+pub mod logrtc;
 pub mod nodemgr;
