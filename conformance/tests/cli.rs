@@ -131,6 +131,8 @@ fn run_against_spawned_server(suite_args: &[&str], server_args: &[&str]) -> Outp
         "0",
         "--ecapture-port",
         "0",
+        "--logrtc-port",
+        "0",
         "--data-dir",
         dir.path().to_str().expect("path"),
     ];
@@ -217,6 +219,14 @@ fn a_spawned_ecapture_server_is_found_by_its_own_ready_line() {
     ];
     let output = run_against_spawned_server(&suite, &server);
     assert_passed(&output, "11 passed, 0 failed");
+}
+
+#[test]
+fn a_spawned_logrtc_server_is_judged_on_every_signaling_case() {
+    // Its ready line comes fourth and also names the viewer's http:// URL.
+    let suite = ["run", "--protocol", "logrtc"];
+    let output = run_against_spawned_server(&suite, &[]);
+    assert_passed(&output, "23 passed, 0 failed");
 }
 
 #[test]
