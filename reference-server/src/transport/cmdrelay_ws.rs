@@ -4,7 +4,9 @@
 //! full it is disconnected instead.
 
 use super::read_clock;
-use super::ws_queue::{close_for_read_error, finish, write_frames, Kick, Member, Outbound, Stop};
+use super::ws_queue::{
+    close_for_read_error, finish, sleep_until, write_frames, Kick, Member, Outbound, Stop,
+};
 use super::CmdrelayApp;
 use crate::faults::Fault;
 use crate::protocol::cmdrelay::{
@@ -16,7 +18,6 @@ use axum::response::Response;
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// What the WebSocket layer reads whole. Frames over [`MAX_FRAME_BYTES`] and up to this are
@@ -27,8 +28,6 @@ const READ_LIMIT: usize = 2 * 1024 * 1024;
 /// Read limit with the `hang-on-oversized` fault: big enough to let oversized frames in.
 const FAULTY_READ_LIMIT: usize = 16 * 1024 * 1024;
 const IDLE_READ_BUFFER: usize = 4 * 1024;
-/// How long the reader waits for room in a full outbound queue before it drops the client.
-const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<Arc<CmdrelayApp>>) -> Response {
     let limit = if app.faults().has(Fault::CmdrelayHangOnOversized) {
@@ -76,13 +75,7 @@ impl Connection {
             if let Err(stop) = self.perform_outputs().await {
                 return stop;
             }
-            let deadline = self.session.poll_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = sleep_until(self.session.poll_timeout());
             let kick = self.member.kick.clone();
             tokio::select! {
                 frame = stream.next() => {
@@ -92,7 +85,7 @@ impl Connection {
                 }
                 () = kick.notify.notified() => {
                     let (code, reason) = kick.reason();
-                    return self.queue_close(code, reason).await;
+                    return self.member.queue_close(code, reason).await;
                 }
                 () = sleep => self.session.handle_timeout(read_clock()),
             }
@@ -107,7 +100,7 @@ impl Connection {
                     return None;
                 }
                 let reason = format!("frame larger than {MAX_FRAME_BYTES} bytes");
-                return Some(self.queue_close(1009, reason).await);
+                return Some(self.member.queue_close(1009, reason).await);
             }
             Some(Ok(Message::Text(text))) => self
                 .session
@@ -125,27 +118,18 @@ impl Connection {
             }
             Some(Err(error)) => {
                 let (code, reason) = close_for_read_error(error, MAX_FRAME_BYTES);
-                return Some(self.queue_close(code, reason).await);
+                return Some(self.member.queue_close(code, reason).await);
             }
         }
         None
-    }
-
-    /// Queues a close frame; if the client has stopped reading, no close frame can reach it and
-    /// the connection is dropped instead.
-    async fn queue_close(&self, code: u16, reason: String) -> Stop {
-        match self.queue(Outbound::Close(code, reason)).await {
-            Ok(()) => Stop::Closing,
-            Err(stop) => stop,
-        }
     }
 
     /// Performs everything the session asked for. `Err` means the connection must end.
     async fn perform_outputs(&mut self) -> Result<(), Stop> {
         while let Some(output) = self.session.poll_output() {
             match output {
-                Output::Send(text) => self.queue(Outbound::Text(text.into())).await?,
-                Output::Ping => self.queue(Outbound::Ping).await?,
+                Output::Send(text) => self.member.queue(Outbound::Text(text.into())).await?,
+                Output::Ping => self.member.queue(Outbound::Ping).await?,
                 Output::CheckToken(token) => {
                     let status = self.app.tokens.check(&token, read_clock().wall).await;
                     self.session
@@ -165,20 +149,11 @@ impl Connection {
                         .handle_input(read_clock(), Input::RoomSize(size));
                 }
                 Output::Relay(text) => self.app.relay(self.id, &text.into()),
-                Output::Close { code, reason } => return Err(self.queue_close(code, reason).await),
+                Output::Close { code, reason } => {
+                    return Err(self.member.queue_close(code, reason).await)
+                }
             }
         }
         Ok(())
-    }
-
-    /// Waits for room in the queue (backpressure on a client that reads slowly), but not for
-    /// long: a reader blocked on a client that stopped reading would notice nothing else, its
-    /// idle timeout included, and keep a ghost in the room.
-    async fn queue(&self, frame: Outbound) -> Result<(), Stop> {
-        self.member
-            .queue
-            .send_timeout(frame, QUEUE_WAIT)
-            .await
-            .map_err(|_| Stop::Abort)
     }
 }

@@ -4,7 +4,9 @@
 //! hub made them.
 
 use super::read_clock;
-use super::ws_queue::{close_for_read_error, finish, write_frames, Kick, Member, Outbound, Stop};
+use super::ws_queue::{
+    close_for_read_error, finish, sleep_until, write_frames, Kick, Member, Outbound, Stop,
+};
 use crate::faults::Faults;
 use crate::protocol::logrtc::hub::ConnId;
 use crate::protocol::logrtc::session::{Input, Output};
@@ -20,15 +22,12 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// What the WebSocket layer reads whole: frames over [`MAX_FRAME_BYTES`] and up to this are
 /// refused with 1009 while the connection still reads.
 const READ_LIMIT: usize = 2 * 1024 * 1024;
 const IDLE_READ_BUFFER: usize = 4 * 1024;
-/// How long the reader waits for room in its own full queue before it drops the client.
-const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -155,19 +154,13 @@ impl Connection {
             if let Err(stop) = self.perform_outputs().await {
                 return stop;
             }
-            let deadline = self.session.poll_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = sleep_until(self.session.poll_timeout());
             let kick = self.member.kick.clone();
             tokio::select! {
                 biased;
                 () = kick.notify.notified() => {
                     let (code, reason) = kick.reason();
-                    return self.queue_close(code, reason).await;
+                    return self.member.queue_close(code, reason).await;
                 }
                 frame = stream.next() => {
                     if let Some(stop) = self.on_frame(frame).await {
@@ -187,19 +180,11 @@ impl Connection {
             Some(Ok(Message::Close(_))) | None => return Some(Stop::Closing),
             Some(Err(error)) => {
                 let (code, reason) = close_for_read_error(error, MAX_FRAME_BYTES);
-                return Some(self.queue_close(code, reason).await);
+                return Some(self.member.queue_close(code, reason).await);
             }
         };
         self.session.handle_input(read_clock(), input);
         None
-    }
-
-    /// Queues a close frame; a client that stopped reading gets none and is dropped.
-    async fn queue_close(&self, code: u16, reason: String) -> Stop {
-        match self.queue(Outbound::Close(code, reason)).await {
-            Ok(()) => Stop::Closing,
-            Err(stop) => stop,
-        }
     }
 
     /// Performs everything the session asked for. `Err` means the connection must end.
@@ -214,18 +199,12 @@ impl Connection {
                 } => self
                     .app
                     .refuse(self.id, code, &message, request_type.as_deref()),
-                Output::Ping => self.queue(Outbound::Ping).await?,
-                Output::Close { code, reason } => return Err(self.queue_close(code, reason).await),
+                Output::Ping => self.member.queue(Outbound::Ping).await?,
+                Output::Close { code, reason } => {
+                    return Err(self.member.queue_close(code, reason).await)
+                }
             }
         }
         Ok(())
-    }
-
-    async fn queue(&self, frame: Outbound) -> Result<(), Stop> {
-        self.member
-            .queue
-            .send_timeout(frame, QUEUE_WAIT)
-            .await
-            .map_err(|_| Stop::Abort)
     }
 }

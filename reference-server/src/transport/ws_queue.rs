@@ -15,6 +15,10 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 const WRITE_BATCH: usize = 64;
 /// How long the reader waits for the writer to get a close frame out.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a reader waits for room in its own full queue before it drops the client: a
+/// reader blocked on a client that stopped reading would notice nothing else, its idle timeout
+/// included.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// What the writer task sends.
 #[derive(Debug)]
@@ -63,6 +67,33 @@ impl Member {
                 self.kick.kick(1008, &reason);
             }
         }
+    }
+}
+
+impl Member {
+    /// Queues one of the connection's own frames, waiting a little for room (backpressure on a
+    /// client that reads slowly); `Err` means the client must be dropped.
+    pub async fn queue(&self, frame: Outbound) -> Result<(), Stop> {
+        self.queue
+            .send_timeout(frame, QUEUE_WAIT)
+            .await
+            .map_err(|_| Stop::Abort)
+    }
+
+    /// Queues a close frame; a client that stopped reading gets none and is dropped.
+    pub async fn queue_close(&self, code: u16, reason: String) -> Stop {
+        match self.queue(Outbound::Close(code, reason)).await {
+            Ok(()) => Stop::Closing,
+            Err(stop) => stop,
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or for ever without one: the timer arm of a reader's select.
+pub async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
