@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long receivers wait past the end of a run for what is still in flight.
-const GRACE: Duration = Duration::from_secs(2);
+pub const GRACE: Duration = Duration::from_secs(2);
 /// How long a receiver re-arms its wait while the other rooms are still joining.
 const MAX_JOIN_WAIT: Duration = Duration::from_secs(5);
 
@@ -90,8 +90,13 @@ fn execute_at(base: Instant, sequence: u64) -> Message {
 }
 
 fn latency_of(text: &str, base: Instant) -> Option<Duration> {
+    latency_at(text, base, "/extra/sent_ns")
+}
+
+/// The time since the send time written at `pointer` (nanoseconds since `base`) in a frame.
+pub fn latency_at(text: &str, base: Instant, pointer: &str) -> Option<Duration> {
     let frame: Value = serde_json::from_str(text).ok()?;
-    let sent = frame["extra"]["sent_ns"].as_u64()?;
+    let sent = frame.pointer(pointer)?.as_u64()?;
     let now = u64::try_from(base.elapsed().as_nanos()).ok()?;
     Some(Duration::from_nanos(now.saturating_sub(sent)))
 }
@@ -118,7 +123,7 @@ pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> usize {
             offset,
             end,
             stats.clone(),
-            base,
+            move |sequence| execute_at(base, sequence),
         ));
     }
     while senders.join_next().await.is_some() {}
@@ -127,7 +132,7 @@ pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> usize {
     joined
 }
 
-type Sink = futures_util::stream::SplitSink<Ws, Message>;
+pub type Sink = futures_util::stream::SplitSink<Ws, Message>;
 
 /// Each room's sender (its sink; what it receives is drained) and how many receivers it has.
 async fn join_rooms(
@@ -161,7 +166,13 @@ async fn join_rooms(
             tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
             let receivers = clients.len();
             for receiver in clients {
-                tokio::spawn(receive_loop(receiver, until.clone(), stats.clone(), base));
+                let latency = move |text: &str| latency_of(text, base);
+                tokio::spawn(receive_loop(
+                    receiver,
+                    until.clone(),
+                    stats.clone(),
+                    latency,
+                ));
             }
             Some((sink, receivers))
         });
@@ -178,20 +189,21 @@ pub fn keep_reading(mut ws: Ws) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })
 }
 
-async fn send_loop(
+/// Sends `frame(sequence)` every `interval`, starting after `offset`, until `until`.
+pub async fn send_loop(
     mut ws: Sink,
     interval: Duration,
     offset: Duration,
     until: Instant,
     stats: Arc<Stats>,
-    base: Instant,
+    frame: impl Fn(u64) -> Message,
 ) {
     tokio::time::sleep(offset).await;
     let mut ticks = tokio::time::interval(interval);
     let mut sequence = 0;
     while Instant::now() < until {
         ticks.tick().await;
-        if ws.send(execute_at(base, sequence)).await.is_err() {
+        if ws.send(frame(sequence)).await.is_err() {
             stats.record_error("send");
             return;
         }
@@ -201,13 +213,13 @@ async fn send_loop(
     let _ = ws.close().await;
 }
 
-/// Records the latency of every relayed execute until the run's end (plus a grace), which is
-/// set once every room has joined.
-async fn receive_loop(
+/// Records the latency of every relayed frame (those `latency` reads a send time from) until
+/// the run's end (plus a grace), which is set once every client has joined.
+pub async fn receive_loop(
     mut ws: Ws,
     until: Arc<tokio::sync::OnceCell<Instant>>,
     stats: Arc<Stats>,
-    base: Instant,
+    latency: impl Fn(&str) -> Option<Duration>,
 ) {
     let mut received = 0_u64;
     loop {
@@ -218,7 +230,7 @@ async fn receive_loop(
         let frame = tokio::time::timeout_at(deadline.into(), ws.next()).await;
         match frame {
             Ok(Some(Ok(Message::Text(text)))) => {
-                if let Some(latency) = latency_of(&text, base) {
+                if let Some(latency) = latency(&text) {
                     stats.record_ack(latency);
                     received += 1;
                 }

@@ -3,6 +3,7 @@
 mod cmdrelay;
 mod ecapture;
 mod echo;
+mod logrtc;
 mod nodemgr;
 mod stats;
 
@@ -44,6 +45,8 @@ enum Command {
     Cmdrelay(CmdrelayArgs),
     /// Collectors reading an event stream: delivered events per second and delivery latency.
     Ecapture(EcaptureArgs),
+    /// logrtc signaling: producer/consumer pairs; registration, watch and relay latency.
+    Logrtc(LogrtcArgs),
     /// Closed-loop relays between pairs vs a bare tokio-tungstenite echo server, same run.
     CmdrelayVsEcho {
         #[arg(long, default_value_t = 64)]
@@ -78,6 +81,18 @@ struct EcaptureArgs {
     slow_clients: usize,
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+struct LogrtcArgs {
+    /// ws://127.0.0.1:8080/signaling. Default: an in-process reference server.
+    #[arg(long)]
+    target: Option<String>,
+    /// Producer/consumer pairs: twice as many registered clients.
+    #[arg(long, default_value_t = 500)]
+    pairs: usize,
+    #[command(flatten)]
+    run: RunShape,
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
         } => vs_echo(connections.min(MAX_NODES), duration.min(MAX_DURATION)).await,
         Command::Cmdrelay(args) => run_cmdrelay(args).await,
         Command::Ecapture(args) => run_ecapture(args).await,
+        Command::Logrtc(args) => run_logrtc(args).await,
         Command::CmdrelayVsEcho {
             pairs,
             duration,
@@ -600,6 +616,63 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     report_run(&stats, joined, scenario.duration, &CMDRELAY_WORDS);
+    Ok(())
+}
+
+const LOGRTC_WORDS: Words = Words {
+    joined: "pairs registered and watching",
+    sent: "candidates sent",
+    received: "relayed candidates received",
+    latency: "relay latency ms (producer to consumer)",
+};
+
+async fn run_logrtc(args: LogrtcArgs) -> anyhow::Result<()> {
+    let pairs = args.pairs.min(MAX_NODES / 2);
+    let (url, _local) = match &args.target {
+        Some(url) => {
+            ensure_loopback(url)?;
+            (url.clone(), None)
+        }
+        None => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let config = reference_server::protocol::logrtc::SessionConfig::default();
+            let server = reference_server::server::start_logrtc(listener, config).await?;
+            (server.ws_url(), Some(server))
+        }
+    };
+    let scenario = logrtc::Scenario {
+        ws_url: url.clone(),
+        pairs,
+        interval: args.run.interval,
+        duration: args.run.duration.min(MAX_DURATION),
+        connect_concurrency: args.run.connect_concurrency,
+    };
+    eprintln!(
+        "load: {pairs} producer/consumer pairs ({} clients) against {url}, one candidate per pair every {:?} for {:?}",
+        pairs * 2,
+        scenario.interval,
+        scenario.duration
+    );
+    let setup = logrtc::SetUp {
+        register: stats::Stats::new(),
+        watch: stats::Stats::new(),
+    };
+    let relays = stats::Stats::new();
+    let started = Instant::now();
+    let joined = logrtc::run(&scenario, &setup, relays.clone()).await;
+    eprintln!(
+        "done after {:.1} s (registration included)",
+        started.elapsed().as_secs_f64()
+    );
+    let [p50, p99, p999, max] = setup.register.percentiles_ms();
+    println!("register → registered ms: p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}");
+    let [p50, p99, p999, max] = setup.watch.percentiles_ms();
+    println!(
+        "watch → consumer_connected ms: p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}"
+    );
+    let setup_errors = [setup.register.errors(), setup.watch.errors()];
+    println!("set-up errors: {setup_errors:?}");
+    report_run(&relays, joined, scenario.duration, &LOGRTC_WORDS);
     Ok(())
 }
 
