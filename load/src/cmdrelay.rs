@@ -126,8 +126,9 @@ pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> usize {
             move |sequence| execute_at(base, sequence),
         ));
     }
-    while senders.join_next().await.is_some() {}
+    let sinks = senders.join_all().await;
     tokio::time::sleep(GRACE).await;
+    close_all(sinks).await;
     progress.abort();
     joined
 }
@@ -197,7 +198,7 @@ pub async fn send_loop(
     until: Instant,
     stats: Arc<Stats>,
     frame: impl Fn(u64) -> Message,
-) {
+) -> Option<Sink> {
     tokio::time::sleep(offset).await;
     let mut ticks = tokio::time::interval(interval);
     let mut sequence = 0;
@@ -205,12 +206,21 @@ pub async fn send_loop(
         ticks.tick().await;
         if ws.send(frame(sequence)).await.is_err() {
             stats.record_error("send");
-            return;
+            return None;
         }
         stats.sent.fetch_add(1, Ordering::Relaxed);
         sequence += 1;
     }
-    let _ = ws.close().await;
+    // Closed by the caller once the receivers are done: a departure may cost the server a
+    // broadcast (logrtc), which must not fall inside the measured window.
+    Some(ws)
+}
+
+/// Closes the senders' sockets.
+pub async fn close_all(sinks: Vec<Option<Sink>>) {
+    for mut sink in sinks.into_iter().flatten() {
+        let _ = sink.close().await;
+    }
 }
 
 /// Records the latency of every relayed frame (those `latency` reads a send time from) until

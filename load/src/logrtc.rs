@@ -3,7 +3,7 @@
 //! on an interval and the consumer measures sender-to-receiver latency. Registration and the
 //! watch round trip (watch → consumer_connected) are timed too.
 
-use crate::cmdrelay::{latency_at, receive_loop, send_loop, Sink, Ws, GRACE};
+use crate::cmdrelay::{close_all, latency_at, receive_loop, send_loop, Sink, Ws, GRACE};
 use crate::stats::Stats;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -141,6 +141,8 @@ pub async fn run(scenario: &Scenario, setup: &SetUp, relays: Arc<Stats>) -> usiz
         sinks.extend(joined.ok().flatten());
     }
     let joined = sinks.len();
+    // The progress line counts registered clients: both sides of every pair.
+    relays.connected.store(2 * joined as u64, Ordering::Relaxed);
     let end = Instant::now() + scenario.duration;
     let _ = until.set(end + GRACE);
     let progress = tokio::spawn(relays.clone().show_progress("logrtc", end));
@@ -158,8 +160,9 @@ pub async fn run(scenario: &Scenario, setup: &SetUp, relays: Arc<Stats>) -> usiz
             frame,
         ));
     }
-    while senders.join_next().await.is_some() {}
+    let sinks = senders.join_all().await;
     tokio::time::sleep(GRACE).await;
+    close_all(sinks).await;
     progress.abort();
     joined
 }

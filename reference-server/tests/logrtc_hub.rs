@@ -52,6 +52,7 @@ fn to(conn: u64, effects: &[Effect]) -> Vec<Value> {
         .iter()
         .filter_map(|e| match e {
             Effect::Send { to, message } if *to == conn => Some(message.clone()),
+            Effect::Broadcast { to, message } if to.contains(&conn) => Some(message.clone()),
             _ => None,
         })
         .collect()

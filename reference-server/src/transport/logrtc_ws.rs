@@ -14,7 +14,7 @@ use crate::protocol::logrtc::{
     ClientMessage, Effect, ErrorCode, Hub, Session, SessionConfig, MAX_FRAME_BYTES,
     OUTBOUND_QUEUE_DEPTH,
 };
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::stream::SplitStream;
@@ -102,6 +102,12 @@ impl Shared {
                 Effect::Send { to, message } => {
                     if let Some(member) = self.members.get(&to) {
                         member.deliver(&message.to_string().into());
+                    }
+                }
+                Effect::Broadcast { to, message } => {
+                    let text: Utf8Bytes = message.to_string().into();
+                    for member in to.iter().filter_map(|conn| self.members.get(conn)) {
+                        member.deliver(&text);
                     }
                 }
                 Effect::Close { conn, code, reason } => {

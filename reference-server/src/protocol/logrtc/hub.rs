@@ -19,6 +19,11 @@ pub enum Effect {
         to: ConnId,
         message: Value,
     },
+    /// One message for many connections: serialised once.
+    Broadcast {
+        to: Vec<ConnId>,
+        message: Value,
+    },
     Close {
         conn: ConnId,
         code: u16,
@@ -201,9 +206,7 @@ impl Hub {
             self.send(conn, messages::registered(client_id, Role::Producer, None));
         }
         let entry = self.producer_entry(conn);
-        for consumer in self.conns_of(Role::Consumer) {
-            self.send(consumer, messages::producer_connected(entry.clone()));
-        }
+        self.broadcast_to_consumers(messages::producer_connected(entry));
         // L4: watches outlive a producer's reconnect; a returning producer hears of them again.
         let watchers: Vec<String> = self
             .watchers
@@ -420,9 +423,7 @@ impl Hub {
         match gone.role {
             Role::Producer if self.has(Fault::LogrtcNoProducerDisconnected) => {}
             Role::Producer => {
-                for consumer in self.conns_of(Role::Consumer) {
-                    self.send(consumer, messages::producer_disconnected(&gone.client_id));
-                }
+                self.broadcast_to_consumers(messages::producer_disconnected(&gone.client_id));
             }
             Role::Consumer => {
                 for producer_id in gone.watching.keys() {
@@ -487,6 +488,14 @@ impl Hub {
                 code: close,
                 reason,
             });
+        }
+    }
+
+    /// L3: every consumer hears of producers coming and going.
+    fn broadcast_to_consumers(&mut self, message: Value) {
+        let to = self.conns_of(Role::Consumer);
+        if !to.is_empty() {
+            self.effects.push(Effect::Broadcast { to, message });
         }
     }
 
