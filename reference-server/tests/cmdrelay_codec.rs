@@ -5,14 +5,13 @@ use proptest::prelude::*;
 use reference_server::protocol::cmdrelay::messages::RelayKind;
 use reference_server::protocol::cmdrelay::{decode, DecodeError, ErrorCode, Request, Response};
 use serde_json::Value;
-use std::path::PathBuf;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/cmdrelay")
-}
+mod support;
+
+use support::fixtures;
 
 fn wire(name: &str) -> String {
-    std::fs::read_to_string(fixtures().join("wire").join(format!("{name}.json"))).expect("fixture")
+    fixtures::wire("cmdrelay", name)
 }
 
 fn json(text: &str) -> Value {
@@ -64,17 +63,12 @@ fn the_document_response_message_reads_as_a_response() {
 
 #[test]
 fn every_malformed_frame_is_a_parse_error() {
-    let dir = fixtures().join("malformed");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).expect("malformed dir") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "txt") {
-            let text = std::fs::read_to_string(&path).expect("read");
-            let error = decode(&text).expect_err(&path.display().to_string());
-            assert_eq!(error.code(), ErrorCode::ParseError, "{}", path.display());
-            seen += 1;
-        }
+    let frames = fixtures::malformed("cmdrelay");
+    for (name, text) in &frames {
+        let error = decode(text).expect_err(name);
+        assert_eq!(error.code(), ErrorCode::ParseError, "{name}");
     }
+    let seen = frames.len();
     assert!(seen >= 8, "only {seen} malformed fixtures");
 }
 
@@ -103,8 +97,8 @@ fn every_error_code_is_a_distinct_string_that_cannot_be_read_as_success() {
 
 #[test]
 fn the_error_table_in_the_clarifications_lists_every_code() {
-    let table =
-        std::fs::read_to_string(fixtures().join("CLARIFICATIONS.md")).expect("clarifications");
+    let table = std::fs::read_to_string(fixtures::dir("cmdrelay").join("CLARIFICATIONS.md"))
+        .expect("clarifications");
     for code in ErrorCode::ALL {
         let row = format!("| `\"{}\"` | {} |", code.code(), code.name());
         assert!(table.contains(&row), "CLARIFICATIONS.md C4 lacks {row}");

@@ -7,14 +7,13 @@ use reference_server::protocol::logrtc::messages::{self, DecodeError};
 use reference_server::protocol::logrtc::{decode, ClientMessage, ErrorCode, Hub, Role, SignalKind};
 use reference_server::protocol::Now;
 use serde_json::Value;
-use std::path::PathBuf;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/logrtc")
-}
+mod support;
+
+use support::fixtures;
 
 fn wire(name: &str) -> String {
-    std::fs::read_to_string(fixtures().join("wire").join(format!("{name}.json"))).expect("fixture")
+    fixtures::wire("logrtc", name)
 }
 
 #[test]
@@ -53,25 +52,16 @@ fn the_server_writes_the_document_consumer_connected_exactly() {
 
 #[test]
 fn every_malformed_frame_gets_its_documented_code() {
-    let dir = fixtures().join("malformed");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).expect("malformed dir") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "txt") {
-            let text = std::fs::read_to_string(&path).expect("read");
-            let error = decode(&text).expect_err(&path.display().to_string());
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            let want = match name {
-                "truncated.txt" | "not-json.txt" | "array.txt" => ErrorCode::BadJson,
-                _ => ErrorCode::BadMessage,
-            };
-            assert_eq!(error.code(), want, "{name}");
-            seen += 1;
-        }
+    let frames = fixtures::malformed("logrtc");
+    for (name, text) in &frames {
+        let error = decode(text).expect_err(name);
+        let want = match name.as_str() {
+            "truncated.txt" | "not-json.txt" | "array.txt" => ErrorCode::BadJson,
+            _ => ErrorCode::BadMessage,
+        };
+        assert_eq!(error.code(), want, "{name}");
     }
+    let seen = frames.len();
     assert!(seen >= 13, "only {seen} malformed fixtures");
 }
 

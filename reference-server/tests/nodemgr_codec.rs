@@ -5,14 +5,13 @@ use reference_server::protocol::nodemgr::envelope::Envelope;
 use reference_server::protocol::nodemgr::messages;
 use reference_server::protocol::nodemgr::{decode_node_frame, ErrorCode, NodeMessage};
 use serde_json::Value;
-use std::path::PathBuf;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/nodemgr")
-}
+mod support;
+
+use support::fixtures;
 
 fn wire(name: &str) -> String {
-    std::fs::read_to_string(fixtures().join("wire").join(format!("{name}.json"))).expect("fixture")
+    fixtures::wire("nodemgr", name)
 }
 
 #[test]
@@ -94,7 +93,8 @@ fn shape(value: &Value) -> Vec<(String, &'static str)> {
 /// with the same descriptions, in the same order.
 #[test]
 fn every_documented_error_code_is_spelled_and_described_as_in_the_table() {
-    let table = std::fs::read_to_string(fixtures().join("error_codes.md")).expect("error_codes.md");
+    let table = std::fs::read_to_string(fixtures::dir("nodemgr").join("error_codes.md"))
+        .expect("error_codes.md");
     let documented: Vec<(String, String)> = table
         .lines()
         .filter(|l| l.starts_with("| `"))
@@ -112,23 +112,17 @@ fn every_documented_error_code_is_spelled_and_described_as_in_the_table() {
 
 #[test]
 fn malformed_frames_get_the_documented_codes() {
-    let dir = fixtures().join("malformed");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).expect("malformed dir") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_none_or(|e| e != "txt") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("read");
-        let rejection = decode_node_frame(&text).expect_err("must be rejected");
-        let expected = if path.ends_with("unknown_type.txt") {
+    let frames = fixtures::malformed("nodemgr");
+    for (name, text) in &frames {
+        let rejection = decode_node_frame(text).expect_err("must be rejected");
+        let expected = if name == "unknown_type.txt" {
             ErrorCode::UnknownMessageType
         } else {
             ErrorCode::ParseError
         };
-        assert_eq!(rejection.error.code(), expected, "{}", path.display());
-        seen += 1;
+        assert_eq!(rejection.error.code(), expected, "{name}");
     }
+    let seen = frames.len();
     assert!(seen >= 10, "only {seen} malformed fixtures");
 }
 
