@@ -84,11 +84,11 @@ async fn join_pair(
     until: &Arc<tokio::sync::OnceCell<Instant>>,
     base: Instant,
 ) -> Option<Sink> {
-    let run = &scenario.ws_url;
+    let url = &scenario.ws_url;
     let producer_id = format!("load-producer-{index}");
     let consumer_id = format!("load-consumer-{index}");
-    let mut producer = register(run, "producer", &producer_id, &setup.register).await?;
-    let mut consumer = register(run, "consumer", &consumer_id, &setup.register).await?;
+    let mut producer = register(url, "producer", &producer_id, &setup.register).await?;
+    let mut consumer = register(url, "consumer", &consumer_id, &setup.register).await?;
     let watched = Instant::now();
     let watch = json!({"type": "watch", "producer_id": producer_id});
     consumer.send(Message::text(watch.to_string())).await.ok()?;
@@ -111,17 +111,13 @@ async fn join_pair(
 }
 
 /// Registers every pair, then relays for the run's duration. Returns the pairs that joined.
-pub async fn run(scenario: &Scenario, setup: &SetUp, relays: Arc<Stats>) -> usize {
+pub async fn run(scenario: &Scenario, setup: Arc<SetUp>, relays: Arc<Stats>) -> usize {
     let base = Instant::now();
     let until = Arc::new(tokio::sync::OnceCell::new());
     let gate = Arc::new(tokio::sync::Semaphore::new(
         scenario.connect_concurrency.max(1),
     ));
     let mut joins = tokio::task::JoinSet::new();
-    let setup = Arc::new(SetUp {
-        register: setup.register.clone(),
-        watch: setup.watch.clone(),
-    });
     for index in 0..scenario.pairs {
         let (gate, scenario, setup, relays, until) = (
             gate.clone(),

@@ -653,13 +653,13 @@ async fn run_logrtc(args: LogrtcArgs) -> anyhow::Result<()> {
         scenario.interval,
         scenario.duration
     );
-    let setup = logrtc::SetUp {
+    let setup = std::sync::Arc::new(logrtc::SetUp {
         register: stats::Stats::new(),
         watch: stats::Stats::new(),
-    };
+    });
     let relays = stats::Stats::new();
     let started = Instant::now();
-    let joined = logrtc::run(&scenario, &setup, relays.clone()).await;
+    let joined = logrtc::run(&scenario, setup.clone(), relays.clone()).await;
     eprintln!(
         "done after {:.1} s (registration included)",
         started.elapsed().as_secs_f64()

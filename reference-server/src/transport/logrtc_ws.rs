@@ -63,12 +63,6 @@ impl LogrtcApp {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// (registered clients, registered producers) right now.
-    pub fn occupancy(&self) -> (usize, usize) {
-        let shared = self.shared();
-        (shared.hub.client_count(), shared.hub.producer_count())
-    }
-
     fn open(&self, member: Member) -> ConnId {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         self.shared().members.insert(id, member);

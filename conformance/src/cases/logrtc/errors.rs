@@ -2,7 +2,7 @@
 
 use super::{error_reply, quiet_window, Peer};
 use crate::case::{Case, CaseResult, Failure, Outcome};
-use crate::check::{compact, ensure};
+use crate::check::ensure;
 use crate::client::Event;
 use crate::target::Ctx;
 use crate::wire::logrtc as wire;
@@ -124,7 +124,6 @@ async fn oversized_frame_closed(ctx: Ctx) -> CaseResult {
 async fn ping_answered(ctx: Ctx) -> CaseResult {
     let mut peer = Peer::connect(&ctx, "client").await?;
     peer.ws.send_json(&json!({"type": "ping"})).await?;
-    let reply = peer.expect("pong").await?;
-    ensure(reply["type"] == "pong", "pong", compact(&reply))?;
+    peer.expect("pong").await?;
     Ok(Outcome::Pass)
 }

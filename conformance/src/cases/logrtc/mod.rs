@@ -71,11 +71,11 @@ impl Peer {
 
     /// Sends `register` and takes the `registered` answer if one comes within a short window
     /// (an answer is L1's decision; the document shows none). An error fails the case.
-    async fn register(&mut self, ctx: &Ctx, register: &Value) -> Result<Option<Value>, Failure> {
+    async fn register(&mut self, ctx: &Ctx, register: &Value) -> Result<(), Failure> {
         self.ws.send_json(register).await?;
         match self.next(quiet_window(ctx)).await {
-            Event::Json(reply) if reply["type"] == "registered" => Ok(Some(reply)),
-            Event::Silence(_) => Ok(None),
+            Event::Json(reply) if reply["type"] == "registered" => Ok(()),
+            Event::Silence(_) => Ok(()),
             other => Err(Failure::mismatch(
                 "`registered`, or nothing",
                 other.describe(),

@@ -465,12 +465,11 @@ impl Hub {
     /// The registered producers with their metadata, by id.
     fn listing(&self) -> Vec<Value> {
         let leaked = self.has(Fault::LogrtcLeakRegistrations);
-        let mut conns: Vec<ConnId> = if leaked {
+        let conns: Vec<ConnId> = if leaked {
             self.conns_of(Role::Producer)
         } else {
             self.producers.values().copied().collect()
         };
-        conns.dedup();
         conns.into_iter().map(|c| self.producer_entry(c)).collect()
     }
 

@@ -20,8 +20,6 @@ pub use session::{Session, SessionConfig};
 pub const DEFAULT_PORT: u16 = 8080;
 /// The WebSocket path; the viewer page is served at `/` on the same port.
 pub const WS_PATH: &str = "/signaling";
-/// The data channel the logs travel on (000 §4.1).
-pub const CHANNEL_LABEL: &str = "logs";
 /// Largest text frame accepted, in bytes (an SDP offer is a few KiB). Larger: close 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Longest `client_id`, in characters.
