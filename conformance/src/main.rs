@@ -139,14 +139,18 @@ struct ClientArgs {
     /// Address the suite listens on; {url} in the command is replaced by its ws:// URL.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
-    /// Seconds to wait for the client to connect and for its first heartbeat.
+    /// Seconds to wait for the client to connect and for each step it must take.
     #[arg(long, default_value_t = 40)]
     wait: u64,
+    /// logrtc only: the role of the client under test, producer or consumer.
+    #[arg(long, default_value = "producer")]
+    role: String,
     #[command(flatten)]
     report: ReportArgs,
     /// The client to start, e.g. -- reference-server node-agent --url {url},
-    /// -- reference-server device --url {url}, or (ecapture: its JSON Lines on stdout are
-    /// graded) -- reference-server ecapture-collect --url {url} --jsonl -
+    /// -- reference-server device --url {url}, (ecapture: its JSON Lines on stdout are
+    /// graded) -- reference-server ecapture-collect --url {url} --jsonl -, or (logrtc, a
+    /// producer that must be logging) -- logrtc-demo-producer --url {url} --seq
     #[arg(last = true)]
     command: Vec<String>,
 }
@@ -321,6 +325,15 @@ async fn run_client(args: ClientArgs) -> i32 {
         "nodemgr" => conformance::probes::nodemgr::run_probe(&probe).await,
         "cmdrelay" => conformance::probes::cmdrelay::run_probe(&probe).await,
         "ecapture" => conformance::probes::ecapture::run_probe(&probe).await,
+        "logrtc" => match args.role.as_str() {
+            "producer" => conformance::probes::logrtc::run_probe(&probe).await,
+            "consumer" => conformance::probes::logrtc::run_consumer_probe(&probe).await,
+            other => {
+                return usage_error(&format!(
+                    "unknown --role {other:?}: use producer or consumer"
+                ))
+            }
+        },
         other => return unknown_protocol(other),
     };
     match report {

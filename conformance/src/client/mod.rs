@@ -5,6 +5,7 @@ pub mod operator;
 pub mod stream;
 pub mod tokens;
 pub mod transcript;
+pub mod webrtc;
 pub mod ws;
 
 pub use operator::OperatorApi;

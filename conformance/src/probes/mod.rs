@@ -4,6 +4,7 @@
 
 pub mod cmdrelay;
 pub mod ecapture;
+pub mod logrtc;
 pub mod nodemgr;
 
 use crate::case::{CaseResult, Failure, Level, Outcome, Source};

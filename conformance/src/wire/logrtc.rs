@@ -72,3 +72,52 @@ pub fn is_listing_push(message: &Value) -> bool {
         Some("producer_connected" | "producer_disconnected")
     )
 }
+
+/// The levels the document allows (000 §标准日志格式; L8).
+pub const LEVELS: &[&str] = &["ERROR", "WARN", "INFO", "DEBUG"];
+
+/// Checks one log entry against the document's standard format (L8): string `timestamp`,
+/// `level`, `target` and `message`, an ISO 8601 timestamp and one of the four levels;
+/// `fields` an object and `span` an object with `id` when present. Returns the timestamp's
+/// form, so that a caller can tell a missing offset (an accepted variant) from RFC 3339.
+pub fn check_log_entry(entry: &Value) -> Result<crate::check::TimestampForm, String> {
+    use crate::check::{timestamp_form, TimestampForm};
+    if !entry.is_object() {
+        return Err(format!(
+            "not a JSON object: {}",
+            crate::check::compact(entry)
+        ));
+    }
+    for field in ["timestamp", "level", "target", "message"] {
+        if !entry[field].is_string() {
+            return Err(format!(
+                "`{field}` is not a string in {}",
+                crate::check::compact(entry)
+            ));
+        }
+    }
+    let level = entry["level"].as_str().unwrap_or_default();
+    if !LEVELS.contains(&level) {
+        return Err(format!("level {level:?} is not one of {LEVELS:?}"));
+    }
+    if entry.get("fields").is_some_and(|f| !f.is_object()) {
+        return Err(format!(
+            "`fields` is not an object in {}",
+            crate::check::compact(entry)
+        ));
+    }
+    if entry
+        .get("span")
+        .is_some_and(|s| !s["id"].is_string() && !s["id"].is_number())
+    {
+        return Err(format!(
+            "`span` has no id in {}",
+            crate::check::compact(entry)
+        ));
+    }
+    let stamp = entry["timestamp"].as_str().unwrap_or_default();
+    match timestamp_form(stamp) {
+        TimestampForm::Invalid => Err(format!("timestamp {stamp:?} is not ISO 8601")),
+        form => Ok(form),
+    }
+}
