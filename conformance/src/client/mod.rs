@@ -1,6 +1,7 @@
 //! Independent raw clients: they speak the wire format from the documents, never the server's
 //! types.
 
+pub mod browser;
 pub mod operator;
 pub mod stream;
 pub mod tokens;
