@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long one registration or watch may take before it counts as an error.
-const STEP_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const STEP_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -32,7 +32,7 @@ pub struct SetUp {
 }
 
 /// Reads until a text message `wanted` accepts, within [`STEP_WAIT`].
-async fn await_text(ws: &mut Ws, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+pub(crate) async fn await_text(ws: &mut Ws, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
     let step = async {
         while let Some(Ok(frame)) = ws.next().await {
             if let Message::Text(text) = frame {
@@ -48,7 +48,7 @@ async fn await_text(ws: &mut Ws, wanted: impl Fn(&Value) -> bool) -> Option<Valu
 }
 
 /// Connects and registers; the time to `registered` is recorded.
-async fn register(url: &str, role: &str, id: &str, stats: &Stats) -> Option<Ws> {
+pub(crate) async fn register(url: &str, role: &str, id: &str, stats: &Stats) -> Option<Ws> {
     let started = Instant::now();
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
         stats.record_error("connect");

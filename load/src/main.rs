@@ -4,6 +4,7 @@ mod cmdrelay;
 mod ecapture;
 mod echo;
 mod logrtc;
+mod logrtc_webrtc;
 mod nodemgr;
 mod stats;
 
@@ -91,6 +92,18 @@ struct LogrtcArgs {
     /// Producer/consumer pairs: twice as many registered clients.
     #[arg(long, default_value_t = 500)]
     pairs: usize,
+    /// Real WebRTC: this many reference producers (instead of --pairs' signaling-only load).
+    #[arg(long)]
+    producers: Option<usize>,
+    /// With --producers: consumers in all, spread over the producers (default: one each).
+    #[arg(long)]
+    consumers: Option<usize>,
+    /// With --producers: log lines per second written by each producer.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// With --producers: bytes per log line, JSON included (about).
+    #[arg(long, default_value_t = 200)]
+    line_bytes: usize,
     #[command(flatten)]
     run: RunShape,
 }
@@ -640,6 +653,9 @@ async fn run_logrtc(args: LogrtcArgs) -> anyhow::Result<()> {
             (server.ws_url(), Some(server))
         }
     };
+    if let Some(producers) = args.producers {
+        return run_logrtc_webrtc(&args, url, producers).await;
+    }
     let scenario = logrtc::Scenario {
         ws_url: url.clone(),
         pairs,
@@ -675,6 +691,68 @@ async fn run_logrtc(args: LogrtcArgs) -> anyhow::Result<()> {
     report_run(&relays, joined, scenario.duration, &LOGRTC_WORDS);
     Ok(())
 }
+
+/// Peer connections at once, at most: each holds a UDP socket and an SCTP association.
+const MAX_PEERS: usize = 1_000;
+
+async fn run_logrtc_webrtc(args: &LogrtcArgs, url: String, producers: usize) -> anyhow::Result<()> {
+    let producers = producers.clamp(1, MAX_PEERS);
+    let scenario = logrtc_webrtc::Scenario {
+        ws_url: url.clone(),
+        producers,
+        consumers: args.consumers.unwrap_or(producers).clamp(1, MAX_PEERS),
+        rate: args.rate.min(1_000_000),
+        line_bytes: args.line_bytes.clamp(150, 16 * 1024),
+        duration: args.run.duration.min(MAX_DURATION),
+    };
+    eprintln!(
+        "load: {} producers and {} consumers over WebRTC against {url}, {} lines/s of ~{} bytes per producer for {:?}",
+        scenario.producers, scenario.consumers, scenario.rate, scenario.line_bytes, scenario.duration
+    );
+    let measured = logrtc_webrtc::Measured::new();
+    let progress = tokio::spawn(
+        measured
+            .lines
+            .clone()
+            .show_progress("lines", Instant::now() + scenario.duration + STEP_LIMIT),
+    );
+    let opened = logrtc_webrtc::run(&scenario, measured.clone()).await;
+    progress.abort();
+    let show = |label: &str, stats: &stats::Stats| {
+        let [p50, p99, p999, max] = stats.percentiles_ms();
+        println!(
+            "{label} ms: p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2} (n {})",
+            stats.acked.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    };
+    show("register → registered", &measured.register);
+    show("watch → watching", &measured.watch);
+    show("watch → logs channel open", &measured.open);
+    show("line latency (written → read)", &measured.lines);
+    let read = measured
+        .lines
+        .acked
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let written = measured.written.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "channels open {opened}/{}; lines written {written}, read {read} ({:.0} lines/s read over {:?}); gaps {}; producer drops {}",
+        scenario.consumers,
+        read as f64 / scenario.duration.as_secs_f64(),
+        scenario.duration,
+        measured.gaps.load(std::sync::atomic::Ordering::Relaxed),
+        measured.producer_drops.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let errors = [
+        measured.register.errors(),
+        measured.watch.errors(),
+        measured.open.errors(),
+    ];
+    println!("set-up errors: {errors:?}");
+    Ok(())
+}
+
+/// How long the progress line outlives the window: set-up and grace.
+const STEP_LIMIT: Duration = Duration::from_secs(40);
 
 fn relay_frame() -> tokio_tungstenite::tungstenite::Message {
     tokio_tungstenite::tungstenite::Message::text(
