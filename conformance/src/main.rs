@@ -311,6 +311,7 @@ fn emit(report: &Report, args: &ReportArgs) -> i32 {
 }
 
 async fn run_client(args: ClientArgs) -> i32 {
+    use conformance::probes::logrtc;
     let options = match run_options(&args.report, None) {
         Ok(options) => options,
         Err(message) => return usage_error(&message),
@@ -326,8 +327,8 @@ async fn run_client(args: ClientArgs) -> i32 {
         "cmdrelay" => conformance::probes::cmdrelay::run_probe(&probe).await,
         "ecapture" => conformance::probes::ecapture::run_probe(&probe).await,
         "logrtc" => match args.role.as_str() {
-            "producer" => conformance::probes::logrtc::run_probe(&probe).await,
-            "consumer" => conformance::probes::logrtc::run_consumer_probe(&probe).await,
+            "producer" => logrtc::run_probe(&probe, logrtc::Role::Producer).await,
+            "consumer" => logrtc::run_probe(&probe, logrtc::Role::Consumer).await,
             other => {
                 return usage_error(&format!(
                     "unknown --role {other:?}: use producer or consumer"

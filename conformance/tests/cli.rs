@@ -105,16 +105,49 @@ fn a_known_failure_is_expected_and_a_passing_listed_case_is_stale() {
 
 /// The reference server binary, built if this test run has not built it yet.
 fn reference_server() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_conformance")).with_file_name("reference-server");
+    workspace_binary("reference-server", "reference-server")
+}
+
+/// A binary of another workspace package, built if this test run has not built it yet.
+fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_conformance")).with_file_name(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let built = Command::new(cargo)
-            .args(["build", "-p", "reference-server"])
+            .args(["build", "-p", package, "--bin", name])
             .status()
             .expect("cargo build");
         assert!(built.success());
     }
     path
+}
+
+#[test]
+fn the_demo_producer_passes_the_logrtc_producer_probe_from_the_command_line() {
+    let demo = workspace_binary("logrtc-producer", "logrtc-demo-producer");
+    let demo = demo.to_string_lossy();
+    let output = run(&[
+        "client",
+        "--protocol",
+        "logrtc",
+        "--role",
+        "producer",
+        "--wait",
+        "15",
+        "--",
+        &demo,
+        "--url",
+        "{url}",
+        "--rate",
+        "100",
+        "--seq",
+    ]);
+    let report = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("logrtc-producer/channel/named-logs"),
+        "{report}"
+    );
 }
 
 /// `conformance <suite_args> -- reference-server` on free ports and a fresh data directory,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use conformance::client::webrtc::{candidate_from_message, candidate_message, wait_open, Peer};
-use conformance::probes::logrtc::{run_consumer_probe_on, run_probe_on, ProbeConfig};
+use conformance::probes::logrtc::{run_probe_on, ProbeConfig, Role};
 use conformance::RunOptions;
 use futures_util::{SinkExt, StreamExt};
 use logrtc_producer::{Level, LogEntry, Producer, ProducerConfig};
@@ -51,7 +51,9 @@ fn reference_producer(url: String) -> JoinHandle<()> {
 async fn the_reference_producer_passes_every_producer_case() {
     let (listener, url) = listen().await;
     let producer = reference_producer(url);
-    let report = run_probe_on(listener, &config()).await.expect("probe");
+    let report = run_probe_on(listener, &config(), Role::Producer)
+        .await
+        .expect("probe");
     producer.abort();
     let not_passing = report.not_passing();
     assert!(not_passing.is_empty(), "{not_passing:#?}");
@@ -64,18 +66,24 @@ async fn send(ws: &mut Socket, message: Value) {
     let _ = ws.send(Message::text(message.to_string())).await;
 }
 
+/// Connects to the probe and registers with `role` and `client_id`.
+async fn registered(url: &str, role: &str, client_id: &str) -> Socket {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    send(
+        &mut ws,
+        json!({"type": "register", "role": role, "client_id": client_id}),
+    )
+    .await;
+    ws
+}
+
 /// A producer that gets the channel wrong: labelled `log`, unordered, with entries that use
 /// the level TRACE and run backwards.
 fn careless_producer(url: String) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .expect("connect");
-        send(
-            &mut ws,
-            json!({"type": "register", "role": "producer", "client_id": "careless"}),
-        )
-        .await;
+        let mut ws = registered(&url, "producer", "careless").await;
         let mut peer = None;
         while let Some(Ok(Message::Text(text))) = ws.next().await {
             let message: Value = serde_json::from_str(&text).expect("json");
@@ -134,7 +142,9 @@ async fn a_producer_with_the_wrong_channel_and_entries_fails_those_cases() {
     let producer = careless_producer(url);
     let mut config = config();
     config.wait = Duration::from_secs(4);
-    let report = run_probe_on(listener, &config).await.expect("probe");
+    let report = run_probe_on(listener, &config, Role::Producer)
+        .await
+        .expect("probe");
     producer.abort();
     let failing = report.failing_ids();
     for id in [
@@ -157,14 +167,7 @@ async fn a_producer_with_the_wrong_channel_and_entries_fails_those_cases() {
 /// A consumer that registers and watches, then never answers the offer.
 fn mute_consumer(url: String) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .expect("connect");
-        send(
-            &mut ws,
-            json!({"type": "register", "role": "consumer", "client_id": "mute"}),
-        )
-        .await;
+        let mut ws = registered(&url, "consumer", "mute").await;
         send(
             &mut ws,
             json!({"type": "watch", "producer_id": "conformance-producer"}),
@@ -180,7 +183,7 @@ async fn a_consumer_that_never_answers_fails_the_answer_and_channel_cases() {
     let consumer = mute_consumer(url);
     let mut config = config();
     config.wait = Duration::from_secs(3);
-    let report = run_consumer_probe_on(listener, &config)
+    let report = run_probe_on(listener, &config, Role::Consumer)
         .await
         .expect("probe");
     consumer.abort();

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use conformance::client::browser::{Browser, BrowserPrograms};
-use conformance::probes::logrtc::{run_consumer_probe_on, ProbeConfig, PROBE_PRODUCER_ID};
+use conformance::probes::logrtc::{run_probe_on, ProbeConfig, Role, PROBE_PRODUCER_ID};
 use conformance::RunOptions;
 use fantoccini::{Client, Locator};
 use logrtc_producer::{Level, LogEntry, Producer, ProducerConfig, SpanRef};
@@ -273,7 +273,7 @@ async fn the_viewer_passes_the_consumer_probe() {
         wait: WAIT,
         options: RunOptions::default(),
     };
-    let probe = tokio::spawn(async move { run_consumer_probe_on(listener, &config).await });
+    let probe = tokio::spawn(async move { run_probe_on(listener, &config, Role::Consumer).await });
     let client = &browser.client;
     client
         .goto(&format!("{}?signaling={signaling}", server.viewer_url()))

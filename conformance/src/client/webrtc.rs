@@ -1,6 +1,8 @@
 //! The suite's own WebRTC peer (webrtc-rs), bound to loopback: it answers a producer's offer
 //! or makes one, and reads the `logs` channel with the time each message arrived. It knows
-//! the SDP and candidate shapes of seed 000, never the reference producer's types.
+//! the SDP and candidate shapes of seed 000, never the reference producer's types: its
+//! candidate helpers repeat the producer SDK's on purpose, so that a misreading of the
+//! document in one is caught by the other.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -108,19 +108,38 @@ pub const PRODUCER_CASES: &[CaseSpec] = &[
     ),
 ];
 
-pub async fn run_probe(config: &ProbeConfig) -> Result<Report, ProbeError> {
-    run_probe_on(bind(config).await?, config).await
+/// Which client the suite grades.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Producer,
+    Consumer,
 }
 
-/// The probe on a listener the caller bound (tests start the producer in-process).
+pub async fn run_probe(config: &ProbeConfig, role: Role) -> Result<Report, ProbeError> {
+    run_probe_on(bind(config).await?, config, role).await
+}
+
+/// The probe on a listener the caller bound (tests start the client in-process).
 pub async fn run_probe_on(
     listener: TcpListener,
     config: &ProbeConfig,
+    role: Role,
 ) -> Result<Report, ProbeError> {
-    let session = ProbeSession::start(&listener, config, "/signaling", "logrtc signaling server")?;
+    let (playing, protocol, cases) = match role {
+        Role::Producer => ("logrtc signaling server", "logrtc-producer", PRODUCER_CASES),
+        Role::Consumer => (
+            "logrtc signaling server and producer",
+            "logrtc-consumer",
+            CONSUMER_CASES,
+        ),
+    };
+    let session = ProbeSession::start(&listener, config, "/signaling", playing)?;
     let mut results = Results::default();
-    let stop = drive_producer(&listener, config.wait, &session, &mut results).await;
-    Ok(session.report("logrtc-producer", PRODUCER_CASES, results, stop, config))
+    let stop = match role {
+        Role::Producer => drive_producer(&listener, config.wait, &session, &mut results).await,
+        Role::Consumer => drive_consumer(&listener, config.wait, &session, &mut results).await,
+    };
+    Ok(session.report(protocol, cases, results, stop, config))
 }
 
 fn case(index: usize) -> &'static str {
@@ -519,25 +538,6 @@ pub const CONSUMER_CASES: &[CaseSpec] = &[
         "the channel and the signaling connection are still open a second later",
     ),
 ];
-
-pub async fn run_consumer_probe(config: &ProbeConfig) -> Result<Report, ProbeError> {
-    run_consumer_probe_on(bind(config).await?, config).await
-}
-
-pub async fn run_consumer_probe_on(
-    listener: TcpListener,
-    config: &ProbeConfig,
-) -> Result<Report, ProbeError> {
-    let session = ProbeSession::start(
-        &listener,
-        config,
-        "/signaling",
-        "logrtc signaling server and producer",
-    )?;
-    let mut results = Results::default();
-    let stop = drive_consumer(&listener, config.wait, &session, &mut results).await;
-    Ok(session.report("logrtc-consumer", CONSUMER_CASES, results, stop, config))
-}
 
 fn consumer_case(index: usize) -> &'static str {
     CONSUMER_CASES[index].id
