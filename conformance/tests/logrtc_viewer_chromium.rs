@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 const PRODUCER_ID: &str = "chromium-demo";
 const WAIT: Duration = Duration::from_secs(20);
 
+/// One browser at a time: two Chromiums on two cores starve each other's WebRTC timers.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn browser() -> Option<Browser> {
     match BrowserPrograms::find() {
         Ok(programs) => Some(Browser::start(&programs).await.expect("start chromium")),
@@ -150,6 +153,7 @@ async fn choose_producer(client: &Client, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_shows_filters_and_pauses_a_producers_live_logs() {
+    let _turn = ONE_BROWSER.lock().await;
     let Some(browser) = browser().await else {
         return;
     };
@@ -261,6 +265,7 @@ async fn the_viewer_shows_filters_and_pauses_a_producers_live_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_passes_the_consumer_probe() {
+    let _turn = ONE_BROWSER.lock().await;
     let Some(browser) = browser().await else {
         return;
     };

@@ -11,8 +11,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-/// How long chromedriver may take to listen.
+/// How long chromedriver may take to report itself ready.
 const DRIVER_START: Duration = Duration::from_secs(20);
+/// Session requests tried before giving up.
+const SESSION_ATTEMPTS: usize = 3;
 
 /// What is missing or broken, in words that say what to do.
 #[derive(Debug, thiserror::Error)]
