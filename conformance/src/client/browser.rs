@@ -69,7 +69,8 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .map_err(BrowserError::Driver)?;
-        wait_listening(port).await?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_ready(&url).await?;
         let profile = tempfile::tempdir().map_err(BrowserError::Driver)?;
         let args = chromium_args(&profile.path().display().to_string());
         let capabilities =
@@ -77,16 +78,24 @@ impl Browser {
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!("an object literal")
         };
-        let client = ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .map_err(|e| BrowserError::Session(e.to_string()))?;
-        Ok(Browser {
-            client,
-            _driver: driver,
-            _profile: profile,
-        })
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities);
+        // A loaded machine can make the first session request fail to connect; try again.
+        let mut last_error = String::new();
+        for _ in 0..SESSION_ATTEMPTS {
+            match builder.connect(&url).await {
+                Ok(client) => {
+                    return Ok(Browser {
+                        client,
+                        _driver: driver,
+                        _profile: profile,
+                    })
+                }
+                Err(error) => last_error = error.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(BrowserError::Session(last_error))
     }
 
     /// Saves a PNG of the page, for a test's artifacts.
@@ -134,14 +143,16 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-async fn wait_listening(port: u16) -> Result<(), BrowserError> {
+/// Polls the driver's `/status` until it says it is ready (W3C WebDriver, Status).
+async fn wait_ready(url: &str) -> Result<(), BrowserError> {
     let deadline = tokio::time::Instant::now() + DRIVER_START;
+    let http = reqwest::Client::new();
     while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
+        if let Ok(response) = http.get(format!("{url}/status")).send().await {
+            let status: serde_json::Value = response.json().await.unwrap_or_default();
+            if status["value"]["ready"] == true {
+                return Ok(());
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
