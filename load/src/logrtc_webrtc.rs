@@ -71,8 +71,15 @@ pub async fn run(scenario: &Scenario, measured: Arc<Measured>) -> usize {
             Producer::start(config)
         })
         .collect();
-    // Registration is asynchronous; consumers only watch producers that are listed.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Consumers may only watch registered producers (L3): wait for every registration.
+    let registered_by = Instant::now() + STEP_WAIT;
+    while producers
+        .iter()
+        .any(|p| p.handle().metrics().registrations == 0)
+        && Instant::now() < registered_by
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let deadline = Arc::new(tokio::sync::OnceCell::new());
     let mut consumers = Vec::new();
     for i in 0..scenario.consumers {

@@ -158,13 +158,27 @@ async fn drive_producer(
         .await
         .map_err(|e| e.to_string())?;
 
-    let mut first = connect_consumer(&mut ws, "conformance-consumer-1", wait, results).await?;
+    let mut first = connect_consumer(
+        &mut ws,
+        &producer_id,
+        "conformance-consumer-1",
+        wait,
+        results,
+    )
+    .await?;
     let entries = read_entries(&mut first.reader, ENTRIES_PER_CHANNEL, wait).await;
     results.set(case(5), entries.format.clone());
     results.check(case(6), entries.order.clone());
     entries.require_some().map_err(|e| e.to_string())?;
 
-    let mut second = connect_consumer(&mut ws, "conformance-consumer-2", wait, results).await?;
+    let mut second = connect_consumer(
+        &mut ws,
+        &producer_id,
+        "conformance-consumer-2",
+        wait,
+        results,
+    )
+    .await?;
     let both = read_entries(&mut second.reader, 3, wait)
         .await
         .require_some()
@@ -186,7 +200,14 @@ async fn drive_producer(
     results.check(case(8), channel_closes(&mut first.reader, wait).await);
     first.peer.close().await;
 
-    let mut newcomer = connect_consumer(&mut ws, "conformance-consumer-3", wait, results).await;
+    let mut newcomer = connect_consumer(
+        &mut ws,
+        &producer_id,
+        "conformance-consumer-3",
+        wait,
+        results,
+    )
+    .await;
     let served = match &mut newcomer {
         Ok(consumer) => read_entries(&mut consumer.reader, 3, wait)
             .await
@@ -264,6 +285,7 @@ struct Consumer {
 /// channel opens, and grades the offer, the candidates and the channel on the way.
 async fn connect_consumer(
     ws: &mut WsClient,
+    producer_id: &str,
     consumer_id: &str,
     wait: Duration,
     results: &mut Results,
@@ -272,7 +294,7 @@ async fn connect_consumer(
         .await
         .map_err(|e| e.to_string())?;
     let offer = expect_offer(ws, consumer_id, wait).await;
-    results.check(
+    results.worst(
         case(1),
         offer
             .as_ref()
@@ -280,11 +302,11 @@ async fn connect_consumer(
             .map_err(|why| Failure::mismatch("a webrtc_offer", why.as_str())),
     );
     let (mut peer, answer) = Peer::answer(&offer?).await?;
-    ws.send_json(&json!({"type": "webrtc_answer", "from": consumer_id, "sdp": answer}))
-        .await
-        .map_err(|e| e.to_string())?;
+    let reply =
+        json!({"type": "webrtc_answer", "from": consumer_id, "to": producer_id, "sdp": answer});
+    ws.send_json(&reply).await.map_err(|e| e.to_string())?;
+    let mut exchange = CandidateExchange::new(consumer_id, producer_id);
     let deadline = Instant::now() + wait;
-    let mut misaddressed = None;
     let reader = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -293,35 +315,12 @@ async fn connect_consumer(
                 wait.as_secs()
             ));
         }
-        tokio::select! {
-            Some(channel) = peer.channels.recv() => break ChannelReader::follow(channel).await,
-            () = tokio::time::sleep(left) => return Err(format!("no data channel opened within {} s", wait.as_secs())),
-            Some(candidate) = peer.local_candidates.recv() => {
-                let mut message = candidate_message("", &candidate);
-                message.as_object_mut().map(|m| m.remove("to"));
-                message["from"] = json!(consumer_id);
-                ws.send_json(&message).await.map_err(|e| e.to_string())?;
-            }
-            event = ws.next_event_within(left) => match event {
-                Event::Json(m) if m["type"] == "ice_candidate" => {
-                    match (m["to"] == consumer_id, candidate_from_message(&m)) {
-                        (true, Some(candidate)) => peer.add_candidate(candidate).await,
-                        _ => misaddressed = Some(compact(&m)),
-                    }
-                }
-                Event::Json(_) => {}
-                other => return Err(format!("the signaling connection ended: {}", other.describe())),
-            },
+        if let Step::Channel(reader) = exchange.step(ws, &mut peer, left).await? {
+            break reader;
         }
     };
-    let addressed = misaddressed.map_or(Ok(()), |m| {
-        Err(Failure::mismatch(
-            format!("`to` {consumer_id:?} and a candidate"),
-            m,
-        ))
-    });
-    results.check(case(2), addressed);
-    results.check(
+    results.worst(case(2), exchange.verdict());
+    results.worst(
         case(3),
         ensure(
             reader.label == "logs",
@@ -329,7 +328,7 @@ async fn connect_consumer(
             format!("{:?}", reader.label),
         ),
     );
-    results.check(
+    results.worst(
         case(4),
         ensure(reader.ordered, "an ordered channel", "an unordered channel"),
     );
@@ -560,39 +559,24 @@ async fn drive_consumer(
         .await
         .map_err(|e| e.to_string())?;
     let opening = tokio::spawn(crate::client::webrtc::wait_open(channel, wait));
+    let mut exchange = CandidateExchange::new(PROBE_PRODUCER_ID, &consumer_id);
     let mut answered = false;
-    let mut misaddressed = None;
     let deadline = Instant::now() + wait;
     while !opening.is_finished() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        tokio::select! {
-            Some(candidate) = peer.local_candidates.recv() => {
-                let mut message = candidate_message(&consumer_id, &candidate);
-                message["from"] = json!(PROBE_PRODUCER_ID);
-                ws.send_json(&message).await.map_err(|e| e.to_string())?;
+        // Short steps: the channel opening is watched by the task, not by the exchange.
+        let step = exchange
+            .step(&mut ws, &mut peer, left.min(Duration::from_millis(100)))
+            .await?;
+        if let Step::Message(m) = step {
+            if m["type"] == "webrtc_answer" {
+                let accepted = accept_answer(&mut peer, &m).await;
+                answered = accepted.is_ok();
+                results.check(consumer_case(2), accepted);
             }
-            event = ws.next_event_within(left.min(Duration::from_millis(100))) => match event {
-                Event::Json(m) if m["type"] == "webrtc_answer" => {
-                    let sdp = m["sdp"].as_str().filter(|_| m["to"] == PROBE_PRODUCER_ID);
-                    let accepted = match sdp {
-                        Some(sdp) => peer.accept_answer(sdp).await.map_err(|why| Failure::mismatch("an answer webrtc-rs accepts", why)),
-                        None => Err(Failure::mismatch(format!("`to` {PROBE_PRODUCER_ID:?} and a string sdp"), compact(&m))),
-                    };
-                    answered = accepted.is_ok();
-                    results.check(consumer_case(2), accepted);
-                }
-                Event::Json(m) if m["type"] == "ice_candidate" => {
-                    match (m["to"] == PROBE_PRODUCER_ID, candidate_from_message(&m)) {
-                        (true, Some(candidate)) => peer.add_candidate(candidate).await,
-                        _ => misaddressed = Some(compact(&m)),
-                    }
-                }
-                Event::Json(_) | Event::Silence(_) => {}
-                other => return Err(format!("the signaling connection ended: {}", other.describe())),
-            },
         }
     }
     if !answered {
@@ -604,13 +588,7 @@ async fn drive_consumer(
             )),
         );
     }
-    let addressed = misaddressed.map_or(Ok(()), |m| {
-        Err(Failure::mismatch(
-            format!("`to` {PROBE_PRODUCER_ID:?} and a candidate"),
-            m,
-        ))
-    });
-    results.check(consumer_case(3), addressed);
+    results.check(consumer_case(3), exchange.verdict());
     let reader = opening.await.ok().flatten();
     results.check(
         consumer_case(4),
@@ -624,6 +602,92 @@ async fn drive_consumer(
     results.check(consumer_case(5), feed_entries(&mut ws, &mut reader).await);
     peer.close().await;
     Ok(())
+}
+
+/// Applies a consumer's answer: it must name the suite's producer in `to` and carry an SDP
+/// that webrtc-rs accepts.
+async fn accept_answer(peer: &mut Peer, answer: &Value) -> Result<(), Failure> {
+    match answer["sdp"]
+        .as_str()
+        .filter(|_| answer["to"] == PROBE_PRODUCER_ID)
+    {
+        Some(sdp) => peer
+            .accept_answer(sdp)
+            .await
+            .map_err(|why| Failure::mismatch("an answer webrtc-rs accepts", why)),
+        None => Err(Failure::mismatch(
+            format!("`to` {PROBE_PRODUCER_ID:?} and a string sdp"),
+            compact(answer),
+        )),
+    }
+}
+
+/// What one step of an offer/answer exchange brought.
+enum Step {
+    /// The remote side opened a data channel.
+    Channel(ChannelReader),
+    /// A signaling message other than a candidate, for the caller.
+    Message(Value),
+    Idle,
+}
+
+/// Trades candidates between the suite's peer and the client under test, as the signaling
+/// server would relay them (L4): ours go out with `from` (the peer the suite plays) and `to`
+/// (the client); the client's must name the suite's peer in `to`.
+struct CandidateExchange<'a> {
+    suite_id: &'a str,
+    client_id: &'a str,
+    misaddressed: Option<String>,
+}
+
+impl<'a> CandidateExchange<'a> {
+    fn new(suite_id: &'a str, client_id: &'a str) -> Self {
+        CandidateExchange {
+            suite_id,
+            client_id,
+            misaddressed: None,
+        }
+    }
+
+    async fn step(
+        &mut self,
+        ws: &mut WsClient,
+        peer: &mut Peer,
+        wait: Duration,
+    ) -> Result<Step, String> {
+        tokio::select! {
+            Some(channel) = peer.channels.recv() => Ok(Step::Channel(ChannelReader::follow(channel).await)),
+            Some(candidate) = peer.local_candidates.recv() => {
+                let mut message = candidate_message(self.client_id, &candidate);
+                message["from"] = json!(self.suite_id);
+                ws.send_json(&message).await.map_err(|e| e.to_string())?;
+                Ok(Step::Idle)
+            }
+            event = ws.next_event_within(wait) => match event {
+                Event::Json(m) if m["type"] == "ice_candidate" => {
+                    match (m["to"] == self.suite_id, candidate_from_message(&m)) {
+                        (true, Some(candidate)) => peer.add_candidate(candidate).await,
+                        _ => self.misaddressed = Some(compact(&m)),
+                    }
+                    Ok(Step::Idle)
+                }
+                Event::Json(m) => Ok(Step::Message(m)),
+                Event::Silence(_) => Ok(Step::Idle),
+                other => Err(format!("the signaling connection ended: {}", other.describe())),
+            },
+        }
+    }
+
+    /// Whether every candidate the client sent was addressed to the suite's peer.
+    fn verdict(&self) -> Result<(), Failure> {
+        match &self.misaddressed {
+            None => Ok(()),
+            Some(message) => Err(Failure::mismatch(
+                format!("`to` {:?} and a candidate", self.suite_id),
+                message,
+            )),
+        }
+    }
 }
 
 async fn expect_consumer_register(

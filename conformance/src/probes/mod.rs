@@ -64,6 +64,17 @@ impl Results {
     pub(crate) fn check(&mut self, id: &'static str, result: Result<(), Failure>) {
         self.set(id, result.map(|()| Outcome::Pass));
     }
+
+    /// For a case checked more than once in a session: the first failure stands, so a later
+    /// failure replaces an earlier pass.
+    pub(crate) fn worst(&mut self, id: &'static str, result: Result<(), Failure>) {
+        let failed_before = self.0.get(id).is_some_and(Result::is_err);
+        if result.is_err() && !failed_before {
+            self.0.insert(id, result.map(|()| Outcome::Pass));
+        } else {
+            self.check(id, result);
+        }
+    }
 }
 
 pub(crate) async fn bind(config: &ProbeConfig) -> Result<TcpListener, ProbeError> {
@@ -208,4 +219,22 @@ pub(crate) async fn accept(
         .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
     transcript.record(server, "⇠", &format!("connection to {uri}"));
     Ok((WsClient::accepted("client", stream, transcript, wait), uri))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_failure_replaces_a_pass_and_the_first_failure_stands() {
+        let mut results = Results::default();
+        results.worst("case", Ok(()));
+        results.worst("case", Err(Failure::mismatch("a", "first")));
+        results.worst("case", Err(Failure::mismatch("a", "second")));
+        results.worst("case", Ok(()));
+        assert_eq!(
+            results.0.get("case"),
+            Some(&Err(Failure::mismatch("a", "first")))
+        );
+    }
 }

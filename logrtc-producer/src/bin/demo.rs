@@ -33,25 +33,8 @@ struct Args {
     #[arg(long)]
     seq: bool,
     /// Print the producer's metrics as JSON on stdout every this often (0: never).
-    #[arg(long, default_value = "0s", value_parser = humantime_duration)]
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     metrics_every: Duration,
-}
-
-fn humantime_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms or 2s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" | "" => Ok(Duration::from_secs(number)),
-        "m" => Ok(Duration::from_secs(number * 60)),
-        _ => Err(format!("{text:?}: use ms, s or m")),
-    }
 }
 
 const ROUTES: &[(&str, &str)] = &[
