@@ -226,20 +226,23 @@ async fn drive_producer(
     Ok(())
 }
 
+/// The client's first message, which should be its `register`.
+async fn first_message(ws: &mut WsClient, wait: Duration, client: &str) -> Result<Value, String> {
+    match ws.next_event_within(wait).await {
+        Event::Json(message) => Ok(message),
+        other => Err(format!(
+            "the {client} sent {} instead of register",
+            other.describe()
+        )),
+    }
+}
+
 async fn expect_register(
     ws: &mut WsClient,
     wait: Duration,
     results: &mut Results,
 ) -> Result<String, String> {
-    let register = match ws.next_event_within(wait).await {
-        Event::Json(message) => message,
-        other => {
-            return Err(format!(
-                "the producer sent {} instead of register",
-                other.describe()
-            ))
-        }
-    };
+    let register = first_message(ws, wait, "producer").await?;
     let client_id = register["client_id"]
         .as_str()
         .filter(|id| !id.is_empty())
@@ -695,15 +698,7 @@ async fn expect_consumer_register(
     wait: Duration,
     results: &mut Results,
 ) -> Result<String, String> {
-    let first = match ws.next_event_within(wait).await {
-        Event::Json(message) => message,
-        other => {
-            return Err(format!(
-                "the consumer sent {} instead of register",
-                other.describe()
-            ))
-        }
-    };
+    let first = first_message(ws, wait, "consumer").await?;
     let registered = first["type"] == "register" && first["role"] == "consumer";
     results.check(
         consumer_case(0),
