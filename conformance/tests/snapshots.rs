@@ -1,5 +1,5 @@
-//! Transcript snapshots of whole nodemgr and cmdrelay exchanges against the reference server, with ids,
-//! timestamps, ports and timings redacted. `cargo insta review` after an intended change.
+//! Transcript snapshots of whole nodemgr, cmdrelay and logrtc signaling exchanges against the
+//! reference server, with ids, timestamps, ports and timings redacted. `cargo insta review` after an intended change.
 
 use conformance::client::{Transcript, WsClient};
 use conformance::target::InProcess;
@@ -161,6 +161,75 @@ async fn the_full_cmdrelay_exchange() {
         .expect("send");
     stranger.expect_message("refusal").await.expect("refusal");
     stranger.next_event().await;
+    let lines: Vec<String> = transcript.lines().iter().map(|l| redact(l)).collect();
+    insta::assert_snapshot!(lines.join("\n"));
+}
+
+/// Sends `message` from `ws` and waits for a message of type `answer` on `to`.
+async fn hand_over(ws: &mut WsClient, message: serde_json::Value, to: &mut WsClient, answer: &str) {
+    ws.send_json(&message).await.expect("send");
+    to.expect_type(answer).await.expect(answer);
+}
+
+#[tokio::test]
+async fn the_full_logrtc_signaling_exchange() {
+    use conformance::wire::logrtc;
+    let wait = Duration::from_secs(5);
+    let target = Target::in_process(Faults::none(), wait)
+        .await
+        .expect("server");
+    let url = target.logrtc.clone().expect("logrtc endpoint").ws_url;
+    let transcript = Transcript::default();
+    let connect = |name: &'static str| WsClient::connect(name, &url, &transcript, wait);
+    let mut producer = connect("producer").await.expect("connect");
+    let mut consumer = connect("consumer").await.expect("connect");
+    let (p, c) = (&mut producer, &mut consumer);
+    p.send_json(&logrtc::register_producer("snap-producer"))
+        .await
+        .expect("send");
+    p.expect_type("registered").await.expect("registered");
+    for (message, answer) in [
+        (logrtc::register_consumer("snap-consumer"), "registered"),
+        (logrtc::list_producers(), "producer_list"),
+        (logrtc::watch("snap-producer"), "watching"),
+    ] {
+        c.send_json(&message).await.expect("send");
+        c.expect_type(answer).await.expect(answer);
+    }
+    p.expect_type("consumer_connected").await.expect("told");
+    let sdp = logrtc::opaque_sdp;
+    hand_over(
+        p,
+        logrtc::offer("snap-consumer", &sdp("offer")),
+        c,
+        "webrtc_offer",
+    )
+    .await;
+    hand_over(
+        c,
+        logrtc::answer("snap-producer", &sdp("answer")),
+        p,
+        "webrtc_answer",
+    )
+    .await;
+    let candidate = "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host";
+    hand_over(
+        p,
+        logrtc::candidate("snap-consumer", candidate, 0),
+        c,
+        "ice_candidate",
+    )
+    .await;
+    c.send_json(&logrtc::offer("nobody", "v=0"))
+        .await
+        .expect("send");
+    c.expect_type("error").await.expect("unknown recipient");
+    c.send_text("{").await.expect("send");
+    c.expect_type("error").await.expect("bad json");
+    let unwatch = serde_json::json!({"type": "unwatch", "producer_id": "snap-producer"});
+    c.send_json(&unwatch).await.expect("send");
+    c.expect_type("unwatched").await.expect("unwatched");
+    p.expect_type("consumer_disconnected").await.expect("told");
     let lines: Vec<String> = transcript.lines().iter().map(|l| redact(l)).collect();
     insta::assert_snapshot!(lines.join("\n"));
 }

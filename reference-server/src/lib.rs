@@ -6,6 +6,7 @@
 pub mod clients;
 pub mod externals;
 pub mod faults;
+pub mod media;
 pub mod protocol;
 pub mod server;
 pub mod store;

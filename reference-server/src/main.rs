@@ -11,8 +11,9 @@ use reference_server::protocol::cmdrelay;
 use reference_server::protocol::ecapture::{self, source::SourceConfig};
 use reference_server::protocol::logrtc;
 use reference_server::protocol::nodemgr::{SessionConfig, DEFAULT_TOKEN};
+use reference_server::protocol::sfu;
 use reference_server::server::{
-    start_cmdrelay, start_ecapture, start_logrtc, start_nodemgr, CmdrelaySetup,
+    start_cmdrelay, start_ecapture, start_logrtc, start_nodemgr, start_sfu, CmdrelaySetup, SfuSetup,
 };
 use reference_server::store::StoreConfig;
 use reference_server::transport::ecapture::EcaptureConfig;
@@ -27,7 +28,7 @@ use std::time::Duration;
     about = "Reference server for the logrtc, nodemgr, ecapture, cmdrelay and sfu protocols"
 )]
 #[command(
-    after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999, cmdrelay on 127.0.0.1:8765, ecapture on 127.0.0.1:28257, logrtc on 127.0.0.1:8080 with its viewer at http://127.0.0.1:8080/).\n\
+    after_help = "With no subcommand, serves every implemented protocol (today: nodemgr on 127.0.0.1:9999, cmdrelay on 127.0.0.1:8765, ecapture on 127.0.0.1:28257, logrtc on 127.0.0.1:8080 with its viewer at http://127.0.0.1:8080/, sfu signaling on ws://127.0.0.1:8443/ws?peer=<uid> with media on UDP 127.0.0.1:8443).\n\
 It prints one line `ready <protocol> <url>` per service once it accepts connections."
 )]
 struct Cli {
@@ -132,6 +133,21 @@ struct ServeArgs {
     /// logrtc: a signaling client that sends nothing, not even a pong, for this long is dropped.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     logrtc_idle_timeout: Duration,
+    /// sfu signaling port: protoo at /ws?peer=<uid>, the demo page at / (0 picks a free one).
+    #[arg(long, default_value_t = sfu::DEFAULT_PORT)]
+    sfu_port: u16,
+    /// sfu: the one UDP port that carries every peer connection's media (0 picks a free one).
+    #[arg(long, default_value_t = sfu::DEFAULT_PORT)]
+    sfu_media_port: u16,
+    /// sfu: a peer that sends no request (keepalive or other) for this long is removed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    sfu_keepalive_timeout: Duration,
+    /// sfu: the `sfuid` this server writes in publish answers, pubs and stream-add.
+    #[arg(long, default_value = "sfu_1")]
+    sfu_id: String,
+    /// sfu: the `signalid` this server writes in the join answer's users.
+    #[arg(long, default_value = "signal_1")]
+    signal_id: String,
     /// Inject a named deviation, e.g. nodemgr/ack-fresh-id (repeatable; see `faults`).
     #[arg(long = "fault", value_name = "PROTOCOL/NAME")]
     faults: Vec<Fault>,
@@ -257,6 +273,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ecapture = start_ecapture(listener, ecapture_config(&args)?).await?;
     let listener = bind(args.bind, args.logrtc_port, "logrtc").await?;
     let logrtc = start_logrtc(listener, logrtc_config(&args)).await?;
+    let listener = bind(args.bind, args.sfu_port, "sfu").await?;
+    let sfu = start_sfu(listener, sfu_setup(&args))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start the SFU; pick another UDP port with --sfu-media-port (now {})",
+                args.sfu_media_port
+            )
+        })?;
     for fault in &args.faults {
         tracing::warn!(%fault, "fault injected: this server deviates from the documents on purpose");
     }
@@ -276,7 +301,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         logrtc.ws_url(),
         logrtc.viewer_url()
     );
+    println!(
+        "ready sfu {}?peer=<uid> media udp {} page {}",
+        sfu.ws_url(),
+        sfu.media.local_addr,
+        sfu.page_url()
+    );
     tokio::signal::ctrl_c().await?;
+    sfu.stop().await;
     nodemgr.stop().await;
     cmdrelay.stop().await;
     ecapture.stop().await;
@@ -336,6 +368,21 @@ fn ecapture_config(args: &ServeArgs) -> anyhow::Result<EcaptureConfig> {
         startup_log_limit: ecapture::STARTUP_LOG_LIMIT,
         source,
     })
+}
+
+fn sfu_setup(args: &ServeArgs) -> SfuSetup {
+    SfuSetup {
+        session: sfu::SessionConfig {
+            keepalive_timeout: args.sfu_keepalive_timeout,
+            faults: args.faults.iter().copied().collect::<Faults>(),
+            ..sfu::SessionConfig::default()
+        },
+        ids: sfu::ServerIds {
+            signal_id: args.signal_id.clone(),
+            sfu_id: args.sfu_id.clone(),
+        },
+        media_bind: SocketAddr::new(args.bind, args.sfu_media_port),
+    }
 }
 
 fn logrtc_config(args: &ServeArgs) -> logrtc::SessionConfig {

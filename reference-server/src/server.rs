@@ -3,10 +3,13 @@
 use crate::protocol::cmdrelay;
 use crate::protocol::logrtc;
 use crate::protocol::nodemgr::{SessionConfig, WS_PATH};
+use crate::protocol::sfu;
 use crate::store::tokens::TokenStore;
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::transport::ecapture::{spawn_source, EcaptureApp, EcaptureConfig};
 use crate::transport::logrtc_ws::{self, LogrtcApp};
+use crate::transport::sfu_udp::{start_media, MediaLoop};
+use crate::transport::sfu_ws::{self, SfuApp};
 use crate::transport::{
     cmdrelay_ws, ecapture_ws, nodemgr_ws, operator_api, token_api, CmdrelayApp, NodemgrApp,
 };
@@ -133,6 +136,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("the listener has no local address: {0}")]
     Listener(std::io::Error),
+    #[error("cannot bind the SFU's media socket: {0}")]
+    MediaSocket(std::io::Error),
 }
 
 /// Opens the store and serves nodemgr on `listener` in a background task.
@@ -296,4 +301,78 @@ pub async fn start_logrtc(
     let app = LogrtcApp::new(session);
     let router = logrtc_router(app.clone());
     Ok(Running::spawn(listener, addr, app, router))
+}
+
+/// What an sfu service starts with.
+#[derive(Debug, Clone)]
+pub struct SfuSetup {
+    pub session: sfu::SessionConfig,
+    pub ids: sfu::ServerIds,
+    /// The media socket's address (port 0 picks a free one).
+    pub media_bind: SocketAddr,
+}
+
+impl Default for SfuSetup {
+    fn default() -> Self {
+        Self {
+            session: sfu::SessionConfig::default(),
+            ids: sfu::ServerIds::default(),
+            media_bind: SocketAddr::from(([127, 0, 0, 1], sfu::DEFAULT_PORT)),
+        }
+    }
+}
+
+/// The sfu service: signaling on a TCP listener, media on its UDP socket.
+#[derive(Debug)]
+pub struct RunningSfu {
+    pub signaling: Running<SfuApp>,
+    pub media: MediaLoop,
+}
+
+impl RunningSfu {
+    /// The signaling URL without the `peer` query: `ws://<addr>/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.signaling.addr, sfu::WS_PATH)
+    }
+
+    /// The demo page.
+    pub fn page_url(&self) -> String {
+        format!("http://{}/", self.signaling.addr)
+    }
+
+    pub fn app(&self) -> &Arc<SfuApp> {
+        &self.signaling.app
+    }
+
+    pub async fn stop(self) {
+        self.signaling.stop().await;
+    }
+}
+
+/// The routes of the sfu port: the signaling WebSocket, the room occupancy and media counters.
+pub fn sfu_router(app: Arc<SfuApp>) -> Router {
+    Router::new()
+        .route(sfu::WS_PATH, get(sfu_ws::upgrade))
+        .route("/api/v1/health", get(operator_api::health))
+        .route("/api/v1/stats", get(sfu_stats))
+        .with_state(app)
+}
+
+async fn sfu_stats(
+    axum::extract::State(app): axum::extract::State<Arc<SfuApp>>,
+) -> axum::Json<serde_json::Value> {
+    let media = app.media.stats().await;
+    axum::Json(json!({"rooms": app.occupancy(), "media": media}))
+}
+
+/// Binds the media socket, starts the media loop, and serves signaling on `listener`.
+pub async fn start_sfu(listener: TcpListener, setup: SfuSetup) -> Result<RunningSfu, ServerError> {
+    let addr = listener.local_addr().map_err(ServerError::Listener)?;
+    let media = start_media(setup.media_bind, setup.session.faults.clone())
+        .await
+        .map_err(ServerError::MediaSocket)?;
+    let app = SfuApp::new(setup.session, setup.ids, media.handle.clone());
+    let router = sfu_router(app.clone());
+    let signaling = Running::spawn(listener, addr, app, router);
+    Ok(RunningSfu { signaling, media })
 }

@@ -5,6 +5,8 @@ pub mod cmdrelay;
 pub mod ecapture;
 pub mod logrtc;
 pub mod nodemgr;
+pub mod rate;
+pub mod sfu;
 
 use chrono::{DateTime, Utc};
 use std::time::Instant;

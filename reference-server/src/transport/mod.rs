@@ -6,6 +6,8 @@ pub mod ecapture_ws;
 pub mod logrtc_ws;
 pub mod nodemgr_ws;
 pub mod operator_api;
+pub mod sfu_udp;
+pub mod sfu_ws;
 pub mod token_api;
 pub mod ws_queue;
 

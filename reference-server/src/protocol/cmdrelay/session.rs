@@ -7,6 +7,7 @@
 use super::codes::ErrorCode;
 use super::messages::{cmd_of, decode, RelayKind, Request, Response};
 use crate::faults::{Fault, Faults};
+use crate::protocol::rate::TokenBucket;
 use crate::protocol::Now;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -102,19 +103,13 @@ enum State {
 }
 
 #[derive(Debug)]
-struct RateBucket {
-    tokens: f64,
-    at: Instant,
-}
-
-#[derive(Debug)]
 pub struct Session {
     config: SessionConfig,
     state: State,
     opened: Instant,
     last_heard: Instant,
     next_heartbeat: Option<Instant>,
-    bucket: RateBucket,
+    bucket: TokenBucket,
     received: u32,
     /// Frames that arrived while an answer from the driver was pending.
     deferred: VecDeque<String>,
@@ -130,10 +125,7 @@ impl Session {
             .has(Fault::CmdrelayHeartbeatBeforeInit)
             .then(|| now.mono + config.heartbeat_period);
         Self {
-            bucket: RateBucket {
-                tokens: config.rate_burst,
-                at: now.mono,
-            },
+            bucket: TokenBucket::new(now.mono, config.rate_per_sec, config.rate_burst),
             config,
             state: State::AwaitingInit,
             opened: now.mono,
@@ -217,7 +209,7 @@ impl Session {
         if self.has(Fault::CmdrelayStallOnFlood) && self.received > STALL_AFTER {
             return;
         }
-        if !self.take_rate_token(now) {
+        if !self.bucket.take(now.mono) {
             let per_sec = self.config.rate_per_sec;
             self.refuse(
                 None,
@@ -234,21 +226,6 @@ impl Session {
             State::CheckingToken { .. } | State::Joining => self.deferred.push_back(text),
             _ => self.on_text(&text),
         }
-    }
-
-    fn take_rate_token(&mut self, now: Now) -> bool {
-        let elapsed = now
-            .mono
-            .saturating_duration_since(self.bucket.at)
-            .as_secs_f64();
-        self.bucket.at = now.mono;
-        self.bucket.tokens =
-            (self.bucket.tokens + elapsed * self.config.rate_per_sec).min(self.config.rate_burst);
-        if self.bucket.tokens < 1.0 {
-            return false;
-        }
-        self.bucket.tokens -= 1.0;
-        true
     }
 
     fn on_text(&mut self, text: &str) {

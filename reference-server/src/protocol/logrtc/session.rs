@@ -5,6 +5,7 @@
 use super::codes::ErrorCode;
 use super::messages::{decode, type_of, ClientMessage};
 use crate::faults::{Fault, Faults};
+use crate::protocol::rate::TokenBucket;
 use crate::protocol::Now;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -66,8 +67,7 @@ pub struct Session {
     config: SessionConfig,
     last_heard: Instant,
     next_ping: Instant,
-    tokens: f64,
-    refilled: Instant,
+    bucket: TokenBucket,
     closed: bool,
     outputs: VecDeque<Output>,
 }
@@ -77,8 +77,7 @@ impl Session {
         Self {
             last_heard: now.mono,
             next_ping: now.mono + config.ping_period,
-            tokens: config.rate_burst,
-            refilled: now.mono,
+            bucket: TokenBucket::new(now.mono, config.rate_per_sec, config.rate_burst),
             config,
             closed: false,
             outputs: VecDeque::new(),
@@ -123,7 +122,7 @@ impl Session {
         if matches!(input, Input::Heard) {
             return;
         }
-        if !self.take_rate_token(now) {
+        if !self.bucket.take(now.mono) {
             let message = format!("more than {} frames per second", self.config.rate_per_sec);
             return self.refuse(ErrorCode::RateLimited, message, None);
         }
@@ -152,18 +151,6 @@ impl Session {
             Ok(message) => self.outputs.push_back(Output::Deliver(message)),
             Err(error) => self.refuse(error.code(), error.to_string(), type_of(text)),
         }
-    }
-
-    fn take_rate_token(&mut self, now: Now) -> bool {
-        let elapsed = now.mono.saturating_duration_since(self.refilled);
-        self.refilled = now.mono;
-        let refill = elapsed.as_secs_f64() * self.config.rate_per_sec;
-        self.tokens = (self.tokens + refill).min(self.config.rate_burst);
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
     }
 
     fn refuse(&mut self, code: ErrorCode, message: String, request_type: Option<String>) {

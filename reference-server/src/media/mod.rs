@@ -1,0 +1,17 @@
+//! The SFU media plane: every publisher and subscriber peer connection of one SFU, over one
+//! UDP socket. [`Sfu`] is sans-IO (str0m's `Rtc` is too): datagrams and time go in, datagrams
+//! come out; `crate::transport::sfu_udp` is the loop that owns the socket. Signaling reaches
+//! it through [`MediaHandle`], the narrow seam a distributed deployment replaces with gRPC.
+
+pub mod forward;
+pub mod handle;
+
+pub use forward::{MediaStats, Sfu, SfuConfig};
+pub use handle::{MediaCommand, MediaHandle};
+
+/// Largest datagram read; WebRTC keeps packets under the path MTU.
+pub const MAX_DATAGRAM: usize = 2000;
+/// Peer connections one SFU holds (publishers and subscribers together).
+pub const MAX_PEERS: usize = 5_000;
+/// Keyframe requests toward one publisher track are sent at most this often.
+pub const KEYFRAME_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
