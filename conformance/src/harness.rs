@@ -71,6 +71,13 @@ pub async fn target_from_env(protocol: &str, options: &RunOptions) -> Target {
             Ok(Target::ecapture_url(&url, period))
         }
         ("logrtc", Some(url)) => Ok(Target::logrtc_url(&url)),
+        ("sfu", Some(url)) => {
+            let timeout = var("CONFORMANCE_SFU_KEEPALIVE_TIMEOUT").map(|text| {
+                humantime::parse_duration(&text)
+                    .unwrap_or_else(|e| panic!("CONFORMANCE_SFU_KEEPALIVE_TIMEOUT={text}: {e}"))
+            });
+            Ok(Target::sfu_url(&url, timeout))
+        }
         (_, Some(url)) => {
             let operator = OperatorChoice::parse(var("CONFORMANCE_OPERATOR_API").as_deref());
             Ok(Target::url(&url, &token, &operator, wait))

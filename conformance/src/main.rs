@@ -110,6 +110,10 @@ struct RunArgs {
     /// period is measured and only checked for steadiness; ecapture's is taken as 15 s.
     #[arg(long, value_parser = humantime::parse_duration)]
     heartbeat_period: Option<Duration>,
+    /// sfu: how long the target keeps a peer that sends no keepalive, e.g. 60s. Without it
+    /// the keepalive-timeout case is reported unimplemented.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    keepalive_timeout: Option<Duration>,
     /// In-process target only: inject a reference-server fault (to see the suite fail).
     #[arg(long = "fault")]
     faults: Vec<Fault>,
@@ -250,12 +254,14 @@ async fn resolve_target(args: &RunArgs, options: &RunOptions) -> Result<Target, 
             operator,
             cmdrelay,
             heartbeat_period: args.heartbeat_period,
+            keepalive_timeout: args.keepalive_timeout,
         };
         return Target::spawn(&spec, wait).await.map_err(|e| e.to_string());
     }
     match (&args.target, args.protocol.as_str()) {
         (Some(url), "ecapture") => return Ok(Target::ecapture_url(url, args.heartbeat_period)),
         (Some(url), "logrtc") => return Ok(Target::logrtc_url(url)),
+        (Some(url), "sfu") => return Ok(Target::sfu_url(url, args.keepalive_timeout)),
         _ => {}
     }
     match (&args.target, cmdrelay) {

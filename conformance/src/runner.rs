@@ -64,6 +64,7 @@ impl RunOptions {
             cmdrelay: target.cmdrelay.clone(),
             ecapture: target.ecapture.clone(),
             logrtc: target.logrtc.clone(),
+            sfu: target.sfu.clone(),
             wait: self.scaled(self.wait),
             slow_wait: self.scaled(self.slow_wait),
             transcript: Transcript::default(),

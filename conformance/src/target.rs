@@ -8,8 +8,8 @@ use reference_server::protocol::ecapture::source::SourceConfig;
 use reference_server::protocol::logrtc;
 use reference_server::protocol::nodemgr::SessionConfig;
 use reference_server::server::{
-    start_cmdrelay, start_ecapture, start_logrtc, start_nodemgr, CmdrelaySetup, RunningCmdrelay,
-    RunningEcapture, RunningLogrtc, RunningNodemgr,
+    start_cmdrelay, start_ecapture, start_logrtc, start_nodemgr, start_sfu, CmdrelaySetup,
+    RunningCmdrelay, RunningEcapture, RunningLogrtc, RunningNodemgr, RunningSfu, SfuSetup,
 };
 use reference_server::store::StoreConfig;
 use reference_server::transport::ecapture::EcaptureConfig;
@@ -91,6 +91,23 @@ pub struct LogrtcEndpoint {
     pub ws_url: String,
 }
 
+/// How to reach an sfu signaling server.
+#[derive(Debug, Clone)]
+pub struct SfuEndpoint {
+    /// The protoo WebSocket URL without its query, e.g. `ws://127.0.0.1:8443/ws`; cases add
+    /// `?peer=<uid>`.
+    pub ws_url: String,
+    /// How long the target keeps a silent peer, when known; the keepalive cases need it.
+    pub keepalive_timeout: Option<Duration>,
+}
+
+impl SfuEndpoint {
+    /// The URL for peer `uid`.
+    pub fn peer_url(&self, uid: &str) -> String {
+        format!("{}?peer={uid}", self.ws_url)
+    }
+}
+
 /// eCapture's own heartbeat period, assumed when none is given.
 pub const ECAPTURE_HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -153,6 +170,7 @@ pub struct Ctx {
     pub cmdrelay: Option<CmdrelayEndpoint>,
     pub ecapture: Option<EcaptureEndpoint>,
     pub logrtc: Option<LogrtcEndpoint>,
+    pub sfu: Option<SfuEndpoint>,
     /// How long to wait for an answer that should come at once.
     pub wait: Duration,
     /// How long to wait for something the target schedules (a timeout, a close).
@@ -184,6 +202,12 @@ impl Ctx {
         self.ecapture
             .as_ref()
             .ok_or_else(|| Failure::Harness("no ecapture endpoint configured".to_owned()))
+    }
+
+    pub fn sfu(&self) -> Result<&SfuEndpoint, Failure> {
+        self.sfu
+            .as_ref()
+            .ok_or_else(|| Failure::Harness("no sfu endpoint configured".to_owned()))
     }
 
     pub fn logrtc(&self) -> Result<&LogrtcEndpoint, Failure> {
@@ -263,6 +287,7 @@ pub struct Target {
     pub cmdrelay: Option<CmdrelayEndpoint>,
     pub ecapture: Option<EcaptureEndpoint>,
     pub logrtc: Option<LogrtcEndpoint>,
+    pub sfu: Option<SfuEndpoint>,
     pub description: String,
     _guard: Vec<Guard>,
 }
@@ -277,6 +302,7 @@ enum Guard {
     Cmdrelay(Box<RunningCmdrelay>),
     Ecapture(Box<RunningEcapture>),
     Logrtc(Box<RunningLogrtc>),
+    Sfu(Box<RunningSfu>),
     Data(tempfile::TempDir),
     Child(Child),
 }
@@ -288,6 +314,7 @@ pub struct InProcess {
     pub cmdrelay: CmdrelaySetup,
     pub ecapture: EcaptureConfig,
     pub logrtc: logrtc::SessionConfig,
+    pub sfu: SfuSetup,
 }
 
 impl InProcess {
@@ -298,7 +325,10 @@ impl InProcess {
         settings.cmdrelay.session.faults = faults.clone();
         settings.cmdrelay.session.heartbeat_period = IN_PROCESS_HEARTBEAT;
         settings.ecapture.session.faults = faults.clone();
-        settings.logrtc.faults = faults;
+        settings.logrtc.faults = faults.clone();
+        settings.sfu.session.faults = faults;
+        settings.sfu.session.keepalive_timeout = IN_PROCESS_KEEPALIVE;
+        settings.sfu.media_bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         settings.ecapture.session.heartbeat_period = IN_PROCESS_HEARTBEAT;
         settings.ecapture.source = in_process_events();
         settings
@@ -315,6 +345,9 @@ fn in_process_events() -> SourceConfig {
     }
 }
 
+/// The in-process SFU's keepalive timeout: short, so that the keepalive cases are quick.
+pub const IN_PROCESS_KEEPALIVE: Duration = Duration::from_secs(2);
+
 /// Heartbeat period of the in-process reference server (cmdrelay and ecapture).
 pub const IN_PROCESS_HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -329,6 +362,7 @@ impl Target {
             cmdrelay: None,
             ecapture: None,
             logrtc: None,
+            sfu: None,
             description,
             _guard: Vec::new(),
         }
@@ -388,6 +422,17 @@ impl Target {
         target
     }
 
+    /// An external sfu signaling server at `ws_url` (any `?peer=` query is dropped).
+    pub fn sfu_url(ws_url: &str, keepalive_timeout: Option<Duration>) -> Self {
+        let ws_url = ws_url.split('?').next().unwrap_or(ws_url).to_owned();
+        let mut target = Self::empty(ws_url.clone());
+        target.sfu = Some(SfuEndpoint {
+            ws_url,
+            keepalive_timeout,
+        });
+        target
+    }
+
     /// The reference server in this process, on free loopback ports, with its own database.
     pub async fn in_process(faults: Faults, wait: Duration) -> Result<Self, TargetError> {
         Self::in_process_with(InProcess::with_faults(faults), wait).await
@@ -433,12 +478,21 @@ impl Target {
         target.logrtc = Some(LogrtcEndpoint {
             ws_url: logrtc.ws_url(),
         });
+        let keepalive = settings.sfu.session.keepalive_timeout;
+        let sfu = start_sfu(loopback().await?, settings.sfu)
+            .await
+            .map_err(in_process_error)?;
+        target.sfu = Some(SfuEndpoint {
+            ws_url: sfu.ws_url(),
+            keepalive_timeout: Some(keepalive),
+        });
         target.description = describe_in_process(
             &[
                 nodemgr.ws_url(),
                 cmdrelay.ws_url(),
                 ecapture.ws_url(),
                 logrtc.ws_url(),
+                sfu.ws_url(),
             ],
             &faults,
         );
@@ -447,6 +501,7 @@ impl Target {
             Guard::Cmdrelay(Box::new(cmdrelay)),
             Guard::Ecapture(Box::new(ecapture)),
             Guard::Logrtc(Box::new(logrtc)),
+            Guard::Sfu(Box::new(sfu)),
             Guard::Data(data),
         ];
         Ok(target)
@@ -488,6 +543,7 @@ impl Target {
             (Some(options), _) => Self::cmdrelay_url(&url, options, wait).await?,
             (None, "ecapture") => Self::ecapture_url(&url, spec.heartbeat_period),
             (None, "logrtc") => Self::logrtc_url(&url),
+            (None, "sfu") => Self::sfu_url(&url, spec.keepalive_timeout),
             (None, _) => Self::url(&url, &spec.token, &spec.operator, wait),
         };
         target.description = format!("`{shown}` at {url}");
@@ -529,6 +585,8 @@ pub struct SpawnSpec {
     pub cmdrelay: Option<CmdrelayOptions>,
     /// ecapture: the target's heartbeat period (default 15 s).
     pub heartbeat_period: Option<Duration>,
+    /// sfu: how long the target keeps a peer that sends no keepalive, when known.
+    pub keepalive_timeout: Option<Duration>,
 }
 
 /// Reads stdout until the ready line, then keeps draining it so the child never blocks.

@@ -246,6 +246,76 @@ fn expected_failures(fault: Fault) -> &'static [&'static str] {
         LogrtcListWithoutMetadata => &["logrtc/register/listed-with-metadata"],
         LogrtcNoPong => &["logrtc/keepalive/ping-answered"],
         LogrtcAcceptOversized => &["logrtc/errors/oversized-frame-closed"],
+        SfuNotifySender => &[
+            "sfu/join/peer-join-to-others",
+            "sfu/broadcast/to-others-not-sender",
+            "sfu/publish/stream-add-to-others",
+        ],
+        SfuNoPeerJoin => &[
+            "sfu/join/peer-join-to-others",
+            "sfu/join/peer-join-carries-bizid",
+        ],
+        SfuNoPeerLeave => &[
+            "sfu/leave/peer-leave-to-others",
+            "sfu/leave/dropped-socket-leaves",
+            "sfu/keepalive/silent-peer-removed",
+        ],
+        SfuGhostPeers => &[
+            "sfu/leave/dropped-socket-leaves",
+            "sfu/leave/streams-removed",
+            "sfu/keepalive/silent-peer-removed",
+        ],
+        SfuKeepStreamsOnLeave => &["sfu/leave/streams-removed"],
+        SfuFreshResponseId => &[
+            "sfu/join/answered-with-pubs-and-users",
+            "sfu/leave/answered",
+            "sfu/keepalive/answered",
+        ],
+        SfuJoinWithoutPubs => &[
+            "sfu/join/answered-with-pubs-and-users",
+            "sfu/join/pubs-list-the-streams",
+        ],
+        SfuNoStreamAdd | SfuStreamAddWithoutMinfo => &["sfu/publish/stream-add-to-others"],
+        SfuNoStreamRemove => &[
+            "sfu/unpublish/stream-remove-to-others",
+            "sfu/leave/streams-removed",
+            "sfu/media/unpublish-stops-media",
+        ],
+        SfuMediaAfterUnpublish => &["sfu/media/unpublish-stops-media"],
+        SfuPublishBeforeJoin => &["sfu/publish/before-join-refused"],
+        SfuSubscribeAcrossRooms => &["sfu/media/other-room-gets-nothing"],
+        SfuSilentErrors => &[
+            "sfu/errors/unknown-method-answered",
+            "sfu/errors/code-is-a-string",
+            "sfu/errors/string-id-answered",
+            "sfu/errors/bad-json-answered",
+            "sfu/errors/missing-rid-answered",
+            "sfu/errors/before-join-refused",
+            "sfu/errors/oversized-answered",
+            "sfu/errors/binary-answered",
+            "sfu/errors/survives-errors",
+            "sfu/join/second-join-refused",
+            "sfu/publish/without-jsep-refused",
+            "sfu/unpublish/unknown-mid-refused",
+            "sfu/subscribe/missing-stream-refused",
+            "sfu/subscribe/without-mid-refused",
+            "sfu/unsubscribe/unknown-sid-refused",
+        ],
+        SfuIgnoreKeepaliveTimeout => &["sfu/keepalive/silent-peer-removed"],
+        SfuNoSubprotocol => &["sfu/connection/protoo-subprotocol"],
+        SfuEmptyUsers => &["sfu/join/users-list-the-room"],
+        SfuBroadcastEveryRoom => &["sfu/broadcast/stays-in-room"],
+        SfuPublishWithoutSfuid => &["sfu/publish/answered-with-mid-and-sfuid"],
+        SfuSubscribeWithoutSid => &[
+            "sfu/subscribe/answered-with-sid",
+            "sfu/unsubscribe/answered",
+        ],
+        SfuDropMedia => &[
+            "sfu/media/subscriber-receives-opus-and-vp8",
+            "sfu/media/keyframe-request-reaches-publisher",
+            "sfu/media/unpublish-stops-media",
+        ],
+        SfuNoKeyframeRequest => &["sfu/media/keyframe-request-reaches-publisher"],
         // Collector faults: tests/ecapture_client_probe.rs checks them against the probe.
         CollectorNoOrigin
         | CollectorTrustLogType
@@ -275,11 +345,17 @@ fn options() -> RunOptions {
 }
 
 async fn run_against(protocol: &str, faults: Faults) -> Report {
+    run_selected(protocol, faults, |_| true).await
+}
+
+/// Runs the cases of `protocol` whose id `keep` accepts.
+async fn run_selected(protocol: &str, faults: Faults, keep: impl Fn(&str) -> bool) -> Report {
     let options = options();
     let target = Target::in_process(faults, options.ctx_wait())
         .await
         .expect("in-process server");
-    let cases = conformance::cases::for_protocol(protocol).expect("a protocol with cases");
+    let mut cases = conformance::cases::for_protocol(protocol).expect("a protocol with cases");
+    cases.retain(|c| keep(c.id));
     run(protocol, cases, &target, &options).await
 }
 
@@ -358,6 +434,38 @@ async fn every_nodemgr_fault_fails_the_cases_that_check_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cmdrelay_fault_fails_the_cases_that_check_it() {
     faults_are_caught("cmdrelay").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clean_reference_server_passes_every_sfu_case_strictly() {
+    clean_server_passes("sfu").await;
+}
+
+/// The sfu faults run one after another, each against only the cases it must fail: every
+/// media case starts real peer connections, and two cores hold only so many at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sfu_fault_fails_the_cases_that_check_it() {
+    let mut missed = Vec::new();
+    for fault in Fault::ALL
+        .iter()
+        .copied()
+        .filter(|f| protocol_of(*f) == "sfu")
+    {
+        let expected = expected_failures(fault);
+        let report = run_selected("sfu", [fault].into_iter().collect(), |id| {
+            expected.contains(&id)
+        })
+        .await;
+        let failing = report.failing_ids();
+        for id in expected.iter().filter(|id| !failing.contains(id)) {
+            missed.push(format!("{fault}: {id} was {:?}", report.verdict_of(id)));
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "faults the suite did not catch:\n{}",
+        missed.join("\n")
+    );
 }
 
 #[test]

@@ -5,11 +5,12 @@ pub mod cmdrelay;
 pub mod ecapture;
 pub mod logrtc;
 pub mod nodemgr;
+pub mod sfu;
 
 use crate::case::Case;
 
 /// The protocols that have cases.
-pub const PROTOCOLS: &[&str] = &["nodemgr", "cmdrelay", "ecapture", "logrtc"];
+pub const PROTOCOLS: &[&str] = &["nodemgr", "cmdrelay", "ecapture", "logrtc", "sfu"];
 
 /// The cases of `protocol`, or `None` for an unknown protocol.
 pub fn for_protocol(protocol: &str) -> Option<Vec<Case>> {
@@ -18,6 +19,7 @@ pub fn for_protocol(protocol: &str) -> Option<Vec<Case>> {
         "cmdrelay" => Some(cmdrelay::cases()),
         "ecapture" => Some(ecapture::cases()),
         "logrtc" => Some(logrtc::cases()),
+        "sfu" => Some(sfu::cases()),
         _ => None,
     }
 }

@@ -2,6 +2,7 @@
 //! types.
 
 pub mod browser;
+pub mod media;
 pub mod operator;
 pub mod stream;
 pub mod tokens;

@@ -303,3 +303,29 @@ fn classify(message: Message) -> Event {
         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Event::Binary(0),
     }
 }
+
+/// The subprotocol a server selects when a handshake offers `protocol`: `Ok(None)` when it
+/// selects none (tungstenite refuses such a handshake, as browsers do).
+pub async fn selected_subprotocol(
+    url: &str,
+    protocol: &str,
+    wait: Duration,
+) -> Result<Option<String>, String> {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    let offered = HeaderValue::from_str(protocol).map_err(|e| e.to_string())?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", offered);
+    let handshake = tokio_tungstenite::connect_async(request);
+    match tokio::time::timeout(wait, handshake).await {
+        Err(_) => Err(format!("no handshake within {} ms", wait.as_millis())),
+        Ok(Ok((_, response))) => Ok(response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)),
+        Ok(Err(WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)))) => Ok(None),
+        Ok(Err(error)) => Err(error.to_string()),
+    }
+}

@@ -4,3 +4,4 @@ pub mod cmdrelay;
 pub mod ecapture;
 pub mod logrtc;
 pub mod nodemgr;
+pub mod sfu;

@@ -294,6 +294,9 @@ impl Rooms {
         if self.has(Fault::SfuJoinWithoutPubs) {
             return json!({"users": users});
         }
+        if self.has(Fault::SfuEmptyUsers) {
+            return json!({"pubs": pubs, "users": []});
+        }
         json!({"pubs": pubs, "users": users})
     }
 
@@ -394,10 +397,11 @@ impl Rooms {
             return self.take();
         };
         let conn = pending.conn;
+        let accepts_anyone = self.has(Fault::SfuPublishBeforeJoin);
         let still_there = self
             .peers
             .get(&conn)
-            .is_some_and(|p| p.room.as_deref() == Some(pending.rid.as_str()));
+            .is_some_and(|p| p.room.as_deref() == Some(pending.rid.as_str()) || accepts_anyone);
         match outcome {
             Ok(_) if !still_there => self.effects.push(Effect::Media(MediaRequest::Unpublish {
                 mid: mid.to_owned(),
@@ -577,7 +581,12 @@ impl Rooms {
                     stream.subscribers.insert(sid.to_owned());
                 }
                 let jsep = json!({"type": "answer", "sdp": answer});
-                self.ok(conn, id, json!({"jsep": jsep, "sid": sid}));
+                let data = if self.has(Fault::SfuSubscribeWithoutSid) {
+                    json!({"jsep": jsep})
+                } else {
+                    json!({"jsep": jsep, "sid": sid})
+                };
+                self.ok(conn, id, data);
             }
             Err(refusal) => self.error(conn, &json!(id), refusal.code, &refusal.reason),
         }

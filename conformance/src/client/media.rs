@@ -1,0 +1,472 @@
+//! The suite's media peer (str0m), bound to loopback: a publisher that sends real Opus and VP8
+//! RTP, or a subscriber that records what arrives. Each peer owns one UDP socket and one task.
+//! The VP8 frames come from a one-second clip encoded by libvpx (fixtures/sfu/media/clip.ivf);
+//! the Opus packets are 20 ms stereo CELT frames (TOC 0xFC) with a fixed payload: valid
+//! streams, no codec needed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Why a media step failed, in words for a verdict.
+pub type MediaError = String;
+
+const CLIP: &[u8] = include_bytes!("../../../fixtures/sfu/media/clip.ivf");
+/// 20 ms of Opus at 48 kHz.
+const OPUS_FRAME_TICKS: u64 = 960;
+const OPUS_PERIOD: Duration = Duration::from_millis(20);
+const VP8_PERIOD: Duration = Duration::from_millis(33);
+/// TOC byte: config 31 (CELT fullband, 20 ms), stereo, one frame.
+const OPUS_TOC: u8 = 0xFC;
+
+/// What a peer sends or receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracks {
+    pub audio: bool,
+    pub video: bool,
+}
+
+impl Tracks {
+    pub const AUDIO_VIDEO: Tracks = Tracks {
+        audio: true,
+        video: true,
+    };
+    pub const AUDIO: Tracks = Tracks {
+        audio: true,
+        video: false,
+    };
+}
+
+/// One sample (an Opus packet, a VP8 frame) a subscriber received.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub kind: MediaKind,
+    /// The RTP payload type and the codec it was negotiated for.
+    pub pt: u8,
+    pub codec: String,
+    pub bytes: usize,
+    pub keyframe: bool,
+    pub at: Instant,
+}
+
+/// What a peer has seen so far.
+#[derive(Debug, Clone, Default)]
+pub struct PeerReport {
+    pub connected: bool,
+    pub closed: bool,
+    pub samples: Vec<Sample>,
+    /// Keyframe requests (PLI or FIR) that reached this peer as a publisher.
+    pub keyframe_requests: u32,
+    pub samples_sent: u64,
+}
+
+impl PeerReport {
+    pub fn of_kind(&self, kind: MediaKind) -> impl Iterator<Item = &Sample> {
+        self.samples.iter().filter(move |s| s.kind == kind)
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    Answer(String, tokio::sync::oneshot::Sender<Result<(), MediaError>>),
+    RequestKeyframe,
+    Close,
+}
+
+/// A running peer; dropping it stops its task.
+#[derive(Debug)]
+pub struct MediaPeer {
+    offer: String,
+    report: Arc<Mutex<PeerReport>>,
+    commands: mpsc::Sender<Command>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MediaPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MediaPeer {
+    /// A publisher: sendonly lines for `tracks`; media flows once connected.
+    pub async fn publisher(tracks: Tracks) -> Result<Self, MediaError> {
+        Self::start(tracks, Direction::SendOnly).await
+    }
+
+    /// A subscriber: recvonly lines for `tracks`.
+    pub async fn subscriber(tracks: Tracks) -> Result<Self, MediaError> {
+        Self::start(tracks, Direction::RecvOnly).await
+    }
+
+    async fn start(tracks: Tracks, direction: Direction) -> Result<Self, MediaError> {
+        let socket = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("bind: {e}"))?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| format!("local address: {e}"))?;
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(Instant::now());
+        let candidate = Candidate::host(local, "udp").map_err(|e| format!("candidate: {e}"))?;
+        rtc.add_local_candidate(candidate);
+        let mut change = rtc.sdp_api();
+        let wanted = [
+            (tracks.audio, MediaKind::Audio),
+            (tracks.video, MediaKind::Video),
+        ];
+        let mut kinds = HashMap::new();
+        for (_, kind) in wanted.iter().filter(|(on, _)| *on) {
+            let stream = Some("conformance".to_owned());
+            kinds.insert(
+                change.add_media(*kind, direction, stream, None, None),
+                *kind,
+            );
+        }
+        let (offer, pending) = change.apply().ok_or("no media line to offer")?;
+        let report = Arc::new(Mutex::new(PeerReport::default()));
+        let (commands, inbox) = mpsc::channel(16);
+        let mut driver = Driver::new(rtc, socket, local, Arc::clone(&report), direction);
+        // The lines this side offers: str0m announces only the ones the remote side adds.
+        driver.kinds = kinds;
+        let task = tokio::spawn(driver.run(pending, inbox));
+        Ok(Self {
+            offer: offer.to_sdp_string(),
+            report,
+            commands,
+            task,
+        })
+    }
+
+    /// The SDP offer to send in `jsep`.
+    pub fn offer(&self) -> &str {
+        &self.offer
+    }
+
+    /// Applies the SFU's answer; ICE and DTLS start.
+    pub async fn accept_answer(&self, answer: &str) -> Result<(), MediaError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.commands
+            .send(Command::Answer(answer.to_owned(), reply))
+            .await
+            .map_err(|_| "the peer task ended".to_owned())?;
+        done.await.map_err(|_| "the peer task ended".to_owned())?
+    }
+
+    /// Asks the remote side (the SFU) for a keyframe on the video line.
+    pub async fn request_keyframe(&self) {
+        let _ = self.commands.send(Command::RequestKeyframe).await;
+    }
+
+    /// Closes the peer connection.
+    pub async fn close(&self) {
+        let _ = self.commands.send(Command::Close).await;
+    }
+
+    pub fn report(&self) -> PeerReport {
+        self.report
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until `done` holds for the report, or `within` passes; returns the last report.
+    pub async fn wait_for(
+        &self,
+        within: Duration,
+        done: impl Fn(&PeerReport) -> bool,
+    ) -> Result<PeerReport, PeerReport> {
+        let deadline = Instant::now() + within;
+        loop {
+            let report = self.report();
+            if done(&report) {
+                return Ok(report);
+            }
+            if Instant::now() >= deadline {
+                return Err(report);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The VP8 frames of the clip, in order, with whether each is a keyframe.
+fn clip_frames() -> Vec<(&'static [u8], bool)> {
+    let mut frames = Vec::new();
+    let mut at = 32; // IVF file header
+    while at + 12 <= CLIP.len() {
+        let size =
+            u32::from_le_bytes([CLIP[at], CLIP[at + 1], CLIP[at + 2], CLIP[at + 3]]) as usize;
+        let Some(frame) = CLIP.get(at + 12..at + 12 + size) else {
+            break;
+        };
+        // RFC 6386 §9.1: bit 0 of the frame tag is 0 on a keyframe.
+        frames.push((frame, frame.first().is_some_and(|b| b & 1 == 0)));
+        at += 12 + size;
+    }
+    frames
+}
+
+/// The Opus packet sent every 20 ms.
+fn opus_packet(sequence: u64) -> Vec<u8> {
+    let mut packet = vec![OPUS_TOC];
+    packet.extend((0..80).map(|i| (sequence as u8).wrapping_add(i)));
+    packet
+}
+
+struct Driver {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    report: Arc<Mutex<PeerReport>>,
+    direction: Direction,
+    kinds: HashMap<Mid, MediaKind>,
+    clip: Vec<(&'static [u8], bool)>,
+    next_frame: usize,
+    sent_audio: u64,
+    sent_video: u64,
+    started: Option<Instant>,
+}
+
+impl Driver {
+    fn new(
+        rtc: Rtc,
+        socket: UdpSocket,
+        local: SocketAddr,
+        report: Arc<Mutex<PeerReport>>,
+        direction: Direction,
+    ) -> Self {
+        Self {
+            rtc,
+            socket,
+            local,
+            report,
+            direction,
+            kinds: HashMap::new(),
+            clip: clip_frames(),
+            next_frame: 0,
+            sent_audio: 0,
+            sent_video: 0,
+            started: None,
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut PeerReport)) {
+        change(&mut self.report.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    async fn run(mut self, pending: SdpPendingOffer, mut inbox: mpsc::Receiver<Command>) {
+        let mut pending = Some(pending);
+        let mut buf = vec![0_u8; 2000];
+        loop {
+            let Some(timeout) = self.drain().await else {
+                break;
+            };
+            let wake = timeout.min(Instant::now() + Duration::from_millis(10));
+            tokio::select! {
+                read = self.socket.recv_from(&mut buf) => {
+                    if let Ok((len, source)) = read {
+                        self.receive(source, &buf[..len]);
+                    }
+                }
+                command = inbox.recv() => match command {
+                    Some(Command::Answer(sdp, reply)) => {
+                        let _ = reply.send(self.accept(&mut pending, &sdp));
+                    }
+                    Some(Command::RequestKeyframe) => self.request_keyframe(),
+                    Some(Command::Close) | None => break,
+                },
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+            let now = Instant::now();
+            if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+                break;
+            }
+            self.send_due_media(now);
+        }
+        self.rtc.disconnect();
+        self.update(|r| r.closed = true);
+    }
+
+    fn accept(
+        &mut self,
+        pending: &mut Option<SdpPendingOffer>,
+        sdp: &str,
+    ) -> Result<(), MediaError> {
+        let answer = SdpAnswer::from_sdp_string(sdp)
+            .map_err(|e| format!("the answer does not parse: {e}"))?;
+        let pending = pending.take().ok_or("an answer was already applied")?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| format!("the answer is not acceptable: {e}"))
+    }
+
+    fn receive(&mut self, source: SocketAddr, data: &[u8]) {
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let receive = Receive {
+            proto: Protocol::Udp,
+            source,
+            destination: self.local,
+            contents,
+        };
+        let _ = self
+            .rtc
+            .handle_input(Input::Receive(Instant::now(), receive));
+    }
+
+    /// Sends what str0m wants sent and records its events; `None` when the peer is done.
+    async fn drain(&mut self) -> Option<Instant> {
+        loop {
+            if !self.rtc.is_alive() {
+                return None;
+            }
+            match self.rtc.poll_output().ok()? {
+                Output::Timeout(at) => return Some(at),
+                Output::Transmit(t) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Event(event) => self.on_event(event),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Connected => {
+                self.started = Some(Instant::now());
+                self.update(|r| r.connected = true);
+            }
+            Event::MediaAdded(added) => {
+                self.kinds.insert(added.mid, added.kind);
+            }
+            Event::MediaData(data) => {
+                let kind = self
+                    .kinds
+                    .get(&data.mid)
+                    .copied()
+                    .unwrap_or(MediaKind::Audio);
+                let sample = Sample {
+                    kind,
+                    pt: *data.pt,
+                    codec: codec_name(data.params.spec().codec),
+                    bytes: data.data.len(),
+                    keyframe: kind == MediaKind::Video
+                        && data.data.first().is_some_and(|b| b & 1 == 0),
+                    at: Instant::now(),
+                };
+                self.update(|r| r.samples.push(sample));
+            }
+            Event::KeyframeRequest(_) => {
+                self.next_frame = 0;
+                self.update(|r| r.keyframe_requests += 1);
+            }
+            _ => {}
+        }
+    }
+
+    fn request_keyframe(&mut self) {
+        let video = self
+            .kinds
+            .iter()
+            .find(|(_, k)| **k == MediaKind::Video)
+            .map(|(m, _)| *m);
+        if let Some(mut writer) = video.and_then(|mid| self.rtc.writer(mid)) {
+            let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// A publisher sends one Opus packet per 20 ms and one VP8 frame per 33 ms of connection.
+    fn send_due_media(&mut self, now: Instant) {
+        let Some(started) = self
+            .started
+            .filter(|_| self.direction == Direction::SendOnly)
+        else {
+            return;
+        };
+        let elapsed = now.duration_since(started);
+        while self.sent_audio * OPUS_PERIOD.as_millis() as u64 <= elapsed.as_millis() as u64 {
+            if !self.write(
+                MediaKind::Audio,
+                now,
+                MediaTime::new(
+                    self.sent_audio * OPUS_FRAME_TICKS,
+                    str0m::media::Frequency::FORTY_EIGHT_KHZ,
+                ),
+                opus_packet(self.sent_audio),
+            ) {
+                break;
+            }
+            self.sent_audio += 1;
+        }
+        while self.sent_video * VP8_PERIOD.as_millis() as u64 <= elapsed.as_millis() as u64 {
+            let Some((frame, _)) = self.clip.get(self.next_frame).copied() else {
+                break;
+            };
+            let ticks = self.sent_video * 3000;
+            if !self.write(
+                MediaKind::Video,
+                now,
+                MediaTime::from_90khz(ticks),
+                frame.to_vec(),
+            ) {
+                break;
+            }
+            self.next_frame = (self.next_frame + 1) % self.clip.len().max(1);
+            self.sent_video += 1;
+        }
+    }
+
+    /// Writes one sample on the line of `kind`; `false` when there is no such line.
+    fn write(&mut self, kind: MediaKind, now: Instant, time: MediaTime, data: Vec<u8>) -> bool {
+        let Some(mid) = self
+            .kinds
+            .iter()
+            .find(|(_, k)| **k == kind)
+            .map(|(m, _)| *m)
+        else {
+            return false;
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return false;
+        };
+        let wanted = if kind == MediaKind::Audio {
+            Codec::Opus
+        } else {
+            Codec::Vp8
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == wanted)
+            .map(|p| p.pt())
+        else {
+            return false;
+        };
+        if writer.write(pt, now, time, data).is_ok() {
+            self.update(|r| r.samples_sent += 1);
+        }
+        true
+    }
+}
+
+fn codec_name(codec: Codec) -> String {
+    match codec {
+        Codec::Opus => "opus".to_owned(),
+        Codec::Vp8 => "VP8".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
