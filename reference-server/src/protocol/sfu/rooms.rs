@@ -437,11 +437,11 @@ impl Rooms {
             .streams
             .push(mid.clone());
         let jsep = json!({"type": "answer", "sdp": answer});
-        self.ok(
-            conn,
-            id,
-            json!({"jsep": jsep, "mid": mid, "sfuid": self.ids.sfu_id}),
-        );
+        let mut answered = json!({"jsep": jsep, "mid": mid, "sfuid": self.ids.sfu_id});
+        if self.has(Fault::SfuPublishWithoutSfuid) {
+            answered.as_object_mut().map(|d| d.remove("sfuid"));
+        }
+        self.ok(conn, id, answered);
         if self.has(Fault::SfuNoStreamAdd) {
             return;
         }
@@ -641,17 +641,17 @@ impl Rooms {
     /// 004 §5 notifications go to the other peers of the room, never to the sender.
     fn notify(&mut self, sender: ConnId, rid: &str, message: Value) {
         let echo = self.has(Fault::SfuNotifySender);
-        let to: Vec<ConnId> = self
-            .rooms
-            .get(rid)
-            .map(|r| {
-                r.members
-                    .iter()
-                    .copied()
-                    .filter(|c| echo || *c != sender)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let everywhere = self.has(Fault::SfuBroadcastEveryRoom) && message["method"] == "broadcast";
+        let rooms: Vec<&Room> = if everywhere {
+            self.rooms.values().collect()
+        } else {
+            self.rooms.get(rid).into_iter().collect()
+        };
+        let to: Vec<ConnId> = rooms
+            .iter()
+            .flat_map(|r| r.members.iter().copied())
+            .filter(|c| echo || *c != sender)
+            .collect();
         if !to.is_empty() {
             self.effects.push(Effect::Broadcast { to, message });
         }
