@@ -145,6 +145,9 @@ struct ServeArgs {
     /// sfu: the `sfuid` this server writes in publish answers, pubs and stream-add.
     #[arg(long, default_value = "sfu_1")]
     sfu_id: String,
+    /// sfu: record each published Opus track to DIR/<mid>.ogg (Ogg Opus, RFC 7845).
+    #[arg(long, value_name = "DIR")]
+    sfu_record_dir: Option<PathBuf>,
     /// sfu: the `signalid` this server writes in the join answer's users.
     #[arg(long, default_value = "signal_1")]
     signal_id: String,
@@ -382,6 +385,7 @@ fn sfu_setup(args: &ServeArgs) -> SfuSetup {
             sfu_id: args.sfu_id.clone(),
         },
         media_bind: SocketAddr::new(args.bind, args.sfu_media_port),
+        record_dir: args.sfu_record_dir.clone(),
     }
 }
 

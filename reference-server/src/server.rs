@@ -310,6 +310,8 @@ pub struct SfuSetup {
     pub ids: sfu::ServerIds,
     /// The media socket's address (port 0 picks a free one).
     pub media_bind: SocketAddr,
+    /// Record each published Opus track to `<dir>/<mid>.ogg`.
+    pub record_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SfuSetup {
@@ -318,6 +320,7 @@ impl Default for SfuSetup {
             session: sfu::SessionConfig::default(),
             ids: sfu::ServerIds::default(),
             media_bind: SocketAddr::from(([127, 0, 0, 1], sfu::DEFAULT_PORT)),
+            record_dir: None,
         }
     }
 }
@@ -368,7 +371,8 @@ async fn sfu_stats(
 /// Binds the media socket, starts the media loop, and serves signaling on `listener`.
 pub async fn start_sfu(listener: TcpListener, setup: SfuSetup) -> Result<RunningSfu, ServerError> {
     let addr = listener.local_addr().map_err(ServerError::Listener)?;
-    let media = start_media(setup.media_bind, setup.session.faults.clone())
+    let faults = setup.session.faults.clone();
+    let media = start_media(setup.media_bind, faults, setup.record_dir)
         .await
         .map_err(ServerError::MediaSocket)?;
     let app = SfuApp::new(setup.session, setup.ids, media.handle.clone());

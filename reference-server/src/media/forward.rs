@@ -3,13 +3,18 @@
 //! requests from subscribers go up to the publisher; str0m answers NACKs (with RTX when
 //! negotiated), sends receiver reports and TWCC feedback on its own.
 
+use super::ogg::{is_stereo, OggOpusWriter};
 use super::{KEYFRAME_REQUEST_INTERVAL, MAX_PEERS};
 use crate::faults::{Fault, Faults};
 use crate::protocol::sfu::{ErrorCode, MediaRefusal};
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::BufWriter;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
+use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -20,6 +25,73 @@ pub struct SfuConfig {
     /// The one UDP socket's address, offered as the only (host) candidate.
     pub local_addr: SocketAddr,
     pub faults: Faults,
+    /// With a directory, each published Opus track is recorded to `<dir>/<mid>.ogg`.
+    pub record_dir: Option<PathBuf>,
+}
+
+/// One publication's Opus recording; the file is opened at the first packet (which says
+/// whether the stream is stereo) and finished when the publication ends.
+#[derive(Debug)]
+struct Recorder {
+    path: PathBuf,
+    writer: Option<OggOpusWriter<BufWriter<File>>>,
+    failed: bool,
+}
+
+impl Recorder {
+    fn new(dir: &std::path::Path, mid: &str) -> Self {
+        let name: String = mid
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Self {
+            path: dir.join(format!("{name}.ogg")),
+            writer: None,
+            failed: false,
+        }
+    }
+
+    fn write(&mut self, data: &MediaData) {
+        if self.failed {
+            return;
+        }
+        if self.writer.is_none() {
+            let channels = if is_stereo(&data.data) { 2 } else { 1 };
+            let opened = File::create(&self.path)
+                .and_then(|f| OggOpusWriter::new(BufWriter::new(f), 1, channels));
+            self.writer = self.record_failure(opened);
+        }
+        if let Some(writer) = self.writer.as_mut() {
+            let written = writer.write_packet(data.time.numer(), &data.data);
+            if self.record_failure(written).is_none() {
+                self.writer = None;
+            }
+        }
+    }
+
+    /// A recording that cannot be written stops, with one warning; forwarding goes on.
+    fn record_failure<T>(&mut self, outcome: std::io::Result<T>) -> Option<T> {
+        outcome
+            .map_err(|error| {
+                tracing::warn!(path = %self.path.display(), %error, "recording stopped");
+                self.failed = true;
+            })
+            .ok()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            let _ = writer.finish();
+        }
+    }
 }
 
 /// Counters for the operator and the load generator.
@@ -32,6 +104,8 @@ pub struct MediaStats {
     /// Samples written toward subscribers.
     pub samples_forwarded: u64,
     pub bytes_forwarded: u64,
+    /// Publications being recorded.
+    pub recordings: usize,
     pub datagrams_in: u64,
     pub datagrams_out: u64,
     /// Datagrams no peer connection accepted.
@@ -61,6 +135,7 @@ struct Peer {
     /// Media lines by kind, as negotiated.
     tracks: Vec<(Mid, MediaKind)>,
     next_timeout: Instant,
+    recorder: Option<Recorder>,
 }
 
 impl Peer {
@@ -119,6 +194,7 @@ impl Sfu {
         MediaStats {
             publishers: self.publications.len(),
             subscribers: self.subscriptions.len(),
+            recordings: self.peers.values().filter(|p| p.recorder.is_some()).count(),
             ..self.stats
         }
     }
@@ -137,6 +213,9 @@ impl Sfu {
             last_keyframe_request: HashMap::new(),
         };
         let key = self.insert(now, rtc, role);
+        if let (Some(dir), Some(peer)) = (&self.config.record_dir, self.peers.get_mut(&key)) {
+            peer.recorder = Some(Recorder::new(dir, mid));
+        }
         self.publications.insert(mid.to_owned(), key);
         Ok(answer)
     }
@@ -233,6 +312,7 @@ impl Sfu {
             role,
             tracks: Vec::new(),
             next_timeout: now,
+            recorder: None,
         };
         self.peers.insert(key, peer);
         self.drive(key);
@@ -468,6 +548,11 @@ fn on_event(
         (Event::MediaAdded(added), _) => peer.tracks.push((added.mid, added.kind)),
         (Event::MediaData(data), Role::Publisher { .. }) => {
             stats.samples_in += 1;
+            if data.params.spec().codec == Codec::Opus {
+                if let Some(recorder) = peer.recorder.as_mut() {
+                    recorder.write(&data);
+                }
+            }
             if !data.contiguous {
                 work.push_back(Propagate::KeyframeUp {
                     source: key,

@@ -5,6 +5,7 @@
 
 pub mod forward;
 pub mod handle;
+pub mod ogg;
 
 pub use forward::{MediaStats, Sfu, SfuConfig};
 pub use handle::{MediaCommand, MediaHandle};

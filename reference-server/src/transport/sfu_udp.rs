@@ -4,6 +4,7 @@
 use crate::faults::Faults;
 use crate::media::{MediaCommand, MediaHandle, Sfu, SfuConfig, MAX_DATAGRAM};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -26,12 +27,24 @@ impl Drop for MediaLoop {
     }
 }
 
-/// Binds the media socket at `bind` (port 0 for any) and starts the loop.
-pub async fn start_media(bind: SocketAddr, faults: Faults) -> std::io::Result<MediaLoop> {
+/// Binds the media socket at `bind` (port 0 for any) and starts the loop; with `record_dir`,
+/// published Opus tracks are recorded there.
+pub async fn start_media(
+    bind: SocketAddr,
+    faults: Faults,
+    record_dir: Option<PathBuf>,
+) -> std::io::Result<MediaLoop> {
+    if let Some(dir) = &record_dir {
+        std::fs::create_dir_all(dir)?;
+    }
     let socket = UdpSocket::bind(bind).await?;
     let local_addr = socket.local_addr()?;
     let (commands, inbox) = mpsc::channel(crate::media::handle::COMMAND_QUEUE_DEPTH);
-    let sfu = Sfu::new(SfuConfig { local_addr, faults });
+    let sfu = Sfu::new(SfuConfig {
+        local_addr,
+        faults,
+        record_dir,
+    });
     let task = tokio::spawn(run(socket, sfu, inbox));
     Ok(MediaLoop {
         handle: MediaHandle::new(commands),
