@@ -352,9 +352,14 @@ impl RunningSfu {
     }
 }
 
-/// The routes of the sfu port: the signaling WebSocket, the room occupancy and media counters.
+/// The SFU demo page: one file, no build step (S9).
+pub const SFU_DEMO_HTML: &str = include_str!("../web/sfu/index.html");
+
+/// The routes of the sfu port: the demo page, the signaling WebSocket, the room occupancy and
+/// media counters.
 pub fn sfu_router(app: Arc<SfuApp>) -> Router {
     Router::new()
+        .route("/", get(|| async { axum::response::Html(SFU_DEMO_HTML) }))
         .route(sfu::WS_PATH, get(sfu_ws::upgrade))
         .route("/api/v1/health", get(operator_api::health))
         .route("/api/v1/stats", get(sfu_stats))
