@@ -112,7 +112,7 @@ pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> usize {
     let joined = rooms.iter().map(|(_, receivers)| receivers + 1).sum();
     let end = Instant::now() + scenario.duration;
     let _ = until.set(end + GRACE);
-    let progress = tokio::spawn(stats.clone().show_progress("cmdrelay", end));
+    let progress = tokio::spawn(stats.clone().show_progress("cmdrelay relays", end));
     let mut senders = tokio::task::JoinSet::new();
     for (index, (sink, _)) in rooms.into_iter().enumerate() {
         // Spread the rooms' sends over one interval so that they do not all fire at once.

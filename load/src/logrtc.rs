@@ -141,7 +141,7 @@ pub async fn run(scenario: &Scenario, setup: Arc<SetUp>, relays: Arc<Stats>) -> 
     relays.connected.store(2 * joined as u64, Ordering::Relaxed);
     let end = Instant::now() + scenario.duration;
     let _ = until.set(end + GRACE);
-    let progress = tokio::spawn(relays.clone().show_progress("logrtc", end));
+    let progress = tokio::spawn(relays.clone().show_progress("logrtc relays", end));
     let mut senders = tokio::task::JoinSet::new();
     for (index, sink) in sinks {
         let offset = scenario.interval.mul_f64((index % 1000) as f64 / 1000.0);

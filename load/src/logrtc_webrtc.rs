@@ -194,6 +194,7 @@ async fn consume(
         return false;
     };
     measured.open.record_ack(watched.elapsed());
+    measured.lines.connected.fetch_add(1, Ordering::Relaxed);
     read_lines(&mut reader, base, measured, deadline).await;
     peer.close().await;
     true

@@ -714,7 +714,7 @@ async fn run_logrtc_webrtc(args: &LogrtcArgs, url: String, producers: usize) -> 
         measured
             .lines
             .clone()
-            .show_progress("lines", Instant::now() + scenario.duration + STEP_LIMIT),
+            .show_progress("lines read", Instant::now() + scenario.duration + STEP_LIMIT),
     );
     let opened = logrtc_webrtc::run(&scenario, measured.clone()).await;
     progress.abort();

@@ -172,7 +172,7 @@ pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> (Vec<(String, u64)>,
         return (ids.into_iter().map(|id| (id, 0)).collect(), sockets);
     }
     let until = Instant::now() + scenario.duration;
-    tokio::spawn(stats.clone().show_progress("nodemgr", until));
+    tokio::spawn(stats.clone().show_progress("nodemgr acks", until));
     let mut running = tokio::task::JoinSet::new();
     for (node_id, ws) in nodes {
         running.spawn(run_node(

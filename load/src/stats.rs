@@ -77,7 +77,7 @@ impl Stats {
             let acked = self.acked.load(Ordering::Relaxed);
             let [p50, p99, ..] = self.percentiles_ms();
             eprintln!(
-                "[{:>4}s] {label}: {} connected, {} acks/s, p50 {p50:.2} ms, p99 {p99:.2} ms, errors {:?}",
+                "[{:>4}s] {} connected, {label} {}/s, p50 {p50:.2} ms, p99 {p99:.2} ms, errors {:?}",
                 started.elapsed().as_secs(),
                 self.connected.load(Ordering::Relaxed),
                 acked - last,
