@@ -233,3 +233,64 @@ async fn the_full_logrtc_signaling_exchange() {
     let lines: Vec<String> = transcript.lines().iter().map(|l| redact(l)).collect();
     insta::assert_snapshot!(lines.join("\n"));
 }
+
+#[tokio::test]
+async fn the_full_sfu_signaling_exchange() {
+    use conformance::wire::sfu;
+    let wait = Duration::from_secs(5);
+    let target = Target::in_process(Faults::none(), wait)
+        .await
+        .expect("server");
+    let endpoint = target.sfu.clone().expect("sfu endpoint");
+    let transcript = Transcript::default();
+    let (alice_url, bob_url) = (endpoint.peer_url("alice"), endpoint.peer_url("bob"));
+    let mut alice = WsClient::connect("alice", &alice_url, &transcript, wait)
+        .await
+        .expect("connect");
+    let mut bob = WsClient::connect("bob", &bob_url, &transcript, wait)
+        .await
+        .expect("connect");
+    let room = sfu::join("snap-room");
+    alice
+        .send_json(&sfu::request(1, "join", room.clone()))
+        .await
+        .expect("send");
+    alice.expect_message("join answer").await.expect("answer");
+    bob.send_json(&sfu::request(1, "join", room.clone()))
+        .await
+        .expect("send");
+    bob.expect_message("join answer").await.expect("answer");
+    alice.expect_message("peer-join").await.expect("told");
+    let hello = sfu::broadcast("snap-room", serde_json::json!({"text": "hello"}));
+    bob.send_json(&sfu::request(2, "broadcast", hello))
+        .await
+        .expect("send");
+    bob.expect_message("broadcast answer")
+        .await
+        .expect("answer");
+    alice.expect_message("broadcast").await.expect("told");
+    alice
+        .send_json(&sfu::request(2, "keepalive", room.clone()))
+        .await
+        .expect("send");
+    alice
+        .expect_message("keepalive answer")
+        .await
+        .expect("answer");
+    alice
+        .send_json(&sfu::request(3, "dance", room.clone()))
+        .await
+        .expect("send");
+    alice.expect_message("unknown method").await.expect("error");
+    let string_id =
+        serde_json::json!({"request": true, "id": "4", "method": "keepalive", "data": room});
+    alice.send_json(&string_id).await.expect("send");
+    alice.expect_message("string id").await.expect("error");
+    bob.send_json(&sfu::request(3, "leave", sfu::room("snap-room")))
+        .await
+        .expect("send");
+    bob.expect_message("leave answer").await.expect("answer");
+    alice.expect_message("peer-leave").await.expect("told");
+    let lines: Vec<String> = transcript.lines().iter().map(|l| redact(l)).collect();
+    insta::assert_snapshot!(lines.join("\n"));
+}

@@ -710,12 +710,10 @@ async fn run_logrtc_webrtc(args: &LogrtcArgs, url: String, producers: usize) -> 
         scenario.producers, scenario.consumers, scenario.rate, scenario.line_bytes, scenario.duration
     );
     let measured = logrtc_webrtc::Measured::new();
-    let progress = tokio::spawn(
-        measured
-            .lines
-            .clone()
-            .show_progress("lines read", Instant::now() + scenario.duration + STEP_LIMIT),
-    );
+    let progress = tokio::spawn(measured.lines.clone().show_progress(
+        "lines read",
+        Instant::now() + scenario.duration + STEP_LIMIT,
+    ));
     let opened = logrtc_webrtc::run(&scenario, measured.clone()).await;
     progress.abort();
     let show = |label: &str, stats: &stats::Stats| {
