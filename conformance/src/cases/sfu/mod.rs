@@ -172,7 +172,7 @@ impl Peer {
         matches: impl Fn(&Value) -> bool,
     ) -> Result<Value, Failure> {
         let wanted = |m: &Value| wire::is_notification(m, method) && matches(&m["data"]);
-        if let Some(at) = self.inbox.iter().position(|m| wanted(m)) {
+        if let Some(at) = self.inbox.iter().position(&wanted) {
             return Ok(self.inbox.remove(at).unwrap_or_default());
         }
         let deadline = Instant::now() + wait;
