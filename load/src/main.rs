@@ -6,7 +6,9 @@ mod echo;
 mod logrtc;
 mod logrtc_webrtc;
 mod nodemgr;
+mod sfu;
 mod stats;
+mod udp_relay;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -48,6 +50,9 @@ enum Command {
     Ecapture(EcaptureArgs),
     /// logrtc signaling: producer/consumer pairs; registration, watch and relay latency.
     Logrtc(LogrtcArgs),
+    /// SFU rooms over real WebRTC (Opus, VP8): forwarded packets, loss, jitter, join→first
+    /// RTP, CPU per forwarded packet against a bare UDP relay in the same run.
+    Sfu(SfuArgs),
     /// Closed-loop relays between pairs vs a bare tokio-tungstenite echo server, same run.
     CmdrelayVsEcho {
         #[arg(long, default_value_t = 64)]
@@ -173,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Cmdrelay(args) => run_cmdrelay(args).await,
         Command::Ecapture(args) => run_ecapture(args).await,
         Command::Logrtc(args) => run_logrtc(args).await,
+        Command::Sfu(args) => run_sfu(args).await,
         Command::CmdrelayVsEcho {
             pairs,
             duration,
@@ -794,4 +800,320 @@ reference relay {relay_rate:.0} relays/s (p50 {r50:.2} ms, p99 {r99:.2} ms); rat
         ratios[ratios.len() / 2]
     );
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+struct SfuArgs {
+    /// ws://127.0.0.1:8443/ws. Default: the release reference-server next to this binary,
+    /// spawned on free ports (so that its CPU is measured apart), else one in this process.
+    #[arg(long)]
+    target: Option<String>,
+    /// The target's process id, to measure its CPU per forwarded packet.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Publishers per room.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Subscribers per room; each subscribes to every publisher of its room.
+    #[arg(long, default_value_t = 10)]
+    subscribers: usize,
+    /// What each publisher sends: audio (Opus, 50 packets/s), video (VP8, 30 frames/s) or av.
+    #[arg(long, default_value = "audio")]
+    tracks: String,
+    /// Subscriber joins per second while the rooms fill.
+    #[arg(long, default_value_t = 20.0)]
+    joins_per_sec: f64,
+    /// The measured window, after every subscriber receives.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Skip the bare UDP relay baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+/// Peer connections one `load sfu` run may open: each is a UDP socket and a task here.
+const MAX_SFU_PEERS: usize = 5_000;
+
+/// A spawned reference server; killed on drop.
+struct SpawnedServer {
+    child: tokio::process::Child,
+    ws_url: String,
+}
+
+/// Starts `reference-server` from this binary's directory on free ports, if it is there.
+async fn spawn_reference_sfu() -> anyhow::Result<Option<SpawnedServer>> {
+    use tokio::io::AsyncBufReadExt;
+    let Some(program) = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("reference-server"))
+    else {
+        return Ok(None);
+    };
+    if !program.is_file() {
+        return Ok(None);
+    }
+    let data = std::env::temp_dir().join(format!("load-sfu-{}", std::process::id()));
+    let ports = [
+        "--nodemgr-port",
+        "--cmdrelay-port",
+        "--ecapture-port",
+        "--logrtc-port",
+        "--sfu-port",
+        "--sfu-media-port",
+    ];
+    let mut command = tokio::process::Command::new(&program);
+    for port in ports {
+        command.args([port, "0"]);
+    }
+    command
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--ecapture-rate", "0"]);
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line
+                .strip_prefix("ready sfu ")
+                .and_then(|rest| rest.split('?').next())
+            {
+                return Some(url.to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| anyhow::anyhow!("{} printed no `ready sfu` line", program.display()))?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Some(SpawnedServer {
+        child,
+        ws_url: ready,
+    }))
+}
+
+fn sfu_tracks(name: &str) -> anyhow::Result<conformance::client::media::Tracks> {
+    use conformance::client::media::Tracks;
+    match name {
+        "audio" => Ok(Tracks::AUDIO),
+        "video" => Ok(Tracks {
+            audio: false,
+            video: true,
+        }),
+        "av" => Ok(Tracks::AUDIO_VIDEO),
+        other => anyhow::bail!("--tracks {other}: use audio, video or av"),
+    }
+}
+
+async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
+    let peers = args.rooms * args.publishers * (1 + args.subscribers);
+    anyhow::ensure!(
+        peers <= MAX_SFU_PEERS,
+        "{peers} peer connections asked; at most {MAX_SFU_PEERS}"
+    );
+    anyhow::ensure!(
+        args.rooms > 0 && args.publishers > 0,
+        "--rooms and --publishers must be at least 1"
+    );
+    let mut _in_process = None;
+    let mut _spawned = None;
+    let (url, server_pid) = match &args.target {
+        Some(url) => {
+            ensure_loopback(url)?;
+            (
+                url.split('?').next().unwrap_or(url).to_owned(),
+                args.server_pid,
+            )
+        }
+        None => match spawn_reference_sfu().await? {
+            Some(server) => {
+                let pid = server.child.id();
+                let url = server.ws_url.clone();
+                _spawned = Some(server);
+                (url, pid)
+            }
+            None => {
+                eprintln!("load: no reference-server next to this binary; the SFU runs in this process and its CPU cannot be told apart (cargo build --release -p reference-server)");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let setup = reference_server::server::SfuSetup {
+                    media_bind: "127.0.0.1:0".parse()?,
+                    ..reference_server::server::SfuSetup::default()
+                };
+                let server = reference_server::server::start_sfu(listener, setup).await?;
+                let url = server.ws_url();
+                _in_process = Some(server);
+                (url, None)
+            }
+        },
+    };
+    let scenario = sfu::Scenario {
+        ws_url: url.clone(),
+        rooms: args.rooms,
+        publishers: args.publishers,
+        subscribers: args.subscribers,
+        tracks: sfu_tracks(&args.tracks)?,
+        duration: args.duration.min(MAX_DURATION),
+        joins_per_sec: args.joins_per_sec,
+    };
+    eprintln!(
+        "load: {} rooms × ({} publishers of {} + {} subscribers of each) against {url}; {} subscriptions",
+        args.rooms, args.publishers, args.tracks, args.subscribers, args.rooms * args.publishers * args.subscribers
+    );
+    let set_up_started = Instant::now();
+    let running = sfu::set_up(&scenario).await?;
+    eprintln!(
+        "set up in {:.1} s; settling 2 s",
+        set_up_started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let figures = measure_sfu(&running, scenario.duration, server_pid).await;
+    let [p50, p99, p999, max] = running.join_to_first_rtp.percentiles_ms();
+    println!("join → first RTP ms: p50 {p50:.1}, p99 {p99:.1}, p99.9 {p999:.1}, max {max:.1} (n {}, errors {:?})", running.join_to_first_rtp.acked.load(std::sync::atomic::Ordering::Relaxed), running.join_to_first_rtp.errors());
+    figures.print();
+    if !args.no_baseline {
+        let load = figures.relay_load(&scenario);
+        eprintln!("baseline: a bare UDP relay, {} streams × {} receivers, {:.0} packets/s per stream of {} bytes, {:?}", load.streams, load.fanout, load.packets_per_sec, load.packet_bytes, load.duration);
+        drop(running);
+        let relay = tokio::task::spawn_blocking(move || udp_relay::run(load)).await??;
+        let relay_us = relay.cpu_per_packet_us();
+        println!("baseline UDP relay: {} forwarded ({:.0}/s), {} received; relay CPU {:.2} s = {relay_us:.2} µs per forwarded packet", relay.forwarded, relay.forwarded as f64 / load.duration.as_secs_f64(), relay.received, relay.relay_cpu);
+        if relay.relay_cpu < 0.1 {
+            println!("the relay used under 0.1 CPU seconds: too little to compare; raise the load or --duration");
+        } else if let Some(sfu_us) = figures.sfu_cpu_per_packet_us() {
+            println!(
+                "SFU CPU per forwarded RTP packet / bare relay's: {:.2}×",
+                sfu_us / relay_us.max(f64::MIN_POSITIVE)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What one measured window showed.
+struct SfuFigures {
+    window: Duration,
+    delta: sfu::Tally,
+    end: sfu::Tally,
+    streams: usize,
+    fanout: usize,
+    own_cpu: f64,
+    server_cpu: Option<f64>,
+}
+
+impl SfuFigures {
+    fn sfu_cpu_per_packet_us(&self) -> Option<f64> {
+        self.server_cpu
+            .map(|cpu| cpu * 1e6 / self.delta.rtp_packets.max(1) as f64)
+    }
+
+    fn relay_load(&self, scenario: &sfu::Scenario) -> udp_relay::RelayLoad {
+        let pairs = (self.streams * self.fanout).max(1) as f64;
+        udp_relay::RelayLoad {
+            streams: self.streams,
+            fanout: self.fanout,
+            packets_per_sec: self.delta.rtp_packets as f64 / self.window.as_secs_f64() / pairs,
+            packet_bytes: (self.delta.rtp_bytes / self.delta.rtp_packets.max(1)).clamp(20, 1400)
+                as usize,
+            duration: scenario.duration,
+        }
+    }
+
+    fn print(&self) {
+        let secs = self.window.as_secs_f64();
+        let d = &self.delta;
+        let loss = 1.0 - d.received as f64 / d.expected.max(1) as f64;
+        println!(
+            "forwarded samples received: {} ({:.0}/s), expected {} → loss {:.3} %",
+            d.received,
+            d.received as f64 / secs,
+            d.expected,
+            loss.max(0.0) * 100.0
+        );
+        println!(
+            "RTP packets received by subscribers: {} ({:.0}/s), {:.2} Mbit/s",
+            d.rtp_packets,
+            d.rtp_packets as f64 / secs,
+            d.rtp_bytes as f64 * 8.0 / secs / 1e6
+        );
+        println!("NACKs sent by subscribers {}, PLIs {} (whole run); jitter max audio {:.2} ms, video {:.2} ms", self.end.nacks_sent, self.end.plis_sent, self.end.jitter_audio_ms, self.end.jitter_video_ms);
+        println!("load generator CPU: {:.2} cores", self.own_cpu / secs);
+        match (self.server_cpu, self.sfu_cpu_per_packet_us()) {
+            (Some(cpu), Some(us)) => println!(
+                "SFU CPU: {:.2} cores; {us:.2} µs per forwarded RTP packet",
+                cpu / secs
+            ),
+            _ => {
+                println!("SFU CPU: not measured (no --server-pid, or the SFU runs in this process)")
+            }
+        }
+        if self.own_cpu / secs > 0.9 {
+            println!(
+                "warning: the load generator used {:.2} cores of 2: it may be the bottleneck",
+                self.own_cpu / secs
+            );
+        }
+    }
+}
+
+fn minus(end: sfu::Tally, start: sfu::Tally) -> sfu::Tally {
+    sfu::Tally {
+        received: end.received - start.received.min(end.received),
+        bytes: end.bytes.saturating_sub(start.bytes),
+        expected: end.expected.saturating_sub(start.expected),
+        rtp_packets: end.rtp_packets.saturating_sub(start.rtp_packets),
+        rtp_bytes: end.rtp_bytes.saturating_sub(start.rtp_bytes),
+        nacks_sent: end.nacks_sent.saturating_sub(start.nacks_sent),
+        plis_sent: end.plis_sent.saturating_sub(start.plis_sent),
+        jitter_audio_ms: end.jitter_audio_ms,
+        jitter_video_ms: end.jitter_video_ms,
+    }
+}
+
+async fn measure_sfu(
+    running: &sfu::Running,
+    window: Duration,
+    server_pid: Option<u32>,
+) -> SfuFigures {
+    let server_stat = server_pid.map(|pid| format!("/proc/{pid}/stat"));
+    let server_cpu = || server_stat.as_deref().and_then(sfu::cpu_seconds);
+    let own = || sfu::cpu_seconds("/proc/self/stat").unwrap_or(0.0);
+    let (start, own_start, server_start) = (sfu::tally(running), own(), server_cpu());
+    let started = Instant::now();
+    let mut last = start;
+    while started.elapsed() < window {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = sfu::tally(running);
+        eprintln!(
+            "[{:>4}s] samples received {}/s, RTP packets {}/s",
+            started.elapsed().as_secs(),
+            now.received - last.received.min(now.received),
+            now.rtp_packets.saturating_sub(last.rtp_packets)
+        );
+        last = now;
+    }
+    let end = sfu::tally(running);
+    let elapsed = started.elapsed();
+    let streams = running.publishers.len();
+    SfuFigures {
+        window: elapsed,
+        delta: minus(end, start),
+        end,
+        streams,
+        fanout: running.subscriptions.len() / streams.max(1),
+        own_cpu: own() - own_start,
+        server_cpu: server_cpu()
+            .zip(server_start)
+            .map(|(end, start)| end - start),
+    }
 }

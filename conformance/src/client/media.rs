@@ -4,7 +4,7 @@
 //! the Opus packets are 20 ms stereo CELT frames (TOC 0xFC) with a fixed payload: valid
 //! streams, no codec needed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -25,6 +25,10 @@ const CLIP: &[u8] = include_bytes!("../../../fixtures/sfu/media/clip.ivf");
 const OPUS_FRAME_TICKS: u64 = 960;
 const OPUS_PERIOD: Duration = Duration::from_millis(20);
 const VP8_PERIOD: Duration = Duration::from_millis(33);
+/// Samples a report keeps; older ones are only counted.
+pub const SAMPLE_HISTORY: usize = 512;
+/// How often str0m reports RTP statistics.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// TOC byte: config 31 (CELT fullband, 20 ms), stereo, one frame.
 const OPUS_TOC: u8 = 0xFC;
 
@@ -63,15 +67,48 @@ pub struct Sample {
 pub struct PeerReport {
     pub connected: bool,
     pub closed: bool,
-    pub samples: Vec<Sample>,
+    /// The latest samples received, at most [`SAMPLE_HISTORY`].
+    pub samples: VecDeque<Sample>,
+    /// Samples received in all, by kind, and their bytes.
+    pub audio_received: u64,
+    pub video_received: u64,
+    pub bytes_received: u64,
     /// Keyframe requests (PLI or FIR) that reached this peer as a publisher.
     pub keyframe_requests: u32,
     pub samples_sent: u64,
+    /// When the first sample arrived (a subscriber).
+    pub first_sample: Option<Instant>,
+    /// str0m's latest RTP statistics per media line (every second once connected).
+    pub rtp: HashMap<String, LineStats>,
+}
+
+/// One media line's RTP counters, from str0m's stats events.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LineStats {
+    pub kind: Option<MediaKind>,
+    /// RTP packets received (a receiving line) or sent (a sending line), retransmissions in.
+    pub packets: u64,
+    pub bytes: u64,
+    /// NACKs and PLIs this side sent (receiving) or received (sending).
+    pub nacks: u64,
+    pub plis: u64,
+    /// Interarrival jitter in milliseconds (a receiving line).
+    pub jitter_ms: f64,
+    /// Fraction lost, from the last receiver report.
+    pub loss: Option<f32>,
 }
 
 impl PeerReport {
     pub fn of_kind(&self, kind: MediaKind) -> impl Iterator<Item = &Sample> {
         self.samples.iter().filter(move |s| s.kind == kind)
+    }
+
+    /// Samples received in all of `kind`.
+    pub fn received(&self, kind: MediaKind) -> u64 {
+        match kind {
+            MediaKind::Audio => self.audio_received,
+            MediaKind::Video => self.video_received,
+        }
     }
 }
 
@@ -119,6 +156,7 @@ impl MediaPeer {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            .set_stats_interval(Some(STATS_INTERVAL))
             .build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(|e| format!("candidate: {e}"))?;
         rtc.add_local_candidate(candidate);
@@ -173,6 +211,11 @@ impl MediaPeer {
     /// Closes the peer connection.
     pub async fn close(&self) {
         let _ = self.commands.send(Command::Close).await;
+    }
+
+    /// The live report, for watchers that poll it without cloning.
+    pub fn report_handle(&self) -> Arc<Mutex<PeerReport>> {
+        Arc::clone(&self.report)
     }
 
     pub fn report(&self) -> PeerReport {
@@ -369,7 +412,52 @@ impl Driver {
                         && data.data.first().is_some_and(|b| b & 1 == 0),
                     at: Instant::now(),
                 };
-                self.update(|r| r.samples.push(sample));
+                self.update(|r| {
+                    r.first_sample.get_or_insert(sample.at);
+                    match sample.kind {
+                        MediaKind::Audio => r.audio_received += 1,
+                        MediaKind::Video => r.video_received += 1,
+                    }
+                    r.bytes_received += sample.bytes as u64;
+                    if r.samples.len() >= SAMPLE_HISTORY {
+                        r.samples.pop_front();
+                    }
+                    r.samples.push_back(sample);
+                });
+            }
+            Event::MediaIngressStats(stats) => {
+                let kind = self.kinds.get(&stats.mid).copied();
+                let rate = if kind == Some(MediaKind::Video) {
+                    90.0
+                } else {
+                    48.0
+                };
+                let line = LineStats {
+                    kind,
+                    packets: stats.packets,
+                    bytes: stats.bytes,
+                    nacks: stats.nacks,
+                    plis: stats.plis,
+                    jitter_ms: f64::from(stats.jitter) / rate,
+                    loss: stats.loss,
+                };
+                self.update(|r| {
+                    r.rtp.insert(stats.mid.to_string(), line);
+                });
+            }
+            Event::MediaEgressStats(stats) => {
+                let line = LineStats {
+                    kind: self.kinds.get(&stats.mid).copied(),
+                    packets: stats.packets,
+                    bytes: stats.bytes,
+                    nacks: stats.nacks,
+                    plis: stats.plis,
+                    jitter_ms: 0.0,
+                    loss: stats.loss,
+                };
+                self.update(|r| {
+                    r.rtp.insert(stats.mid.to_string(), line);
+                });
             }
             Event::KeyframeRequest(_) => {
                 self.next_frame = 0;

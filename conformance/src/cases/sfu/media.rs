@@ -11,7 +11,7 @@ use std::time::Duration;
 use str0m::media::MediaKind;
 
 /// Samples of each kind a subscriber must get to count as receiving.
-const ENOUGH: usize = 10;
+const ENOUGH: u64 = 10;
 /// How long media must stay away to count as stopped.
 const STOPPED_WINDOW: Duration = Duration::from_millis(1500);
 
@@ -40,10 +40,10 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-fn counts(report: &PeerReport) -> (usize, usize) {
+fn counts(report: &PeerReport) -> (u64, u64) {
     (
-        report.of_kind(MediaKind::Audio).count(),
-        report.of_kind(MediaKind::Video).count(),
+        report.received(MediaKind::Audio),
+        report.received(MediaKind::Video),
     )
 }
 
@@ -120,7 +120,7 @@ async fn unpublish_stops_media(ctx: Ctx) -> CaseResult {
     let settled = receiving
         .wait_for(ctx.slow_wait, |r| {
             r.samples
-                .last()
+                .back()
                 .is_none_or(|s| s.at.elapsed() >= STOPPED_WINDOW)
         })
         .await;

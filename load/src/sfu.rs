@@ -1,0 +1,216 @@
+//! `load sfu`: rooms of real WebRTC publishers and subscribers (the suite's str0m peers, real
+//! Opus and VP8) against an SFU on loopback. It reports join→first-RTP latency, forwarded
+//! samples and bitrate, loss, jitter, NACK and PLI counts, the SFU's CPU per forwarded RTP
+//! packet (when its pid is known), and this process's own CPU, so that a run can say when the
+//! load generator is the bottleneck. A bare UDP relay forwarding the same packets to the same
+//! fan-out runs after it, in the same run, as the baseline (`crate::udp_relay`).
+
+use crate::stats::Stats;
+use conformance::cases::sfu::{stream_of, Peer};
+use conformance::client::media::{MediaPeer, Tracks};
+use conformance::client::Transcript;
+use conformance::target::{Ctx, SfuEndpoint};
+use std::sync::Arc;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+use str0m::media::MediaKind;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The SFU's signaling URL without query, `ws://127.0.0.1:8443/ws`.
+    pub ws_url: String,
+    pub rooms: usize,
+    pub publishers: usize,
+    pub subscribers: usize,
+    pub tracks: Tracks,
+    pub duration: Duration,
+    /// Subscriber joins per second while the rooms fill.
+    pub joins_per_sec: f64,
+}
+
+/// Everything that was set up, alive until dropped.
+pub struct Running {
+    pub publishers: Vec<MediaPeer>,
+    /// Each subscription: its media peer and the index of the publisher it receives.
+    pub subscriptions: Vec<(MediaPeer, usize)>,
+    /// Join sent → first sample of the subscriber's first subscription.
+    pub join_to_first_rtp: Arc<Stats>,
+    signaling: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for task in &self.signaling {
+            task.abort();
+        }
+    }
+}
+
+fn ctx(url: &str) -> Ctx {
+    Ctx {
+        nodemgr: None,
+        cmdrelay: None,
+        ecapture: None,
+        logrtc: None,
+        sfu: Some(SfuEndpoint {
+            ws_url: url.to_owned(),
+            keepalive_timeout: Some(Duration::from_secs(30)),
+        }),
+        wait: Duration::from_secs(10),
+        slow_wait: Duration::from_secs(30),
+        // A transcript that nobody reads: the load keeps no per-frame record.
+        transcript: Transcript::default(),
+    }
+}
+
+/// Keeps a peer's signaling alive (keepalives, notifications read) until aborted.
+fn keep_alive(mut peer: Peer) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let never = |_: &serde_json::Value| false;
+        loop {
+            let _ = peer
+                .notification("never", Duration::from_secs(3600), never)
+                .await;
+        }
+    })
+}
+
+/// Joins every room with its publishers, then paces the subscribers in.
+pub async fn set_up(scenario: &Scenario) -> anyhow::Result<Running> {
+    let ctx = ctx(&scenario.ws_url);
+    let mut running = Running {
+        publishers: Vec::new(),
+        subscriptions: Vec::new(),
+        join_to_first_rtp: Stats::new(),
+        signaling: Vec::new(),
+    };
+    let mut streams = Vec::new();
+    for room in 0..scenario.rooms {
+        let rid = format!("load-room-{room}-{}", uuid::Uuid::new_v4().simple());
+        for _ in 0..scenario.publishers {
+            let mut peer = Peer::joined(&ctx, &rid)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (media, answer) = peer
+                .publish(scenario.tracks)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (mid, sfuid) = stream_of(&answer).map_err(|e| anyhow::anyhow!("{e}"))?;
+            streams.push((rid.clone(), mid, sfuid, running.publishers.len()));
+            running.publishers.push(media);
+            running.signaling.push(keep_alive(peer));
+        }
+    }
+    let pace = Duration::from_secs_f64(1.0 / scenario.joins_per_sec.max(0.1));
+    let mut next_join = Instant::now();
+    for in_room in streams.chunks(scenario.publishers.max(1)) {
+        for _ in 0..scenario.subscribers {
+            tokio::time::sleep_until(next_join.into()).await;
+            next_join += pace;
+            let joined_at = Instant::now();
+            let mut peer = Peer::joined(&ctx, &in_room[0].0)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let first = running.subscriptions.len();
+            for (_, mid, sfuid, publisher) in in_room {
+                let (media, _) = peer
+                    .subscribe(mid, sfuid)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                running.subscriptions.push((media, *publisher));
+            }
+            running.signaling.push(keep_alive(peer));
+            watch_first_rtp(&running, first, joined_at);
+        }
+    }
+    Ok(running)
+}
+
+/// Records join → first sample of the subscription at `index`, once it arrives.
+fn watch_first_rtp(running: &Running, index: usize, joined_at: Instant) {
+    let report = running.subscriptions[index].0.report_handle();
+    let stats = running.join_to_first_rtp.clone();
+    tokio::spawn(async move {
+        let deadline = joined_at + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let first = report
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .first_sample;
+            if let Some(at) = first {
+                stats.record_ack(at.duration_since(joined_at));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stats.record_error("no RTP within 30 s");
+    });
+}
+
+/// Counters summed over peers at one instant.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally {
+    /// Samples received by subscribers, and their bytes.
+    pub received: u64,
+    pub bytes: u64,
+    /// Samples the publishers of each subscription sent (what should have arrived).
+    pub expected: u64,
+    /// RTP packets received by subscribers (str0m's counters, retransmissions in).
+    pub rtp_packets: u64,
+    pub rtp_bytes: u64,
+    pub nacks_sent: u64,
+    pub plis_sent: u64,
+    pub jitter_audio_ms: f64,
+    pub jitter_video_ms: f64,
+}
+
+pub fn tally(running: &Running) -> Tally {
+    let lock = |m: &MediaPeer| m.report_handle();
+    let sent: Vec<u64> = running
+        .publishers
+        .iter()
+        .map(|p| {
+            lock(p)
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .samples_sent
+        })
+        .collect();
+    let mut tally = Tally::default();
+    for (media, publisher) in &running.subscriptions {
+        let handle = lock(media);
+        let report = handle.lock().unwrap_or_else(PoisonError::into_inner);
+        tally.received += report.audio_received + report.video_received;
+        tally.bytes += report.bytes_received;
+        tally.expected += sent[*publisher];
+        for line in report.rtp.values() {
+            tally.rtp_packets += line.packets;
+            tally.rtp_bytes += line.bytes;
+            tally.nacks_sent += line.nacks;
+            tally.plis_sent += line.plis;
+            match line.kind {
+                Some(MediaKind::Video) => {
+                    tally.jitter_video_ms = tally.jitter_video_ms.max(line.jitter_ms)
+                }
+                _ => tally.jitter_audio_ms = tally.jitter_audio_ms.max(line.jitter_ms),
+            }
+        }
+    }
+    tally
+}
+
+/// CPU seconds (user + system) a process or thread has used, from `/proc/<path>/stat`.
+pub fn cpu_seconds(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks_per_second())
+}
+
+/// `sysconf(_SC_CLK_TCK)` is 100 on every Linux this runs on.
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
