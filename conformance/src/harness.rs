@@ -14,6 +14,8 @@
 //! | `CONFORMANCE_ECAPTURE_TARGET` | `ws://host:port/` of the ecapture server to judge |
 //! | `CONFORMANCE_ECAPTURE_HEARTBEAT_PERIOD` | its heartbeat period (default `15s`, eCapture's) |
 //! | `CONFORMANCE_LOGRTC_TARGET` | `ws://host:port/signaling` of the logrtc signaling server to judge |
+//! | `CONFORMANCE_SFU_TARGET` | `ws://host:port/ws` of the SFU to judge (cases add `?peer=`) |
+//! | `CONFORMANCE_SFU_KEEPALIVE_TIMEOUT` | how long it keeps a silent peer, e.g. `60s` |
 //! | `CONFORMANCE_STRICT` | `1`: non-strict verdicts fail |
 //! | `CONFORMANCE_EXPECTATIONS` | a known-failures file |
 //! | `CONFORMANCE_TIMEOUT_MULTIPLIER` | scales every wait, e.g. `3` on a slow machine |
