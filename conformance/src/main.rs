@@ -332,6 +332,7 @@ async fn run_client(args: ClientArgs) -> i32 {
         "nodemgr" => conformance::probes::nodemgr::run_probe(&probe).await,
         "cmdrelay" => conformance::probes::cmdrelay::run_probe(&probe).await,
         "ecapture" => conformance::probes::ecapture::run_probe(&probe).await,
+        "sfu" => conformance::probes::sfu::run_probe(&probe).await,
         "logrtc" => match args.role.as_str() {
             "producer" => logrtc::run_probe(&probe, logrtc::Role::Producer).await,
             "consumer" => logrtc::run_probe(&probe, logrtc::Role::Consumer).await,

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
@@ -146,20 +146,8 @@ impl MediaPeer {
     }
 
     async fn start(tracks: Tracks, direction: Direction) -> Result<Self, MediaError> {
-        let socket = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("bind: {e}"))?;
-        let local = socket
-            .local_addr()
-            .map_err(|e| format!("local address: {e}"))?;
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .set_stats_interval(Some(STATS_INTERVAL))
-            .build(Instant::now());
-        let candidate = Candidate::host(local, "udp").map_err(|e| format!("candidate: {e}"))?;
-        rtc.add_local_candidate(candidate);
+        let (socket, local) = bind_loopback().await?;
+        let mut rtc = new_rtc(local, false)?;
         let mut change = rtc.sdp_api();
         let wanted = [
             (tracks.audio, MediaKind::Audio),
@@ -174,21 +162,47 @@ impl MediaPeer {
             );
         }
         let (offer, pending) = change.apply().ok_or("no media line to offer")?;
-        let report = Arc::new(Mutex::new(PeerReport::default()));
-        let (commands, inbox) = mpsc::channel(16);
-        let mut driver = Driver::new(rtc, socket, local, Arc::clone(&report), direction);
+        let mut driver = Driver::new(rtc, socket, local, direction);
         // The lines this side offers: str0m announces only the ones the remote side adds.
         driver.kinds = kinds;
+        Ok(Self::spawn(driver, Some(pending), offer.to_sdp_string()))
+    }
+
+    /// Answers a client's offer, as an SFU would (ICE-lite, one host candidate): with
+    /// `sends`, media goes to the client on every line it offered to receive; without, what the
+    /// client sends is recorded. Returns the peer and the SDP answer.
+    pub async fn answering(offer: &str, sends: bool) -> Result<(Self, String), MediaError> {
+        let (socket, local) = bind_loopback().await?;
+        let mut rtc = new_rtc(local, true)?;
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| format!("the offer does not parse: {e}"))?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| format!("the offer cannot be answered: {e}"))?
+            .to_sdp_string();
+        let direction = if sends {
+            Direction::SendOnly
+        } else {
+            Direction::RecvOnly
+        };
+        let driver = Driver::new(rtc, socket, local, direction);
+        Ok((Self::spawn(driver, None, answer.clone()), answer))
+    }
+
+    fn spawn(driver: Driver, pending: Option<SdpPendingOffer>, sdp: String) -> Self {
+        let report = Arc::clone(&driver.report);
+        let (commands, inbox) = mpsc::channel(16);
         let task = tokio::spawn(driver.run(pending, inbox));
-        Ok(Self {
-            offer: offer.to_sdp_string(),
+        Self {
+            offer: sdp,
             report,
             commands,
             task,
-        })
+        }
     }
 
-    /// The SDP offer to send in `jsep`.
+    /// The SDP offer to send in `jsep` (or, for an answering peer, its answer).
     pub fn offer(&self) -> &str {
         &self.offer
     }
@@ -245,6 +259,30 @@ impl MediaPeer {
     }
 }
 
+async fn bind_loopback() -> Result<(UdpSocket, SocketAddr), MediaError> {
+    let socket = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    let local = socket
+        .local_addr()
+        .map_err(|e| format!("local address: {e}"))?;
+    Ok((socket, local))
+}
+
+/// An `Rtc` with Opus and VP8 only, RTP stats every second, and `local` as its candidate.
+fn new_rtc(local: SocketAddr, ice_lite: bool) -> Result<Rtc, MediaError> {
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(ice_lite)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .build(Instant::now());
+    let candidate = Candidate::host(local, "udp").map_err(|e| format!("candidate: {e}"))?;
+    rtc.add_local_candidate(candidate);
+    Ok(rtc)
+}
+
 /// The VP8 frames of the clip, in order, with whether each is a keyframe.
 fn clip_frames() -> Vec<(&'static [u8], bool)> {
     let mut frames = Vec::new();
@@ -284,18 +322,12 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(
-        rtc: Rtc,
-        socket: UdpSocket,
-        local: SocketAddr,
-        report: Arc<Mutex<PeerReport>>,
-        direction: Direction,
-    ) -> Self {
+    fn new(rtc: Rtc, socket: UdpSocket, local: SocketAddr, direction: Direction) -> Self {
         Self {
             rtc,
             socket,
             local,
-            report,
+            report: Arc::new(Mutex::new(PeerReport::default())),
             direction,
             kinds: HashMap::new(),
             clip: clip_frames(),
@@ -310,8 +342,11 @@ impl Driver {
         change(&mut self.report.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    async fn run(mut self, pending: SdpPendingOffer, mut inbox: mpsc::Receiver<Command>) {
-        let mut pending = Some(pending);
+    async fn run(
+        mut self,
+        mut pending: Option<SdpPendingOffer>,
+        mut inbox: mpsc::Receiver<Command>,
+    ) {
         let mut buf = vec![0_u8; 2000];
         loop {
             let Some(timeout) = self.drain().await else {

@@ -6,6 +6,7 @@ pub mod cmdrelay;
 pub mod ecapture;
 pub mod logrtc;
 pub mod nodemgr;
+pub mod sfu;
 
 use crate::case::{CaseResult, Failure, Level, Outcome, Source};
 use crate::client::{Transcript, WsClient};
@@ -201,24 +202,65 @@ pub(crate) async fn accept(
     transcript: &Transcript,
     server: &str,
 ) -> Result<(WsClient, String), String> {
+    let accepted = accept_selecting(listener, wait, transcript, server, None).await?;
+    Ok((accepted.client, accepted.uri))
+}
+
+/// A connection the probe accepted.
+pub(crate) struct Accepted {
+    pub client: WsClient,
+    pub uri: String,
+    /// The subprotocols the client offered (`Sec-WebSocket-Protocol`).
+    pub offered: Vec<String>,
+}
+
+/// Accepts one connection; when the client offers `subprotocol`, the handshake selects it
+/// (a browser drops a socket whose server ignores the subprotocol it asked for).
+pub(crate) async fn accept_selecting(
+    listener: &TcpListener,
+    wait: Duration,
+    transcript: &Transcript,
+    server: &str,
+    subprotocol: Option<&str>,
+) -> Result<Accepted, String> {
     let (tcp, _) = tokio::time::timeout(wait, listener.accept())
         .await
         .map_err(|_| format!("no client connected within {} s", wait.as_secs()))?
         .map_err(|e| e.to_string())?;
     let mut uri = String::new();
+    let mut offered = Vec::new();
     #[allow(
         clippy::result_large_err,
         reason = "the callback type is tungstenite's"
     )]
-    let callback = |request: &Request, response: Response| {
+    let callback = |request: &Request, mut response: Response| {
         uri = request.uri().to_string();
+        offered = request
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
+            .collect();
+        if let Some(chosen) = subprotocol.filter(|p| offered.iter().any(|o| o == p)) {
+            if let Ok(value) = chosen.parse() {
+                response
+                    .headers_mut()
+                    .insert("sec-websocket-protocol", value);
+            }
+        }
         Ok(response)
     };
     let stream = tokio_tungstenite::accept_hdr_async(MaybeTlsStream::Plain(tcp), callback)
         .await
         .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
     transcript.record(server, "⇠", &format!("connection to {uri}"));
-    Ok((WsClient::accepted("client", stream, transcript, wait), uri))
+    let client = WsClient::accepted("client", stream, transcript, wait);
+    Ok(Accepted {
+        client,
+        uri,
+        offered,
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! requests and builds responses and notifications, `rooms` is the room state (peers, streams,
 //! subscriptions) and asks the media plane for answers, and `session` keeps one connection's
 //! limits and keepalive deadline. The media plane itself lives in `crate::media`. Decisions the
-//! document leaves open are S1-S9 in `fixtures/sfu/CLARIFICATIONS.md`.
+//! document leaves open are S1-S10 in `fixtures/sfu/CLARIFICATIONS.md`.
 
 pub mod codes;
 pub mod messages;
