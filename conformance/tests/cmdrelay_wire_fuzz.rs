@@ -152,23 +152,12 @@ fn mutated_frame() -> impl Strategy<Value = String> {
         Just(json!({"nested": {"deep": [1, "二"]}}))
     ];
     let fields = prop::sample::select(vec!["cmd", "extra", "token"]);
-    (document_frame(), fields, prop::option::of(values)).prop_map(|(mut frame, field, value)| {
-        if let Some(object) = frame.as_object_mut() {
-            match value {
-                Some(v) => object.insert(field.to_owned(), v),
-                None => object.remove(field),
-            };
-        }
-        frame.to_string()
-    })
+    (document_frame(), fields, prop::option::of(values))
+        .prop_map(|(frame, field, value)| support::with_field(frame, field, value))
 }
 
 fn any_frame() -> impl Strategy<Value = String> {
-    prop_oneof![
-        ".{0,100}",
-        mutated_frame(),
-        document_frame().prop_map(|v| v.to_string())
-    ]
+    support::any_frame(document_frame(), mutated_frame())
 }
 
 proptest! {

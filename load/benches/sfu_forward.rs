@@ -175,18 +175,7 @@ fn forward(c: &mut Criterion) {
             |b, _| {
                 b.iter(|| {
                     sequence += 1;
-                    let now = Instant::now();
-                    let writer = clients[0].rtc.writer(mid).expect("a writer");
-                    let pt = writer
-                        .payload_params()
-                        .find(|p| p.spec().codec == Codec::Opus)
-                        .map(|p| p.pt())
-                        .expect("opus");
-                    let time = MediaTime::new(sequence * 960, Frequency::FORTY_EIGHT_KHZ);
-                    writer
-                        .write(pt, now, time, packet.clone())
-                        .expect("written");
-                    pump(&mut sfu, &mut clients[..1], now)
+                    write_and_pump(&mut sfu, &mut clients, mid, &packet, sequence)
                 });
             },
         );

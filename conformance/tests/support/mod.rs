@@ -24,3 +24,35 @@ pub fn fixture(wait: Duration) -> &'static Fixture {
         Fixture { runtime, target }
     })
 }
+
+/// A document-shaped frame with its top-level `field` set to `value`, or removed.
+#[allow(
+    dead_code,
+    reason = "only the fuzzers of flat JSON frames mutate this way"
+)]
+pub fn with_field(
+    mut frame: serde_json::Value,
+    field: &str,
+    value: Option<serde_json::Value>,
+) -> String {
+    if let Some(object) = frame.as_object_mut() {
+        match value {
+            Some(v) => object.insert(field.to_owned(), v),
+            None => object.remove(field),
+        };
+    }
+    frame.to_string()
+}
+
+/// Random text, a mutated frame, or a frame as the document shows it, in equal parts.
+#[allow(
+    dead_code,
+    reason = "only the fuzzers of flat JSON frames mix frames this way"
+)]
+pub fn any_frame(
+    documented: impl proptest::strategy::Strategy<Value = serde_json::Value> + 'static,
+    mutated: impl proptest::strategy::Strategy<Value = String> + 'static,
+) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![".{0,100}", mutated, documented.prop_map(|v| v.to_string())]
+}

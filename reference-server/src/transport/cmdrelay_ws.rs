@@ -5,7 +5,7 @@
 
 use super::read_clock;
 use super::ws_queue::{
-    close_for_read_error, finish, sleep_until, write_frames, Kick, Member, Outbound, Stop,
+    close_for_read_error, finish, next_wake, write_frames, Kick, Member, Outbound, Stop, Wake,
 };
 use super::CmdrelayApp;
 use crate::faults::Fault;
@@ -75,19 +75,14 @@ impl Connection {
             if let Err(stop) = self.perform_outputs().await {
                 return stop;
             }
-            let sleep = sleep_until(self.session.poll_timeout());
-            let kick = self.member.kick.clone();
-            tokio::select! {
-                frame = stream.next() => {
+            match next_wake(&self.member, stream, self.session.poll_timeout()).await {
+                Wake::Kicked(code, reason) => return self.member.queue_close(code, reason).await,
+                Wake::Frame(frame) => {
                     if let Some(stop) = self.on_frame(frame).await {
                         return stop;
                     }
                 }
-                () = kick.notify.notified() => {
-                    let (code, reason) = kick.reason();
-                    return self.member.queue_close(code, reason).await;
-                }
-                () = sleep => self.session.handle_timeout(read_clock()),
+                Wake::Timer => self.session.handle_timeout(read_clock()),
             }
         }
     }

@@ -12,6 +12,12 @@ use tokio::task::JoinHandle;
 
 /// The longest the loop sleeps when no peer has a timer.
 const IDLE_TICK: Duration = Duration::from_millis(100);
+/// The socket's receive buffer: subscribers' RTCP (receiver reports, TWCC feedback) arrives
+/// at thousands of datagrams a second, and a burst must wait while the loop sends. The kernel
+/// caps it at `net.core.rmem_max`.
+pub const RECEIVE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// Datagrams read in one go before what they caused is sent.
+const READ_BATCH: usize = 64;
 
 /// A running media loop.
 #[derive(Debug)]
@@ -37,7 +43,7 @@ pub async fn start_media(
     if let Some(dir) = &record_dir {
         std::fs::create_dir_all(dir)?;
     }
-    let socket = UdpSocket::bind(bind).await?;
+    let socket = bind_media_socket(bind)?;
     let local_addr = socket.local_addr()?;
     let (commands, inbox) = mpsc::channel(crate::media::handle::COMMAND_QUEUE_DEPTH);
     let sfu = Sfu::new(SfuConfig {
@@ -53,6 +59,20 @@ pub async fn start_media(
     })
 }
 
+/// A non-blocking UDP socket with a large receive buffer.
+pub fn bind_media_socket(bind: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(bind),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, it only drops sooner under load.
+    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
+    socket.set_nonblocking(true)?;
+    socket.bind(&bind.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 async fn run(socket: UdpSocket, mut sfu: Sfu, mut inbox: mpsc::Receiver<MediaCommand>) {
     let mut buf = vec![0_u8; MAX_DATAGRAM];
     loop {
@@ -65,6 +85,7 @@ async fn run(socket: UdpSocket, mut sfu: Sfu, mut inbox: mpsc::Receiver<MediaCom
                 // Errors here are ICMP reports about earlier sends: nothing to do.
                 if let Ok((len, source)) = read {
                     sfu.handle_datagram(Instant::now(), source, &buf[..len]);
+                    read_more(&socket, &mut sfu, &mut buf);
                 }
             }
             command = inbox.recv() => match command {
@@ -72,6 +93,17 @@ async fn run(socket: UdpSocket, mut sfu: Sfu, mut inbox: mpsc::Receiver<MediaCom
                 None => return,
             },
             () = tokio::time::sleep_until(deadline.into()) => sfu.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// Reads what else is already queued, up to a batch, without waiting.
+fn read_more(socket: &UdpSocket, sfu: &mut Sfu, buf: &mut [u8]) {
+    for _ in 1..READ_BATCH {
+        match socket.try_recv_from(buf) {
+            Ok((len, source)) => sfu.handle_datagram(Instant::now(), source, &buf[..len]),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => continue,
         }
     }
 }

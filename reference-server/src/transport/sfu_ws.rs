@@ -6,7 +6,7 @@
 
 use super::read_clock;
 use super::ws_queue::{
-    close_for_read_error, finish, sleep_until, write_frames, Kick, Member, Stop,
+    close_for_read_error, finish, next_wake, write_frames, Kick, Member, Stop, Wake,
 };
 use crate::faults::Fault;
 use crate::media::MediaHandle;
@@ -227,20 +227,14 @@ impl Connection {
             if let Err(stop) = self.perform_outputs().await {
                 return stop;
             }
-            let sleep = sleep_until(self.session.poll_timeout());
-            let kick = self.member.kick.clone();
-            tokio::select! {
-                biased;
-                () = kick.notify.notified() => {
-                    let (code, reason) = kick.reason();
-                    return self.member.queue_close(code, reason).await;
-                }
-                frame = stream.next() => {
+            match next_wake(&self.member, stream, self.session.poll_timeout()).await {
+                Wake::Kicked(code, reason) => return self.member.queue_close(code, reason).await,
+                Wake::Frame(frame) => {
                     if let Some(stop) = self.on_frame(frame).await {
                         return stop;
                     }
                 }
-                () = sleep => self.session.handle_timeout(read_clock()),
+                Wake::Timer => self.session.handle_timeout(read_clock()),
             }
         }
     }

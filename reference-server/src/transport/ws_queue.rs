@@ -50,6 +50,34 @@ impl Kick {
     }
 }
 
+/// What woke a connection's reader.
+#[derive(Debug)]
+pub enum Wake {
+    /// Another task asked the connection to end, with this close code and reason.
+    Kicked(u16, String),
+    Frame(Option<Result<Message, axum::Error>>),
+    /// The session's timer is due.
+    Timer,
+}
+
+/// Waits for what a reader must act on next: a kick first, then a frame or the session's timer.
+pub async fn next_wake(
+    member: &Member,
+    stream: &mut SplitStream<WebSocket>,
+    deadline: Option<std::time::Instant>,
+) -> Wake {
+    let kick = member.kick.clone();
+    tokio::select! {
+        biased;
+        () = kick.notify.notified() => {
+            let (code, reason) = kick.reason();
+            Wake::Kicked(code, reason)
+        }
+        frame = stream.next() => Wake::Frame(frame),
+        () = sleep_until(deadline) => Wake::Timer,
+    }
+}
+
 /// A room member as the registry holds it: its queue and its kick switch.
 #[derive(Debug, Clone)]
 pub struct Member {
