@@ -1009,6 +1009,8 @@ struct SfuFigures {
     fanout: usize,
     own_cpu: f64,
     server_cpu: Option<f64>,
+    /// The SFU's resident memory at the start and end of the window, in KiB.
+    server_rss: Option<(u64, u64)>,
 }
 
 impl SfuFigures {
@@ -1057,6 +1059,10 @@ impl SfuFigures {
                 println!("SFU CPU: not measured (no --server-pid, or the SFU runs in this process)")
             }
         }
+        if let Some((start, end)) = self.server_rss {
+            let change = (end as f64 - start as f64) / start.max(1) as f64 * 100.0;
+            println!("SFU memory: {start} KiB → {end} KiB over the window ({change:+.2} %)");
+        }
         if self.own_cpu / secs > 0.9 {
             println!(
                 "warning: the load generator used {:.2} cores of 2: it may be the bottleneck",
@@ -1089,6 +1095,7 @@ async fn measure_sfu(
     let server_cpu = || server_stat.as_deref().and_then(sfu::cpu_seconds);
     let own = || sfu::cpu_seconds("/proc/self/stat").unwrap_or(0.0);
     let (start, own_start, server_start) = (sfu::tally(running), own(), server_cpu());
+    let rss_start = server_pid.and_then(stats::rss_kib);
     let started = Instant::now();
     let mut last = start;
     while started.elapsed() < window {
@@ -1115,5 +1122,6 @@ async fn measure_sfu(
         server_cpu: server_cpu()
             .zip(server_start)
             .map(|(end, start)| end - start),
+        server_rss: rss_start.zip(server_pid.and_then(stats::rss_kib)),
     }
 }

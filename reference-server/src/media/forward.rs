@@ -7,12 +7,12 @@ use super::ogg::{is_stereo, OggOpusWriter};
 use super::{KEYFRAME_REQUEST_INTERVAL, MAX_PEERS};
 use crate::faults::{Fault, Faults};
 use crate::protocol::sfu::{ErrorCode, MediaRefusal};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
 use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
@@ -172,6 +172,10 @@ pub struct Sfu {
     publications: HashMap<String, PeerKey>,
     subscriptions: HashMap<String, PeerKey>,
     next_key: PeerKey,
+    /// Each peer's next timer, ordered: the earliest is the loop's next wake-up.
+    timers: BTreeSet<(Instant, PeerKey)>,
+    /// Peers found dead while polled, removed at the next timeout.
+    dead: Vec<PeerKey>,
     stats: MediaStats,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
 }
@@ -185,6 +189,8 @@ impl Sfu {
             publications: HashMap::new(),
             subscriptions: HashMap::new(),
             next_key: 1,
+            timers: BTreeSet::new(),
+            dead: Vec::new(),
             stats: MediaStats::default(),
             transmits: VecDeque::new(),
         }
@@ -323,6 +329,7 @@ impl Sfu {
         let Some(mut peer) = self.peers.remove(&key) else {
             return;
         };
+        self.timers.remove(&(peer.next_timeout, key));
         peer.rtc.disconnect();
         self.by_addr.retain(|_, k| *k != key);
         match peer.role {
@@ -388,18 +395,14 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] must next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().map(|p| p.next_timeout).min()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// Moves time forward for every peer whose timer is due, and drops the dead ones.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.next_timeout <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in due {
+        let later = self.timers.split_off(&(now, PeerKey::MAX));
+        let due = std::mem::replace(&mut self.timers, later);
+        for (_, key) in due {
             if let Some(peer) = self.peers.get_mut(&key) {
                 if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
                     peer.rtc.disconnect();
@@ -407,13 +410,7 @@ impl Sfu {
             }
             self.drive(key);
         }
-        let dead: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| !p.rtc.is_alive())
-            .map(|(k, _)| *k)
-            .collect();
-        for key in dead {
+        for key in std::mem::take(&mut self.dead) {
             self.remove(key);
         }
     }
@@ -445,7 +442,9 @@ impl Sfu {
         while peer.rtc.is_alive() {
             match peer.rtc.poll_output() {
                 Ok(Output::Timeout(at)) => {
+                    self.timers.remove(&(peer.next_timeout, key));
                     peer.next_timeout = at;
+                    self.timers.insert((at, key));
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
@@ -455,7 +454,10 @@ impl Sfu {
                 Err(_) => peer.rtc.disconnect(),
             }
         }
-        peer.next_timeout = Instant::now() + Duration::from_millis(1);
+        // Dead: removed at the next timeout, which comes at once.
+        self.timers.remove(&(peer.next_timeout, key));
+        self.timers.insert((peer.next_timeout, key));
+        self.dead.push(key);
     }
 
     /// Writes one publisher sample to each of its subscribers' tracks of the same kind.

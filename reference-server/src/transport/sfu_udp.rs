@@ -110,8 +110,14 @@ fn read_more(socket: &UdpSocket, sfu: &mut Sfu, buf: &mut [u8]) {
 
 async fn flush(socket: &UdpSocket, sfu: &mut Sfu) {
     while let Some((destination, datagram)) = sfu.poll_transmit() {
-        // A send that fails is a lost packet, which RTP and SCTP are built to survive.
-        let _ = socket.send_to(&datagram, destination).await;
+        // Most sends go out at once; wait for room only when the socket's buffer is full. A
+        // send that fails is a lost packet, which RTP and SCTP are built to survive.
+        match socket.try_send_to(&datagram, destination) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                let _ = socket.send_to(&datagram, destination).await;
+            }
+            _ => {}
+        }
     }
 }
 
