@@ -831,6 +831,10 @@ struct SfuArgs {
     /// Skip the bare UDP relay baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Nine subscribers in ten count RTP datagrams instead of decrypting them, so that the load
+    /// generator is not the bottleneck; every tenth still decodes (loss is checked for all).
+    #[arg(long)]
+    light: bool,
 }
 
 /// Peer connections one `load sfu` run may open: each is a UDP socket and a task here.
@@ -965,6 +969,7 @@ async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
         tracks: sfu_tracks(&args.tracks)?,
         duration: args.duration.min(MAX_DURATION),
         joins_per_sec: args.joins_per_sec,
+        light: args.light,
     };
     eprintln!(
         "load: {} rooms × ({} publishers of {} + {} subscribers of each) against {url}; {} subscriptions",

@@ -78,6 +78,11 @@ pub struct PeerReport {
     pub samples_sent: u64,
     /// When the first sample arrived (a subscriber).
     pub first_sample: Option<Instant>,
+    /// A counting subscriber: RTP datagrams received undecrypted, and their bytes.
+    pub rtp_datagrams: u64,
+    pub rtp_datagram_bytes: u64,
+    /// RTP datagrams this peer sent (a publisher), retransmissions in.
+    pub rtp_datagrams_sent: u64,
     /// str0m's latest RTP statistics per media line (every second once connected).
     pub rtp: HashMap<String, LineStats>,
 }
@@ -116,6 +121,8 @@ impl PeerReport {
 enum Command {
     Answer(String, tokio::sync::oneshot::Sender<Result<(), MediaError>>),
     RequestKeyframe,
+    /// Count RTP datagrams instead of decrypting them, once connected.
+    CountOnly,
     Close,
 }
 
@@ -143,6 +150,15 @@ impl MediaPeer {
     /// A subscriber: recvonly lines for `tracks`.
     pub async fn subscriber(tracks: Tracks) -> Result<Self, MediaError> {
         Self::start(tracks, Direction::RecvOnly).await
+    }
+
+    /// A subscriber for load: once connected, RTP datagrams are counted (`rtp_datagrams`) and
+    /// not decrypted, so that hundreds of them cost the load generator little. RTCP, STUN and
+    /// DTLS still go to str0m.
+    pub async fn counting_subscriber(tracks: Tracks) -> Result<Self, MediaError> {
+        let peer = Self::start(tracks, Direction::RecvOnly).await?;
+        let _ = peer.commands.send(Command::CountOnly).await;
+        Ok(peer)
     }
 
     async fn start(tracks: Tracks, direction: Direction) -> Result<Self, MediaError> {
@@ -259,6 +275,11 @@ impl MediaPeer {
     }
 }
 
+/// RFC 7983 and RFC 5761: an SRTP packet starts 0b10 and its second byte is not an RTCP type.
+fn is_rtp(data: &[u8]) -> bool {
+    matches!(data, [first, second, ..] if (128..=191).contains(first) && !(192..=223).contains(second))
+}
+
 async fn bind_loopback() -> Result<(UdpSocket, SocketAddr), MediaError> {
     let socket = bind_with_buffer().map_err(|e| format!("bind: {e}"))?;
     let local = socket
@@ -327,6 +348,7 @@ struct Driver {
     sent_audio: u64,
     sent_video: u64,
     started: Option<Instant>,
+    count_only: bool,
 }
 
 impl Driver {
@@ -343,6 +365,7 @@ impl Driver {
             sent_audio: 0,
             sent_video: 0,
             started: None,
+            count_only: false,
         }
     }
 
@@ -372,6 +395,7 @@ impl Driver {
                         let _ = reply.send(self.accept(&mut pending, &sdp));
                     }
                     Some(Command::RequestKeyframe) => self.request_keyframe(),
+                    Some(Command::CountOnly) => self.count_only = true,
                     Some(Command::Close) | None => break,
                 },
                 () = tokio::time::sleep_until(wake.into()) => {}
@@ -401,6 +425,15 @@ impl Driver {
     }
 
     fn receive(&mut self, source: SocketAddr, data: &[u8]) {
+        if self.count_only && self.started.is_some() && is_rtp(data) {
+            let bytes = data.len() as u64;
+            self.update(|r| {
+                r.first_sample.get_or_insert_with(Instant::now);
+                r.rtp_datagrams += 1;
+                r.rtp_datagram_bytes += bytes;
+            });
+            return;
+        }
         let Ok(contents) = data.try_into() else {
             return;
         };
@@ -424,6 +457,9 @@ impl Driver {
             match self.rtc.poll_output().ok()? {
                 Output::Timeout(at) => return Some(at),
                 Output::Transmit(t) => {
+                    if is_rtp(&t.contents) {
+                        self.update(|r| r.rtp_datagrams_sent += 1);
+                    }
                     let _ = self.socket.send_to(&t.contents, t.destination).await;
                 }
                 Output::Event(event) => self.on_event(event),

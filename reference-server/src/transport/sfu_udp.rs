@@ -1,5 +1,6 @@
 //! The SFU's media loop: one UDP socket, the [`Sfu`] core, and the command channel from
-//! signaling. One task owns all of it, so no lock is taken per packet.
+//! signaling. One thread of its own owns all of it (a single-threaded runtime), so no lock is
+//! taken per packet and no packet wakes another thread.
 
 use crate::faults::Faults;
 use crate::media::{MediaCommand, MediaHandle, Sfu, SfuConfig, MAX_DATAGRAM};
@@ -7,8 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
 /// The longest the loop sleeps when no peer has a timer.
 const IDLE_TICK: Duration = Duration::from_millis(100);
@@ -19,18 +19,13 @@ pub const RECEIVE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Datagrams read in one go before what they caused is sent.
 const READ_BATCH: usize = 64;
 
-/// A running media loop.
+/// A running media loop; dropped, it stops.
 #[derive(Debug)]
 pub struct MediaLoop {
     pub handle: MediaHandle,
     pub local_addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for MediaLoop {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Dropping it ends the loop.
+    _stop: oneshot::Sender<()>,
 }
 
 /// Binds the media socket at `bind` (port 0 for any) and starts the loop; with `record_dir`,
@@ -51,16 +46,32 @@ pub async fn start_media(
         faults,
         record_dir,
     });
-    let task = tokio::spawn(run(socket, sfu, inbox));
+    let (stop, stopped) = oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("sfu-media".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(socket) = UdpSocket::from_std(socket) else {
+                    return;
+                };
+                tokio::select! {
+                    () = run(socket, sfu, inbox) => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
     Ok(MediaLoop {
         handle: MediaHandle::new(commands),
         local_addr,
-        task,
+        _stop: stop,
     })
 }
 
 /// A non-blocking UDP socket with a large receive buffer.
-pub fn bind_media_socket(bind: SocketAddr) -> std::io::Result<UdpSocket> {
+pub fn bind_media_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(bind),
         socket2::Type::DGRAM,
@@ -70,7 +81,7 @@ pub fn bind_media_socket(bind: SocketAddr) -> std::io::Result<UdpSocket> {
     let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER_BYTES);
     socket.set_nonblocking(true)?;
     socket.bind(&bind.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 async fn run(socket: UdpSocket, mut sfu: Sfu, mut inbox: mpsc::Receiver<MediaCommand>) {

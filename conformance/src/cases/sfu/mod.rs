@@ -237,9 +237,23 @@ impl Peer {
         mid: &str,
         sfuid: &str,
     ) -> Result<(MediaPeer, Value), Failure> {
-        let subscriber = MediaPeer::subscriber(Tracks::AUDIO_VIDEO)
-            .await
-            .map_err(Failure::Harness)?;
+        self.subscribe_with(mid, sfuid, false).await
+    }
+
+    /// As [`Peer::subscribe`]; with `counting`, the peer counts RTP datagrams instead of
+    /// decrypting them (for load).
+    pub async fn subscribe_with(
+        &mut self,
+        mid: &str,
+        sfuid: &str,
+        counting: bool,
+    ) -> Result<(MediaPeer, Value), Failure> {
+        let subscriber = if counting {
+            MediaPeer::counting_subscriber(Tracks::AUDIO_VIDEO).await
+        } else {
+            MediaPeer::subscriber(Tracks::AUDIO_VIDEO).await
+        };
+        let subscriber = subscriber.map_err(Failure::Harness)?;
         let rid = self.room().to_owned();
         let answer = self
             .ok(
