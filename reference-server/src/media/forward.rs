@@ -4,7 +4,7 @@
 //! negotiated), sends receiver reports and TWCC feedback on its own.
 
 use super::ogg::{is_stereo, OggOpusWriter};
-use super::{KEYFRAME_REQUEST_INTERVAL, MAX_PEERS};
+use super::{KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS};
 use crate::faults::{Fault, Faults};
 use crate::protocol::sfu::{ErrorCode, MediaRefusal};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -110,6 +110,8 @@ pub struct MediaStats {
     pub datagrams_out: u64,
     /// Datagrams no peer connection accepted.
     pub datagrams_unmatched: u64,
+    /// Datagrams dropped because the send queue was full.
+    pub datagrams_dropped: u64,
     pub keyframe_requests: u64,
 }
 
@@ -448,6 +450,12 @@ impl Sfu {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
+                    // Bounded: when the loop cannot send as fast as peers produce, the oldest
+                    // datagram goes (RTP and SCTP survive loss; memory must not grow).
+                    if self.transmits.len() >= MAX_QUEUED_DATAGRAMS {
+                        self.transmits.pop_front();
+                        self.stats.datagrams_dropped += 1;
+                    }
                     self.transmits.push_back((t.destination, t.contents.into()))
                 }
                 Ok(Output::Event(event)) => on_event(key, peer, event, work, &mut self.stats),

@@ -14,5 +14,7 @@ pub use handle::{MediaCommand, MediaHandle};
 pub const MAX_DATAGRAM: usize = 2000;
 /// Peer connections one SFU holds (publishers and subscribers together).
 pub const MAX_PEERS: usize = 5_000;
+/// Datagrams waiting to be sent, at most; past it the oldest is dropped and counted.
+pub const MAX_QUEUED_DATAGRAMS: usize = 16_384;
 /// Keyframe requests toward one publisher track are sent at most this often.
 pub const KEYFRAME_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
