@@ -5,7 +5,7 @@
 
 use super::read_clock;
 use super::ws_queue::{
-    close_for_read_error, finish, next_wake, write_frames, Kick, Member, Outbound, Stop, Wake,
+    close_for_read_error, finish, read_frames, write_frames, Kick, Member, Outbound, Reader, Stop,
 };
 use super::CmdrelayApp;
 use crate::faults::Fault;
@@ -15,7 +15,6 @@ use crate::protocol::cmdrelay::{
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -61,7 +60,7 @@ async fn run_connection(socket: WebSocket, app: Arc<CmdrelayApp>) {
         },
         app,
     };
-    let stop = connection.read_frames(&mut stream).await;
+    let stop = read_frames(&mut connection, &mut stream).await;
     // Leaving drops the registry's handle on the queue and dropping the connection drops the
     // last one, so the writer ends once it has sent what is queued.
     connection.app.leave(connection.id);
@@ -69,22 +68,17 @@ async fn run_connection(socket: WebSocket, app: Arc<CmdrelayApp>) {
     finish(writer, stream, stop).await;
 }
 
-impl Connection {
-    async fn read_frames(&mut self, stream: &mut SplitStream<WebSocket>) -> Stop {
-        loop {
-            if let Err(stop) = self.perform_outputs().await {
-                return stop;
-            }
-            match next_wake(&self.member, stream, self.session.poll_timeout()).await {
-                Wake::Kicked(code, reason) => return self.member.queue_close(code, reason).await,
-                Wake::Frame(frame) => {
-                    if let Some(stop) = self.on_frame(frame).await {
-                        return stop;
-                    }
-                }
-                Wake::Timer => self.session.handle_timeout(read_clock()),
-            }
-        }
+impl Reader for Connection {
+    fn member(&self) -> &Member {
+        &self.member
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.session.poll_timeout()
+    }
+
+    fn on_timer(&mut self) {
+        self.session.handle_timeout(read_clock());
     }
 
     async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Option<Stop> {

@@ -6,7 +6,7 @@
 
 use super::read_clock;
 use super::ws_queue::{
-    close_for_read_error, finish, next_wake, write_frames, Kick, Member, Stop, Wake,
+    close_for_read_error, finish, read_frames, write_frames, Kick, Member, Reader, Stop,
 };
 use crate::faults::Fault;
 use crate::media::MediaHandle;
@@ -19,7 +19,6 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -215,28 +214,23 @@ async fn run_connection(socket: WebSocket, app: Arc<SfuApp>, uid: String) {
         member,
         app,
     };
-    let stop = connection.read_frames(&mut stream).await;
+    let stop = read_frames(&mut connection, &mut stream).await;
     connection.app.close(connection.id);
     drop(connection);
     finish(writer, stream, stop).await;
 }
 
-impl Connection {
-    async fn read_frames(&mut self, stream: &mut SplitStream<WebSocket>) -> Stop {
-        loop {
-            if let Err(stop) = self.perform_outputs().await {
-                return stop;
-            }
-            match next_wake(&self.member, stream, self.session.poll_timeout()).await {
-                Wake::Kicked(code, reason) => return self.member.queue_close(code, reason).await,
-                Wake::Frame(frame) => {
-                    if let Some(stop) = self.on_frame(frame).await {
-                        return stop;
-                    }
-                }
-                Wake::Timer => self.session.handle_timeout(read_clock()),
-            }
-        }
+impl Reader for Connection {
+    fn member(&self) -> &Member {
+        &self.member
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.session.poll_timeout()
+    }
+
+    fn on_timer(&mut self) {
+        self.session.handle_timeout(read_clock());
     }
 
     async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Option<Stop> {

@@ -78,6 +78,43 @@ pub async fn next_wake(
     }
 }
 
+/// One connection's protocol side, as [`read_frames`] drives it: the session's outputs and
+/// timer, and what a frame means.
+pub trait Reader {
+    fn member(&self) -> &Member;
+    fn deadline(&self) -> Option<std::time::Instant>;
+    fn on_timer(&mut self);
+    /// Carries out what the session asked for; `Err` ends the connection.
+    fn perform_outputs(&mut self) -> impl std::future::Future<Output = Result<(), Stop>> + Send;
+    /// Acts on one frame; `Some` ends the connection.
+    fn on_frame(
+        &mut self,
+        frame: Option<Result<Message, axum::Error>>,
+    ) -> impl std::future::Future<Output = Option<Stop>> + Send;
+}
+
+/// The reader loop every JSON WebSocket driver shares: outputs out, then the next kick, frame
+/// or timer in, until the connection ends.
+pub async fn read_frames<R: Reader + Send>(
+    reader: &mut R,
+    stream: &mut SplitStream<WebSocket>,
+) -> Stop {
+    loop {
+        if let Err(stop) = reader.perform_outputs().await {
+            return stop;
+        }
+        match next_wake(reader.member(), stream, reader.deadline()).await {
+            Wake::Kicked(code, reason) => return reader.member().queue_close(code, reason).await,
+            Wake::Frame(frame) => {
+                if let Some(stop) = reader.on_frame(frame).await {
+                    return stop;
+                }
+            }
+            Wake::Timer => reader.on_timer(),
+        }
+    }
+}
+
 /// A room member as the registry holds it: its queue and its kick switch.
 #[derive(Debug, Clone)]
 pub struct Member {
