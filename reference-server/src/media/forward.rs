@@ -323,7 +323,7 @@ impl Sfu {
             recorder: None,
         };
         self.peers.insert(key, peer);
-        self.drive(key);
+        self.drive(now, key);
         key
     }
 
@@ -375,7 +375,7 @@ impl Sfu {
                 peer.rtc.disconnect();
             }
         }
-        self.drive(key);
+        self.drive(now, key);
     }
 
     /// The peer connection a datagram belongs to: the one last seen at its address, or else
@@ -410,7 +410,7 @@ impl Sfu {
                     peer.rtc.disconnect();
                 }
             }
-            self.drive(key);
+            self.drive(now, key);
         }
         for key in std::mem::take(&mut self.dead) {
             self.remove(key);
@@ -426,13 +426,13 @@ impl Sfu {
     }
 
     /// Polls one peer until it waits, then carries out what it asked of the others.
-    fn drive(&mut self, key: PeerKey) {
+    fn drive(&mut self, now: Instant, key: PeerKey) {
         let mut work = VecDeque::new();
         self.poll_peer(key, &mut work);
         while let Some(item) = work.pop_front() {
             match item {
                 Propagate::Forward { from, data } => self.forward(from, &data, &mut work),
-                Propagate::KeyframeUp { source, kind } => self.request_keyframe(source, kind),
+                Propagate::KeyframeUp { source, kind } => self.request_keyframe(now, source, kind),
             }
         }
     }
@@ -509,7 +509,7 @@ impl Sfu {
     }
 
     /// Asks a publisher for a keyframe on its video track, at most once per interval.
-    fn request_keyframe(&mut self, source: PeerKey, kind: KeyframeRequestKind) {
+    fn request_keyframe(&mut self, now: Instant, source: PeerKey, kind: KeyframeRequestKind) {
         if self.config.faults.has(Fault::SfuNoKeyframeRequest) {
             return;
         }
@@ -526,7 +526,6 @@ impl Sfu {
         else {
             return;
         };
-        let now = Instant::now();
         if last_keyframe_request
             .get(&mid)
             .is_some_and(|t| now.duration_since(*t) < KEYFRAME_REQUEST_INTERVAL)
@@ -539,7 +538,7 @@ impl Sfu {
                 self.stats.keyframe_requests += 1;
             }
         }
-        self.drive(source);
+        self.drive(now, source);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The SFU media plane: every publisher and subscriber peer connection of one SFU, over one
 //! UDP socket. [`Sfu`] is sans-IO (str0m's `Rtc` is too): datagrams and time go in, datagrams
-//! come out; `crate::transport::sfu_udp` is the loop that owns the socket. Signaling reaches
+//! come out, and it reads no clock; the one exception is recording, which writes its Ogg files
+//! as packets arrive; `crate::transport::sfu_udp` is the loop that owns the socket. Signaling reaches
 //! it through [`MediaHandle`], the narrow seam a distributed deployment replaces with gRPC.
 
 pub mod forward;
