@@ -166,6 +166,10 @@ fn run_against_spawned_server(suite_args: &[&str], server_args: &[&str]) -> Outp
         "0",
         "--logrtc-port",
         "0",
+        "--sfu-port",
+        "0",
+        "--sfu-media-port",
+        "0",
         "--data-dir",
         dir.path().to_str().expect("path"),
     ];
@@ -260,6 +264,27 @@ fn a_spawned_logrtc_server_is_judged_on_every_signaling_case() {
     let suite = ["run", "--protocol", "logrtc"];
     let output = run_against_spawned_server(&suite, &[]);
     assert_passed(&output, "23 passed, 0 failed");
+}
+
+#[test]
+fn a_spawned_sfu_is_judged_with_real_media_from_its_ready_line() {
+    // Its ready line comes fifth; its URL carries `?peer=<uid>`, which the suite drops.
+    let suite = [
+        "run",
+        "--protocol",
+        "sfu",
+        "--keepalive-timeout",
+        "2s",
+        "--include",
+        "sfu/join/*",
+        "--include",
+        "sfu/media/*",
+        "--include",
+        "sfu/keepalive/*",
+    ];
+    let server = ["--sfu-keepalive-timeout", "2s"];
+    let output = run_against_spawned_server(&suite, &server);
+    assert_passed(&output, "12 passed, 0 failed");
 }
 
 #[test]
