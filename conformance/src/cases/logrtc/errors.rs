@@ -105,9 +105,31 @@ async fn survives_errors(ctx: Ctx) -> CaseResult {
     peer.ws
         .send_json(&wire::register_producer(&peer.id))
         .await?;
-    let listed = is_listed(&ctx, &peer.id).await?;
+    // The registration is on another connection than the listing: take its answer (L1) when
+    // one comes, so that the listing is not asked before the server has read the register.
+    let _ = peer
+        .await_message("registered", quiet_window(&ctx), |_| true)
+        .await;
+    let listed = listed_within(&ctx, &peer.id).await?;
     ensure(listed, "the producer listed after the errors", "not listed")?;
     Ok(Outcome::Pass)
+}
+
+/// Whether `id` shows in the listing within the wait (asked every 50 ms).
+async fn listed_within(ctx: &Ctx, id: &str) -> Result<bool, Failure> {
+    let mut consumer = Peer::consumer(ctx).await?;
+    let deadline = tokio::time::Instant::now() + ctx.wait;
+    loop {
+        consumer.ws.send_json(&wire::list_producers()).await?;
+        let list = consumer.expect("producer_list").await?;
+        let listed = list["producers"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|p| p["client_id"] == id));
+        if listed || tokio::time::Instant::now() >= deadline {
+            return Ok(listed);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn oversized_frame_closed(ctx: Ctx) -> CaseResult {
