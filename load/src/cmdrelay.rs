@@ -251,10 +251,19 @@ pub async fn receive_loop(
             }
             Ok(Some(Ok(_))) => {}
             Ok(Some(Err(_)) | None) => return stats.record_error("receiver connection dropped"),
-            // Still joining: wait again; past the end of the run: stop.
-            Err(_) if until.get().is_none() => {}
-            Err(_) if received == 0 => return stats.record_error("receiver got no relay"),
-            Err(_) => return,
+            // Only the run's end stops a receiver. A wait that began while the others were
+            // still joining has a deadline of its own, which may pass just after the run's
+            // end became known and before this room's first relay: that is no verdict.
+            // (Treating it as one made whole rooms look lost, intermittently.)
+            Err(_) => match until.get() {
+                Some(end) if Instant::now() >= *end => {
+                    if received == 0 {
+                        stats.record_error("receiver got no relay");
+                    }
+                    return;
+                }
+                _ => {}
+            },
         }
     }
 }

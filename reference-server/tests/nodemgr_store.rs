@@ -197,36 +197,77 @@ async fn postgres_stores_and_reads_back_every_record() {
     lifecycle_round_trips(store).await;
 }
 
-/// Many concurrent writes all commit (the writer batches them) and each is acknowledged.
+/// Many concurrent heartbeats, from many nodes and several from each, all commit (the writer
+/// batches them into multi-row statements) and each is answered; a node's latest metrics are
+/// its last heartbeat's; a heartbeat from a node with no row fails alone.
+async fn bulk_heartbeats_are_all_committed(store: Store) {
+    const NODES: usize = 40;
+    const PER_NODE: usize = 15;
+    let nodes: Vec<String> = (0..NODES).map(|_| unique("node")).collect();
+    for node_id in &nodes {
+        register(&store, node_id).await;
+    }
+    let heartbeat = |node_id: &str, x: f64| StoreOp::RecordHeartbeat {
+        node_id: node_id.to_owned(),
+        status: "online".into(),
+        metrics: metrics(x),
+        at: chrono::Utc::now(),
+    };
+    let mut ops: Vec<StoreOp> = (0..NODES * PER_NODE)
+        .map(|i| heartbeat(&nodes[i % NODES], i as f64))
+        .collect();
+    let stranger = unique("unregistered");
+    ops.insert(300, heartbeat(&stranger, -1.0));
+    // Submitted one after the other, committed concurrently in as few batches as the writer
+    // makes of them.
+    let mut pending = Vec::with_capacity(ops.len());
+    for op in ops {
+        pending.push(store.submit(op).await.expect("queued"));
+    }
+    let outcomes = futures_util::future::join_all(pending).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match i {
+            300 => assert!(
+                matches!(outcome, Err(StoreFailure::Database(_))),
+                "the unregistered node's heartbeat: {outcome:?}"
+            ),
+            _ => assert_eq!(outcome, &Ok(()), "heartbeat {i}"),
+        }
+    }
+    for (n, node_id) in nodes.iter().enumerate() {
+        let history = store.metric_history(node_id, 1000).await.expect("history");
+        assert_eq!(history.len(), PER_NODE, "samples of node {n}");
+        let record = store.node(node_id).await.expect("read").expect("node");
+        let last = ((PER_NODE - 1) * NODES + n) as f64;
+        assert_eq!(
+            record.metrics,
+            Some(metrics(last)),
+            "latest metrics of node {n}"
+        );
+    }
+    assert!(store
+        .metric_history(&stranger, 10)
+        .await
+        .expect("history")
+        .is_empty());
+}
+
 #[tokio::test]
-async fn concurrent_heartbeats_are_all_committed() {
+async fn sqlite_commits_bulk_heartbeats() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&StoreConfig::sqlite_in(dir.path()).expect("config"))
         .await
         .expect("open");
-    let node_id = unique("node");
-    register(&store, &node_id).await;
-    let writes = (0..500).map(|i| {
-        let store = store.clone();
-        let op = StoreOp::RecordHeartbeat {
-            node_id: node_id.clone(),
-            status: "online".into(),
-            metrics: metrics(f64::from(i)),
-            at: chrono::Utc::now(),
-        };
-        tokio::spawn(async move { store.write(op).await })
-    });
-    for write in futures_util::future::join_all(writes).await {
-        write.expect("task").expect("committed");
-    }
-    assert_eq!(
-        store
-            .metric_history(&node_id, 1000)
-            .await
-            .expect("history")
-            .len(),
-        500
-    );
+    bulk_heartbeats_are_all_committed(store).await;
+}
+
+#[tokio::test]
+async fn postgres_commits_bulk_heartbeats() {
+    let Some(pg) = Postgres::start() else { return };
+    let store = Store::open(&StoreConfig::from_url(pg.url.clone()))
+        .await
+        .expect("open postgres");
+    bulk_heartbeats_are_all_committed(store).await;
 }
 
 type Ws =

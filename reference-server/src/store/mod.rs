@@ -3,6 +3,9 @@
 //! Writes go through one writer task that commits them in batches (group commit), and each
 //! caller is answered only after its batch committed. Reads use the pool directly.
 
+mod heartbeats;
+
+use heartbeats::{HeartbeatRow, Placeholders, RunOutcome};
 mod nodemgr;
 mod schema;
 pub mod tokens;
@@ -93,19 +96,37 @@ impl Store {
         let pool = open_pool(config).await?;
         schema::migrate(&pool).await?;
         let (writer, jobs) = mpsc::channel(WRITE_QUEUE_DEPTH);
-        tokio::spawn(run_writer(pool.clone(), jobs));
+        let writer_db = WriterDb {
+            pool: pool.clone(),
+            placeholders: if config.is_sqlite() {
+                Placeholders::Anonymous
+            } else {
+                Placeholders::Numbered
+            },
+        };
+        tokio::spawn(writer_db.run(jobs));
         Ok(Self { pool, writer })
     }
 
     /// Commits `op` and returns once it is durable (or failed).
     pub async fn write(&self, op: StoreOp) -> Result<(), StoreFailure> {
+        self.submit(op).await?.await
+    }
+
+    /// Queues `op` for the writer, waiting only for room in its queue, and returns what
+    /// resolves once it is committed. Writes are committed in the order they were submitted,
+    /// so a connection that submits each write before it reads the next frame keeps its
+    /// frames' order (a node's latest metrics are those of its last heartbeat).
+    pub async fn submit(
+        &self,
+        op: StoreOp,
+    ) -> Result<impl std::future::Future<Output = Result<(), StoreFailure>>, StoreFailure> {
         let (done, committed) = oneshot::channel();
-        let gone = || StoreFailure::Database(StoreError::WriterGone.to_string());
         self.writer
             .send(WriteJob { op, done })
             .await
-            .map_err(|_| gone())?;
-        committed.await.map_err(|_| gone())?
+            .map_err(|_| writer_gone())?;
+        Ok(async move { committed.await.map_err(|_| writer_gone())? })
     }
 
     /// Creates any missing table (run at open; public so operators and tests can repair).
@@ -116,6 +137,10 @@ impl Store {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+fn writer_gone() -> StoreFailure {
+    StoreFailure::Database(StoreError::WriterGone.to_string())
 }
 
 /// A pool on the configured database, with the SQLite settings applied to each connection.
@@ -137,6 +162,9 @@ async fn connect(config: &StoreConfig) -> Result<AnyPool, sqlx::Error> {
                 if sqlite {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA synchronous = FULL").await?;
+                    // Statement journals (multi-row heartbeat writes need them) stay in
+                    // memory instead of a temporary file.
+                    conn.execute("PRAGMA temp_store = MEMORY").await?;
                     conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
                         .await?;
                 }
@@ -157,54 +185,98 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn run_writer(pool: AnyPool, mut jobs: mpsc::Receiver<WriteJob>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&pool, &mut batch).await;
-    }
+/// What the writer task holds: the pool and how its SQL spells bulk parameters.
+struct WriterDb {
+    pool: AnyPool,
+    placeholders: Placeholders,
 }
 
-/// Commits the batch in one transaction. If the transaction fails as a whole, each write is
-/// retried alone so that one bad write fails only its own caller.
-async fn commit_batch(pool: &AnyPool, batch: &mut Vec<WriteJob>) {
-    match apply_all(pool, batch).await {
-        Ok(outcomes) => {
-            for (job, outcome) in batch.drain(..).zip(outcomes) {
-                let _ = job.done.send(outcome);
-            }
-        }
-        Err(_) => {
-            for job in batch.drain(..) {
-                let outcome = apply_one(pool, &job.op).await;
-                let _ = job.done.send(outcome);
-            }
+impl WriterDb {
+    async fn run(self, mut jobs: mpsc::Receiver<WriteJob>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.commit_batch(&mut batch).await;
         }
     }
-}
 
-async fn apply_all(
-    pool: &AnyPool,
-    batch: &[WriteJob],
-) -> Result<Vec<Result<(), StoreFailure>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        outcomes.push(nodemgr::apply(&mut tx, &job.op).await?);
+    /// Commits the batch in one transaction. If the transaction fails as a whole, each write
+    /// is retried alone so that one bad write fails only its own caller (and gets its own
+    /// answer).
+    async fn commit_batch(&self, batch: &mut Vec<WriteJob>) {
+        match self.apply_all(batch).await {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = job.done.send(outcome);
+                }
+            }
+            Err(why) => {
+                tracing::debug!(
+                    "a batch of {} writes failed as a whole ({why}); each is retried alone",
+                    batch.len()
+                );
+                for job in batch.drain(..) {
+                    let outcome = self.apply_one(&job.op).await;
+                    let _ = job.done.send(outcome);
+                }
+            }
+        }
     }
-    tx.commit().await?;
-    Ok(outcomes)
-}
 
-async fn apply_one(pool: &AnyPool, op: &StoreOp) -> Result<(), StoreFailure> {
-    let attempt = async {
-        let mut tx = pool.begin().await?;
-        let outcome = nodemgr::apply(&mut tx, op).await?;
+    /// Applies the batch in order in one transaction; each run of consecutive heartbeats goes
+    /// out in bulk ([`heartbeats::record`]).
+    async fn apply_all(
+        &self,
+        batch: &[WriteJob],
+    ) -> Result<Vec<Result<(), StoreFailure>>, BatchError> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut rest = batch;
+        while let Some(first) = rest.first() {
+            let run: Vec<_> = rest
+                .iter()
+                .map_while(|job| HeartbeatRow::from_op(&job.op))
+                .collect();
+            if run.is_empty() {
+                outcomes.push(nodemgr::apply(&mut tx, self.placeholders, &first.op).await?);
+                rest = &rest[1..];
+                continue;
+            }
+            if heartbeats::record(&mut tx, self.placeholders, &run).await?
+                == RunOutcome::SomeNodeMissing
+            {
+                return Err(BatchError::NodeMissing);
+            }
+            outcomes.extend(run.iter().map(|_| Ok(())));
+            rest = &rest[run.len()..];
+        }
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(outcome)
-    };
-    attempt
-        .await
-        .unwrap_or_else(|e| Err(StoreFailure::Database(e.to_string())))
+        Ok(outcomes)
+    }
+
+    async fn apply_one(&self, op: &StoreOp) -> Result<(), StoreFailure> {
+        let attempt = async {
+            let mut tx = self.pool.begin().await?;
+            let outcome = nodemgr::apply(&mut tx, self.placeholders, op).await?;
+            // A refused write leaves nothing behind (no orphan sample of an unknown node).
+            if outcome.is_ok() {
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(outcome)
+        };
+        attempt
+            .await
+            .unwrap_or_else(|e| Err(StoreFailure::Database(e.to_string())))
+    }
+}
+
+/// Why a batch could not be committed as a whole.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    /// A heartbeat named a node with no row: only one write at a time tells which.
+    #[error("a heartbeat names a node that has no row")]
+    NodeMissing,
 }
 
 fn affected(result: &AnyQueryResult) -> bool {

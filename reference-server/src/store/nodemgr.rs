@@ -1,9 +1,9 @@
 //! nodemgr tables: nodes (with their latest metrics), metric history, commands.
 
+use super::heartbeats::{self, HeartbeatRow, Placeholders, RunOutcome};
 use super::{affected, Store, StoreError};
 use crate::protocol::nodemgr::envelope::rfc3339;
 use crate::protocol::nodemgr::{Metrics, StoreFailure, StoreOp};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -66,7 +66,11 @@ fn known_command(done: &sqlx::any::AnyQueryResult) -> Result<(), StoreFailure> {
 }
 
 /// Applies one protocol write inside the writer's transaction.
-pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcome {
+pub(super) async fn apply(
+    tx: &mut Transaction<'_, Any>,
+    placeholders: Placeholders,
+    op: &StoreOp,
+) -> Outcome {
     match op {
         StoreOp::UpsertNode { node_id, info, at } => {
             sqlx::query(
@@ -90,7 +94,10 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcom
             status,
             metrics,
             at,
-        } => record_heartbeat(tx, node_id, status, metrics, *at).await,
+        } => {
+            let row = HeartbeatRow::new(node_id, status, metrics, *at);
+            record_heartbeat(tx, placeholders, row).await
+        }
         StoreOp::CommandStarted {
             node_id,
             command_id,
@@ -156,45 +163,21 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Any>, op: &StoreOp) -> Outcom
     }
 }
 
+/// One heartbeat alone: the bulk path with a run of one.
 async fn record_heartbeat(
     tx: &mut Transaction<'_, Any>,
-    node_id: &str,
-    status: &str,
-    m: &Metrics,
-    at: DateTime<Utc>,
+    placeholders: Placeholders,
+    row: HeartbeatRow<'_>,
 ) -> Outcome {
-    let at = rfc3339(at);
-    sqlx::query(
-        "INSERT INTO metrics (node_id, recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    Ok(
+        match heartbeats::record(tx, placeholders, std::slice::from_ref(&row)).await? {
+            RunOutcome::AllStored => Ok(()),
+            RunOutcome::SomeNodeMissing => Err(StoreFailure::Database(format!(
+                "node {} has no row",
+                row.node_id()
+            ))),
+        },
     )
-    .bind(node_id)
-    .bind(&at)
-    .bind(status)
-    .bind(m.cpu_usage)
-    .bind(m.memory_usage)
-    .bind(m.disk_usage)
-    .bind(m.load_average)
-    .execute(&mut **tx)
-    .await?;
-    let done = sqlx::query(
-        "UPDATE nodes SET status = $1, last_seen = $2, cpu_usage = $3, memory_usage = $4,
-           disk_usage = $5, load_average = $6 WHERE node_id = $7",
-    )
-    .bind(status)
-    .bind(&at)
-    .bind(m.cpu_usage)
-    .bind(m.memory_usage)
-    .bind(m.disk_usage)
-    .bind(m.load_average)
-    .bind(node_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(if affected(&done) {
-        Ok(())
-    } else {
-        Err(StoreFailure::Database(format!("node {node_id} has no row")))
-    })
 }
 
 async fn command_state(

@@ -145,8 +145,15 @@ async fn perform_outputs(
                 wrote = true;
             }
             Output::Persist { ticket, op } => {
-                let store = app.store.clone();
-                writes.push_back(Box::pin(async move { (ticket, store.write(op).await) }));
+                // Submitted here, in frame order; only the commit is awaited out of line.
+                let committed = app.store.submit(op).await;
+                writes.push_back(Box::pin(async move {
+                    let result = match committed {
+                        Ok(committed) => committed.await,
+                        Err(failure) => Err(failure),
+                    };
+                    (ticket, result)
+                }));
             }
             Output::Registered { node_id } => {
                 app.registry.insert(&node_id, connection, dispatch.clone())

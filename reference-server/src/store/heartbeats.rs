@@ -1,0 +1,255 @@
+//! Heartbeats in bulk: they are nearly every write, so a run of them in one batch goes out as a
+//! few multi-row statements instead of two statements each.
+//!
+//! Each statement has one of a few fixed row counts ([`CHUNK_SIZES`]) so that its SQL text is
+//! always the same and stays in sqlx's prepared-statement cache (a batch-sized text would be
+//! prepared anew for almost every batch, which measured slower than one row at a time).
+
+use crate::protocol::nodemgr::envelope::rfc3339;
+use crate::protocol::nodemgr::{Metrics, StoreOp};
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Transaction};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Row counts of the multi-row statements, largest first; a run is cut greedily into them.
+const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+/// Bound values per row of either statement.
+const COLUMNS: usize = 7;
+
+/// How the database spells a bound parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placeholders {
+    /// `$1, $2, ...`: PostgreSQL's only form.
+    Numbered,
+    /// `?, ?, ...`: SQLite binds these by position. Its numbered parameters are looked up by
+    /// name, one linear scan per bound value, which made binding a 448-value statement cost
+    /// more than running it.
+    Anonymous,
+}
+
+/// One heartbeat, borrowed from its [`StoreOp::RecordHeartbeat`].
+pub(super) struct HeartbeatRow<'a> {
+    node_id: &'a str,
+    status: &'a str,
+    metrics: &'a Metrics,
+    at: String,
+}
+
+impl<'a> HeartbeatRow<'a> {
+    pub(super) fn node_id(&self) -> &str {
+        self.node_id
+    }
+
+    pub(super) fn from_op(op: &'a StoreOp) -> Option<Self> {
+        match op {
+            StoreOp::RecordHeartbeat {
+                node_id,
+                status,
+                metrics,
+                at,
+            } => Some(Self::new(node_id, status, metrics, *at)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn new(
+        node_id: &'a str,
+        status: &'a str,
+        metrics: &'a Metrics,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            node_id,
+            status,
+            metrics,
+            at: rfc3339(at),
+        }
+    }
+}
+
+/// How a run of heartbeats went.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum RunOutcome {
+    /// Every sample is stored and every node's latest metrics updated.
+    AllStored,
+    /// At least one node has no row; the caller must find out which, one write at a time.
+    SomeNodeMissing,
+}
+
+/// Inserts every sample of `rows` into the history and sets each node's latest metrics from
+/// its last heartbeat in the run.
+pub(super) async fn record(
+    tx: &mut Transaction<'_, Any>,
+    placeholders: Placeholders,
+    rows: &[HeartbeatRow<'_>],
+) -> Result<RunOutcome, sqlx::Error> {
+    for chunk in chunks(rows) {
+        bind_rows(
+            sqlx::query(insert_sql(placeholders, chunk.len())),
+            chunk.iter(),
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    let latest = latest_per_node(rows);
+    let mut updated = 0;
+    for chunk in chunks(&latest) {
+        let done = bind_rows(
+            sqlx::query(update_sql(placeholders, chunk.len())),
+            chunk.iter().copied(),
+        )
+        .execute(&mut **tx)
+        .await?;
+        updated += done.rows_affected();
+    }
+    Ok(if updated == latest.len() as u64 {
+        RunOutcome::AllStored
+    } else {
+        RunOutcome::SomeNodeMissing
+    })
+}
+
+/// Binds each row's seven values in the column order both statements share: node id,
+/// time, status, then the four metrics.
+fn bind_rows<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    rows: impl Iterator<Item = &'q HeartbeatRow<'q>>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for row in rows {
+        let m = row.metrics;
+        query = query
+            .bind(row.node_id)
+            .bind(row.at.as_str())
+            .bind(row.status)
+            .bind(m.cpu_usage)
+            .bind(m.memory_usage)
+            .bind(m.disk_usage)
+            .bind(m.load_average);
+    }
+    query
+}
+
+/// The last heartbeat of each node in the run, in run order: the node's latest metrics.
+fn latest_per_node<'r, 'a>(rows: &'r [HeartbeatRow<'a>]) -> Vec<&'r HeartbeatRow<'a>> {
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        last.insert(row.node_id, i);
+    }
+    let mut picked: Vec<usize> = last.into_values().collect();
+    picked.sort_unstable();
+    picked.into_iter().map(|i| &rows[i]).collect()
+}
+
+/// Cuts `rows` greedily into slices whose lengths are all in [`CHUNK_SIZES`].
+fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = CHUNK_SIZES.into_iter().find(|&size| size <= rows.len())?;
+        let (head, tail) = rows.split_at(size);
+        rows = tail;
+        Some(head)
+    })
+}
+
+/// `($1, ..., $7), ($8, ...)` (or `(?, ..., ?), ...`) for `rows` rows.
+fn values_list(placeholders: Placeholders, rows: usize) -> String {
+    let param = |n: usize| match placeholders {
+        Placeholders::Numbered => format!("${n}"),
+        Placeholders::Anonymous => "?".to_owned(),
+    };
+    (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=COLUMNS)
+                .map(|col| param(row * COLUMNS + col))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One built SQL text per placeholder style and chunk size.
+type SqlCache = [[OnceLock<String>; CHUNK_SIZES.len()]; 2];
+
+fn cached_sql(
+    cache: &'static SqlCache,
+    placeholders: Placeholders,
+    rows: usize,
+    build: fn(String) -> String,
+) -> &'static str {
+    let size = CHUNK_SIZES
+        .iter()
+        .position(|&size| size == rows)
+        .expect("chunks() only yields CHUNK_SIZES");
+    cache[placeholders as usize][size].get_or_init(|| build(values_list(placeholders, rows)))
+}
+
+fn insert_sql(placeholders: Placeholders, rows: usize) -> &'static str {
+    static CACHE: SqlCache = [const { [const { OnceLock::new() }; CHUNK_SIZES.len()] }; 2];
+    cached_sql(&CACHE, placeholders, rows, |values| {
+        format!(
+            "INSERT INTO metrics (node_id, recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average) VALUES {values}"
+        )
+    })
+}
+
+/// `UPDATE ... FROM (VALUES ...)`: SQLite (3.33+) and PostgreSQL both name the columns of a
+/// `VALUES` list `column1`, `column2`, ...
+fn update_sql(placeholders: Placeholders, rows: usize) -> &'static str {
+    static CACHE: SqlCache = [const { [const { OnceLock::new() }; CHUNK_SIZES.len()] }; 2];
+    cached_sql(&CACHE, placeholders, rows, |values| {
+        format!(
+            "UPDATE nodes SET last_seen = v.column2, status = v.column3, cpu_usage = v.column4,
+               memory_usage = v.column5, disk_usage = v.column6, load_average = v.column7
+             FROM (VALUES {values}) AS v WHERE nodes.node_id = v.column1"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_cut_into_the_fixed_sizes_largest_first() {
+        let rows: Vec<u32> = (0..151).collect();
+        let sizes: Vec<usize> = chunks(&rows).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![64, 64, 16, 4, 1, 1, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), 151);
+        assert_eq!(chunks::<u32>(&[]).count(), 0);
+    }
+
+    #[test]
+    fn values_lists_number_their_parameters_row_by_row() {
+        assert_eq!(
+            values_list(Placeholders::Numbered, 2),
+            "($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)"
+        );
+        assert_eq!(
+            values_list(Placeholders::Anonymous, 1),
+            "(?, ?, ?, ?, ?, ?, ?)"
+        );
+    }
+
+    #[test]
+    fn the_latest_heartbeat_of_each_node_wins_in_run_order() {
+        let m = Metrics {
+            cpu_usage: 1.0,
+            memory_usage: 2.0,
+            disk_usage: 3.0,
+            load_average: 4.0,
+        };
+        let row = |node_id, at: &str| HeartbeatRow {
+            node_id,
+            status: "online",
+            metrics: &m,
+            at: at.to_owned(),
+        };
+        let rows = [row("a", "1"), row("b", "2"), row("a", "3"), row("c", "4")];
+        let latest: Vec<(&str, &str)> = latest_per_node(&rows)
+            .iter()
+            .map(|r| (r.node_id, r.at.as_str()))
+            .collect();
+        assert_eq!(latest, vec![("b", "2"), ("a", "3"), ("c", "4")]);
+    }
+}
