@@ -16,7 +16,7 @@ use reference_server::protocol::nodemgr::SessionConfig;
 use reference_server::server::{
     start_cmdrelay, start_nodemgr, CmdrelaySetup, RunningCmdrelay, RunningNodemgr,
 };
-use reference_server::store::StoreConfig;
+use reference_server::store::{SqliteSync, StoreConfig};
 use std::time::{Duration, Instant};
 
 /// Upper bounds: every load loop here is bounded in count and time.
@@ -43,6 +43,13 @@ enum Command {
         connections: usize,
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Echo and heartbeat rounds, alternated; the median ratio is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The reference server's SQLite `synchronous` setting: full (fsync per commit, its
+        /// default) or normal (see `reference-server --help`).
+        #[arg(long, default_value = "full")]
+        sqlite_sync: SqliteSync,
     },
     /// Rooms of clients: one relays execute on an interval, the others measure latency.
     Cmdrelay(CmdrelayArgs),
@@ -174,7 +181,13 @@ async fn main() -> anyhow::Result<()> {
         Command::NodemgrVsEcho {
             connections,
             duration,
-        } => vs_echo(connections.min(MAX_NODES), duration.min(MAX_DURATION)).await,
+            rounds,
+            sqlite_sync,
+        } => {
+            let rounds = rounds.clamp(1, 20);
+            let (connections, duration) = (connections.min(MAX_NODES), duration.min(MAX_DURATION));
+            vs_echo(connections, duration, rounds, sqlite_sync).await
+        }
         Command::Cmdrelay(args) => run_cmdrelay(args).await,
         Command::Ecapture(args) => run_ecapture(args).await,
         Command::Logrtc(args) => run_logrtc(args).await,
@@ -328,16 +341,17 @@ fn report_ecapture(
     }
 }
 
-async fn in_process_server() -> anyhow::Result<(RunningNodemgr, tempfile::TempDir)> {
+async fn in_process_server(
+    sqlite_sync: SqliteSync,
+) -> anyhow::Result<(RunningNodemgr, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let store = StoreConfig {
+        sqlite_sync,
+        ..StoreConfig::sqlite_in(dir.path())?
+    };
     // Load runs one node per connection at 1/s; the rate limit stays at its default.
-    let server = start_nodemgr(
-        listener,
-        SessionConfig::default(),
-        &StoreConfig::sqlite_in(dir.path())?,
-    )
-    .await?;
+    let server = start_nodemgr(listener, SessionConfig::default(), &store).await?;
     Ok((server, dir))
 }
 
@@ -356,7 +370,7 @@ fn ensure_loopback(url: &str) -> anyhow::Result<()> {
 
 async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
     let local = if args.target.is_none() {
-        Some(in_process_server().await?)
+        Some(in_process_server(SqliteSync::Full).await?)
     } else {
         None
     };
@@ -505,21 +519,52 @@ async fn verify_stored(
     Ok(())
 }
 
-async fn vs_echo(connections: usize, duration: Duration) -> anyhow::Result<()> {
+async fn vs_echo(
+    connections: usize,
+    duration: Duration,
+    rounds: usize,
+    sqlite_sync: SqliteSync,
+) -> anyhow::Result<()> {
     let echo_url = echo::start_echo_server().await?;
-    let (server, _dir) = in_process_server().await?;
-    eprintln!("closed loop, {connections} connections, {duration:?} each: echo first, then the reference server");
-    let (echo_rate, echo_stats) = echo::measure(&echo_url, connections, duration, false).await;
-    let (ref_rate, ref_stats) = echo::measure(&server.ws_url(), connections, duration, true).await;
-    let [e50, e99, ..] = echo_stats.percentiles_ms();
-    let [r50, r99, ..] = ref_stats.percentiles_ms();
-    println!("bare echo:        {echo_rate:>9.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms)");
-    println!("reference server: {ref_rate:>9.0} heartbeats/s  (p50 {r50:.2} ms, p99 {r99:.2} ms), every one stored");
-    println!(
-        "ratio: {:.2}x of the bare echo rate",
-        ref_rate / echo_rate.max(1.0)
-    );
+    let (server, _dir) = in_process_server(sqlite_sync).await?;
+    eprintln!("closed loop, {connections} connections, {rounds} rounds of {duration:?} echo then {duration:?} heartbeats");
+    let (echo_url, server_url) = (&echo_url, &server.ws_url());
+    alternate_with_echo(rounds, "heartbeats", || async move {
+        let echo = echo::measure(echo_url, connections, duration, false).await;
+        let reference = echo::measure(server_url, connections, duration, true).await;
+        (echo, reference)
+    })
+    .await;
     Ok(())
+}
+
+/// Runs `round` (a bare echo measurement, then the reference server's) `rounds` times, prints
+/// each round's rates and ratio, then the median ratio: the machine is shared and noisy, so one
+/// round proves little.
+async fn alternate_with_echo<F, Fut>(rounds: usize, what: &str, mut round: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+        Output = ((f64, std::sync::Arc<stats::Stats>), (f64, std::sync::Arc<stats::Stats>)),
+    >,
+{
+    let mut ratios = Vec::with_capacity(rounds);
+    for n in 1..=rounds {
+        let ((echo_rate, echo_stats), (ref_rate, ref_stats)) = round().await;
+        let [e50, e99, ..] = echo_stats.percentiles_ms();
+        let [r50, r99, ..] = ref_stats.percentiles_ms();
+        let ratio = ref_rate / echo_rate.max(1.0);
+        println!(
+            "round {n}: bare echo {echo_rate:.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms); \
+reference {what} {ref_rate:.0}/s (p50 {r50:.2} ms, p99 {r99:.2} ms); ratio {ratio:.2}x"
+        );
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "median ratio: {:.2}x of the bare echo rate",
+        ratios[ratios.len() / 2]
+    );
 }
 
 /// An in-process cmdrelay server that knows `tokens`, on a temporary database.
@@ -773,32 +818,20 @@ async fn cmdrelay_vs_echo(pairs: usize, duration: Duration, rounds: usize) -> an
     eprintln!(
         "closed loop, {pairs} pairs, {rounds} rounds of {duration:?} echo then {duration:?} relay"
     );
-    let mut ratios = Vec::with_capacity(rounds);
-    for round in 1..=rounds {
+    let (echo_url, server_url, tokens) = (&echo_url, &server.ws_url(), &tokens);
+    alternate_with_echo(rounds, "relays", || async move {
         let stats = stats::Stats::new();
         let mut sockets = Vec::with_capacity(pairs);
-        for token in &tokens {
-            let a = cmdrelay::join(&server.ws_url(), token, &stats).await;
-            let b = cmdrelay::join(&server.ws_url(), token, &stats).await;
+        for token in tokens {
+            let a = cmdrelay::join(server_url, token, &stats).await;
+            let b = cmdrelay::join(server_url, token, &stats).await;
             sockets.extend(a.zip(b));
         }
-        let (echo_rate, echo_stats) =
-            echo::echo_rate(&echo_url, pairs, duration, relay_frame).await;
-        let (relay_rate, relay_stats) = cmdrelay::relay_rate(sockets, duration).await;
-        let [e50, e99, ..] = echo_stats.percentiles_ms();
-        let [r50, r99, ..] = relay_stats.percentiles_ms();
-        let ratio = relay_rate / echo_rate.max(1.0);
-        println!(
-            "round {round}: bare echo {echo_rate:.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms); \
-reference relay {relay_rate:.0} relays/s (p50 {r50:.2} ms, p99 {r99:.2} ms); ratio {ratio:.2}x"
-        );
-        ratios.push(ratio);
-    }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "median ratio: {:.2}x of the bare echo rate",
-        ratios[ratios.len() / 2]
-    );
+        let echo = echo::echo_rate(echo_url, pairs, duration, relay_frame).await;
+        let relay = cmdrelay::relay_rate(sockets, duration).await;
+        (echo, relay)
+    })
+    .await;
     Ok(())
 }
 
@@ -828,6 +861,10 @@ struct SfuArgs {
     /// The measured window, after every subscriber receives.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// How long the rooms run before the measured window opens (after the 2 s settle): for a
+    /// soak, so that the memory figure starts once str0m's per-stream buffers have filled.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
     /// Skip the bare UDP relay baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -982,6 +1019,11 @@ async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
         set_up_started.elapsed().as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let warmup = args.warmup.min(MAX_DURATION);
+    if !warmup.is_zero() {
+        eprintln!("warming up for {warmup:?} before the measured window");
+        tokio::time::sleep(warmup).await;
+    }
     let figures = measure_sfu(&running, scenario.duration, server_pid).await;
     let [p50, p99, p999, max] = running.join_to_first_rtp.percentiles_ms();
     println!("join → first RTP ms: p50 {p50:.1}, p99 {p99:.1}, p99.9 {p999:.1}, max {max:.1} (n {}, errors {:?})", running.join_to_first_rtp.acked.load(std::sync::atomic::Ordering::Relaxed), running.join_to_first_rtp.errors());
@@ -1106,8 +1148,11 @@ async fn measure_sfu(
     while started.elapsed() < window {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = sfu::tally(running);
+        let rss = server_pid
+            .and_then(stats::rss_kib)
+            .map_or_else(String::new, |kib| format!(", SFU memory {kib} KiB"));
         eprintln!(
-            "[{:>4}s] samples received {}/s, RTP packets {}/s",
+            "[{:>4}s] samples received {}/s, RTP packets {}/s{rss}",
             started.elapsed().as_secs(),
             now.received - last.received.min(now.received),
             now.rtp_packets.saturating_sub(last.rtp_packets)

@@ -15,7 +15,7 @@ use reference_server::protocol::sfu;
 use reference_server::server::{
     start_cmdrelay, start_ecapture, start_logrtc, start_nodemgr, start_sfu, CmdrelaySetup, SfuSetup,
 };
-use reference_server::store::StoreConfig;
+use reference_server::store::{SqliteSync, StoreConfig};
 use reference_server::transport::ecapture::EcaptureConfig;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -81,6 +81,10 @@ struct ServeArgs {
     /// SQLite: how long a write waits for a lock before it fails with DATABASE_ERROR.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     db_busy_timeout: Duration,
+    /// SQLite: `full` fsyncs every commit before its ack (survives power loss); `normal`
+    /// leaves that to checkpoints (survives a crash of this process, not of the machine).
+    #[arg(long, default_value = "full")]
+    sqlite_sync: SqliteSync,
     /// cmdrelay port (0 picks a free one).
     #[arg(long, default_value_t = 8765)]
     cmdrelay_port: u16,
@@ -258,6 +262,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store = StoreConfig {
         busy_timeout: args.db_busy_timeout,
+        sqlite_sync: args.sqlite_sync,
         ..store
     };
     let session = SessionConfig {

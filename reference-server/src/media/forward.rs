@@ -113,6 +113,8 @@ pub struct MediaStats {
     /// Datagrams dropped because the send queue was full.
     pub datagrams_dropped: u64,
     pub keyframe_requests: u64,
+    /// Timer wake-ups handed to peer connections (`Input::Timeout`).
+    pub peer_timeouts: u64,
 }
 
 type PeerKey = u64;
@@ -406,6 +408,7 @@ impl Sfu {
         let due = std::mem::replace(&mut self.timers, later);
         for (_, key) in due {
             if let Some(peer) = self.peers.get_mut(&key) {
+                self.stats.peer_timeouts += 1;
                 if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
                     peer.rtc.disconnect();
                 }

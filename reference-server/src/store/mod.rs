@@ -45,6 +45,41 @@ pub struct StoreConfig {
     pub url: String,
     /// SQLite only: how long a write waits on a lock before it fails.
     pub busy_timeout: Duration,
+    /// SQLite only: when a commit reaches the disk.
+    pub sqlite_sync: SqliteSync,
+}
+
+/// SQLite's `synchronous` setting, in WAL mode. Either way a write is committed before it is
+/// acknowledged and survives a crash of this process; they differ on a crash of the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// Every commit waits for fsync: an acknowledged write survives power loss too.
+    #[default]
+    Full,
+    /// Commits reach the OS at once and the disk at the next checkpoint: the last commits
+    /// before a power loss or kernel crash may be rolled back. Much faster on slow disks.
+    Normal,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "PRAGMA synchronous = FULL",
+            Self::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
+}
+
+impl std::str::FromStr for SqliteSync {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            other => Err(format!("{other:?} is not full or normal")),
+        }
+    }
 }
 
 impl StoreConfig {
@@ -65,6 +100,7 @@ impl StoreConfig {
         Self {
             url: url.into(),
             busy_timeout: Duration::from_secs(5),
+            sqlite_sync: SqliteSync::Full,
         }
     }
 
@@ -155,13 +191,14 @@ pub(crate) async fn open_pool(config: &StoreConfig) -> Result<AnyPool, StoreErro
 async fn connect(config: &StoreConfig) -> Result<AnyPool, sqlx::Error> {
     let sqlite = config.is_sqlite();
     let busy_ms = config.busy_timeout.as_millis();
+    let sync = config.sqlite_sync.pragma();
     AnyPoolOptions::new()
         .max_connections(if sqlite { 4 } else { 8 })
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if sqlite {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute(sync).await?;
                     // Statement journals (multi-row heartbeat writes need them) stay in
                     // memory instead of a temporary file.
                     conn.execute("PRAGMA temp_store = MEMORY").await?;
