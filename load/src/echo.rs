@@ -34,13 +34,15 @@ pub async fn start_echo_server() -> std::io::Result<String> {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Sends a heartbeat and waits for the answer, again and again until `until`.
+/// Sends a heartbeat and waits for the answer, again and again until `until`. Only an answer
+/// `counts` is a round trip; any other (an error, say) is recorded by its code.
 async fn closed_loop(
     mut ws: Ws,
     node_id: String,
     until: Instant,
     round_trips: Arc<AtomicU64>,
     stats: Arc<Stats>,
+    counts: fn(&str) -> bool,
 ) {
     while Instant::now() < until {
         let sent = Instant::now();
@@ -52,13 +54,34 @@ async fn closed_loop(
             return;
         }
         match ws.next().await {
-            Some(Ok(Message::Text(_))) => {
+            Some(Ok(Message::Text(text))) if counts(&text) => {
                 stats.record_ack(sent.elapsed());
                 round_trips.fetch_add(1, Ordering::Relaxed);
             }
+            Some(Ok(Message::Text(text))) => stats.record_error(&error_code(&text)),
             _ => return,
         }
     }
+}
+
+/// The `error_code` of a nodemgr error frame, else what the frame was.
+fn error_code(text: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    value["data"]["error_code"]
+        .as_str()
+        .or(value["type"].as_str())
+        .unwrap_or("unexpected reply")
+        .to_owned()
+}
+
+/// The reference server's answer that counts: the ack, sent once the heartbeat is stored.
+fn is_heartbeat_ack(text: &str) -> bool {
+    text.contains("\"heartbeat_ack\"")
+}
+
+/// The echo server's answer: any text frame (it is the heartbeat sent).
+fn is_echo(_: &str) -> bool {
+    true
 }
 
 /// Round trips per second over `connections` closed loops; `register` for the reference server.
@@ -102,6 +125,7 @@ pub async fn measure(
             until,
             round_trips.clone(),
             stats.clone(),
+            if register { is_heartbeat_ack } else { is_echo },
         ));
     }
     while loops.join_next().await.is_some() {}
