@@ -553,7 +553,10 @@ async fn alternate_with_echo<F, Fut>(rounds: usize, what: &str, mut round: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<
-        Output = ((f64, std::sync::Arc<stats::Stats>), (f64, std::sync::Arc<stats::Stats>)),
+        Output = (
+            (f64, std::sync::Arc<stats::Stats>),
+            (f64, std::sync::Arc<stats::Stats>),
+        ),
     >,
 {
     let mut ratios = Vec::with_capacity(rounds);

@@ -181,20 +181,30 @@ async fn lifecycle_round_trips(store: Store) {
 
 #[tokio::test]
 async fn sqlite_stores_and_reads_back_every_record() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&StoreConfig::sqlite_in(dir.path()).expect("config"))
-        .await
-        .expect("open");
-    lifecycle_round_trips(store).await;
+    on_sqlite(lifecycle_round_trips).await;
 }
 
 #[tokio::test]
 async fn postgres_stores_and_reads_back_every_record() {
+    on_postgres(lifecycle_round_trips).await;
+}
+
+/// Runs `test` on a store in a fresh SQLite file.
+async fn on_sqlite<F: std::future::Future<Output = ()>>(test: impl FnOnce(Store) -> F) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&StoreConfig::sqlite_in(dir.path()).expect("config"))
+        .await
+        .expect("open");
+    test(store).await;
+}
+
+/// Runs `test` on a store in a real PostgreSQL (skipped, loudly, where there is none).
+async fn on_postgres<F: std::future::Future<Output = ()>>(test: impl FnOnce(Store) -> F) {
     let Some(pg) = Postgres::start() else { return };
     let store = Store::open(&StoreConfig::from_url(pg.url.clone()))
         .await
         .expect("open postgres");
-    lifecycle_round_trips(store).await;
+    test(store).await;
 }
 
 /// Many concurrent heartbeats, from many nodes and several from each, all commit (the writer
@@ -254,20 +264,12 @@ async fn bulk_heartbeats_are_all_committed(store: Store) {
 
 #[tokio::test]
 async fn sqlite_commits_bulk_heartbeats() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&StoreConfig::sqlite_in(dir.path()).expect("config"))
-        .await
-        .expect("open");
-    bulk_heartbeats_are_all_committed(store).await;
+    on_sqlite(bulk_heartbeats_are_all_committed).await;
 }
 
 #[tokio::test]
 async fn postgres_commits_bulk_heartbeats() {
-    let Some(pg) = Postgres::start() else { return };
-    let store = Store::open(&StoreConfig::from_url(pg.url.clone()))
-        .await
-        .expect("open postgres");
-    bulk_heartbeats_are_all_committed(store).await;
+    on_postgres(bulk_heartbeats_are_all_committed).await;
 }
 
 type Ws =

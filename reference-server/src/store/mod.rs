@@ -57,7 +57,7 @@ pub enum SqliteSync {
     #[default]
     Full,
     /// Commits reach the OS at once and the disk at the next checkpoint: the last commits
-    /// before a power loss or kernel crash may be rolled back. Much faster on slow disks.
+    /// before a power loss or kernel crash may be rolled back. Helps where fsync is slow.
     Normal,
 }
 
