@@ -4,13 +4,13 @@
 //! caller is answered only after its batch committed. Reads use the pool directly.
 
 mod heartbeats;
-
-use heartbeats::{HeartbeatRow, Placeholders, RunOutcome};
 mod nodemgr;
 mod schema;
 pub mod tokens;
 
 pub use nodemgr::{state as command_state, CommandRecord, MetricSample, NodeRecord};
+
+use heartbeats::{HeartbeatRow, Placeholders, RunOutcome};
 
 use crate::protocol::nodemgr::{StoreFailure, StoreOp};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
