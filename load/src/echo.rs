@@ -1,7 +1,7 @@
 //! The baseline: closed-loop round trips against a bare tokio-tungstenite echo server, and the
 //! same loop of heartbeats against the reference server, in one run.
 
-use crate::nodemgr::{connect_node, heartbeat, Scenario};
+use crate::nodemgr::{connect_node, error_code, heartbeat, is_heartbeat_ack, Scenario};
 use crate::stats::Stats;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,21 +62,6 @@ async fn closed_loop(
             _ => return,
         }
     }
-}
-
-/// The `error_code` of a nodemgr error frame, else what the frame was.
-fn error_code(text: &str) -> String {
-    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-    value["data"]["error_code"]
-        .as_str()
-        .or(value["type"].as_str())
-        .unwrap_or("unexpected reply")
-        .to_owned()
-}
-
-/// The reference server's answer that counts: the ack, sent once the heartbeat is stored.
-fn is_heartbeat_ack(text: &str) -> bool {
-    text.contains("\"heartbeat_ack\"")
 }
 
 /// The echo server's answer: any text frame (it is the heartbeat sent).

@@ -112,17 +112,27 @@ fn on_reply(text: &str, in_flight: &mut VecDeque<Instant>, stats: &Stats) -> boo
     let Some(sent) = in_flight.pop_front() else {
         return false;
     };
-    if text.contains("\"heartbeat_ack\"") {
+    if is_heartbeat_ack(text) {
         stats.record_ack(sent.elapsed());
         return true;
     }
-    let value: Value = serde_json::from_str(text).unwrap_or_default();
-    stats.record_error(
-        value["data"]["error_code"]
-            .as_str()
-            .unwrap_or("unexpected reply"),
-    );
+    stats.record_error(&error_code(text));
     false
+}
+
+/// The answer that counts for a heartbeat: the ack, sent once the heartbeat is stored.
+pub fn is_heartbeat_ack(text: &str) -> bool {
+    text.contains("\"heartbeat_ack\"")
+}
+
+/// The `error_code` of a nodemgr error frame, else the frame's type, else "unexpected reply".
+pub fn error_code(text: &str) -> String {
+    let value: Value = serde_json::from_str(text).unwrap_or_default();
+    value["data"]["error_code"]
+        .as_str()
+        .or(value["type"].as_str())
+        .unwrap_or("unexpected reply")
+        .to_owned()
 }
 
 /// Waits (up to 5 s) for the acks still in flight, so that they are counted.
