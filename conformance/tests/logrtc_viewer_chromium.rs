@@ -128,6 +128,22 @@ async fn text_of(client: &Client, css: &str) -> String {
         .expect("text")
 }
 
+/// Polls until the text of `css` satisfies `condition`, or fails with the last text seen.
+async fn until_text(client: &Client, css: &str, what: &str, condition: impl Fn(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = text_of(client, css).await;
+        if condition(&text) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {css} shows {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn click(client: &Client, css: &str) {
     client
         .find(Locator::Css(css))
@@ -179,8 +195,11 @@ async fn the_viewer_shows_filters_and_pauses_a_producers_live_logs() {
     assert_eq!(text_of(client, "#signaling-state").await, "open");
     assert_eq!(text_of(client, "#peer-state").await, "connected");
     assert_eq!(text_of(client, "#channel-state").await, "open");
-    let rate: u64 = text_of(client, "#rate").await.parse().expect("a number");
-    assert!(rate > 0, "lines/s shown as {rate}");
+    // The rate is redrawn every 250 ms, so the first entries can be on screen before it is.
+    until_text(client, "#rate", "a positive lines/s", |rate| {
+        rate.parse::<u64>().is_ok_and(|rate| rate > 0)
+    })
+    .await;
 
     // Level: WARN only.
     click(client, "input[name=level][value=INFO]").await;

@@ -3,6 +3,7 @@
 //! idle clients for memory.
 
 use crate::stats::Stats;
+use crate::ws::Ws;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +15,6 @@ use tokio_tungstenite::tungstenite::Message;
 pub const GRACE: Duration = Duration::from_secs(2);
 /// How long a receiver re-arms its wait while the other rooms are still joining.
 const MAX_JOIN_WAIT: Duration = Duration::from_secs(5);
-
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -31,7 +29,7 @@ pub struct Scenario {
 
 /// Connects and joins the room of `token`; `None` (and an error counted) when refused.
 pub async fn join(url: &str, token: &str, stats: &Stats) -> Option<Ws> {
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+    let Ok((mut ws, _)) = crate::ws::connect(url).await else {
         stats.record_error("connect");
         return None;
     };
@@ -51,6 +49,27 @@ pub async fn join(url: &str, token: &str, stats: &Stats) -> Option<Ws> {
     }
     stats.record_error("closed before init answer");
     None
+}
+
+/// Two clients in the room of each token, one after the other. A refused join is said on
+/// stderr: the rate is then over fewer pairs than asked for.
+pub async fn join_pairs(url: &str, tokens: &[String]) -> Vec<(Ws, Ws)> {
+    let stats = Stats::new();
+    let mut pairs = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        let a = join(url, token, &stats).await;
+        let b = join(url, token, &stats).await;
+        pairs.extend(a.zip(b));
+    }
+    if pairs.len() < tokens.len() {
+        eprintln!(
+            "only {} of {} pairs joined; refused joins by code: {:?}",
+            pairs.len(),
+            tokens.len(),
+            stats.errors()
+        );
+    }
+    pairs
 }
 
 /// Every room's clients, joined with bounded concurrency.
@@ -268,9 +287,50 @@ pub async fn receive_loop(
     }
 }
 
-/// Closed loop over pairs: A sends an execute, the loop waits for B to receive it, again and
-/// again. Each relay costs the server one read and one write, as one echo round trip does.
-pub async fn relay_rate(pairs: Vec<(Ws, Ws)>, duration: Duration) -> (f64, Arc<Stats>) {
+/// What one step of the closed loop over a pair is.
+#[derive(Debug, Clone, Copy)]
+pub enum RelayLoop {
+    /// A sends an execute and waits for B to receive it: one relay per step. Each relay costs
+    /// a pure TCP ACK on both connections, which an echo's answer carries for free.
+    OneWay,
+    /// A sends an execute, B answers with an execute_result, A receives it: the document's
+    /// exchange, two relays per step, each acknowledged by the next frame as an echo is.
+    Exchange,
+}
+
+impl RelayLoop {
+    fn relays_per_step(self) -> u64 {
+        match self {
+            Self::OneWay => 1,
+            Self::Exchange => 2,
+        }
+    }
+}
+
+/// Reads from `ws` until a text frame that contains `needle`; false if the socket ends or the
+/// deadline passes first.
+async fn wait_for(ws: &mut Ws, needle: &str, deadline: Instant) -> bool {
+    loop {
+        match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) if text.contains(needle) => return true,
+            Ok(Some(Ok(_))) => continue,
+            _ => return false,
+        }
+    }
+}
+
+fn execute_result() -> Message {
+    Message::text(r#"{"cmd":"execute_result","extra":{"exit_code":0,"stdout":"load"}}"#)
+}
+
+/// Closed loop over pairs, one step after another (see [`RelayLoop`]). Each relay costs the
+/// server one read and one write, as one echo round trip does. Returns relays per second and
+/// the time of each step.
+pub async fn relay_rate(
+    pairs: Vec<(Ws, Ws)>,
+    duration: Duration,
+    pattern: RelayLoop,
+) -> (f64, Arc<Stats>) {
     let stats = Stats::new();
     let count = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -279,21 +339,23 @@ pub async fn relay_rate(pairs: Vec<(Ws, Ws)>, duration: Duration) -> (f64, Arc<S
     for (mut a, mut b) in pairs {
         let (stats, count) = (stats.clone(), count.clone());
         loops.spawn(async move {
+            // Bounded: a relay that never comes ends the loop at the deadline.
+            let deadline = until + GRACE;
             while Instant::now() < until {
                 let sent = Instant::now();
-                if a.send(execute_at(started, 0)).await.is_err() {
+                if a.send(execute_at(started, 0)).await.is_err()
+                    || !wait_for(&mut b, "\"execute\"", deadline).await
+                {
                     return;
                 }
-                loop {
-                    // Bounded: a relay that never comes ends the loop at the deadline.
-                    match tokio::time::timeout_at((until + GRACE).into(), b.next()).await {
-                        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"execute\"") => break,
-                        Ok(Some(Ok(_))) => continue,
-                        _ => return,
-                    }
+                if matches!(pattern, RelayLoop::Exchange)
+                    && (b.send(execute_result()).await.is_err()
+                        || !wait_for(&mut a, "\"execute_result\"", deadline).await)
+                {
+                    return;
                 }
                 stats.record_ack(sent.elapsed());
-                count.fetch_add(1, Ordering::Relaxed);
+                count.fetch_add(pattern.relays_per_step(), Ordering::Relaxed);
             }
         });
     }

@@ -31,7 +31,7 @@ pub async fn connect(url: &str) -> anyhow::Result<Socket> {
     request
         .headers_mut()
         .insert("Origin", HeaderValue::from_static("http://localhost/"));
-    let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let (socket, _) = crate::ws::connect(request).await?;
     Ok(socket)
 }
 

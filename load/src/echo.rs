@@ -3,6 +3,7 @@
 
 use crate::nodemgr::{connect_node, error_code, heartbeat, is_heartbeat_ack, Scenario};
 use crate::stats::Stats;
+use crate::ws::Ws;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,8 +17,13 @@ pub async fn start_echo_server() -> std::io::Result<String> {
     let url = format!("ws://{}/", listener.local_addr()?);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            // As the reference server does: small frames leave at once.
+            let _ = tcp.set_nodelay(true);
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                let Ok(mut ws) =
+                    tokio_tungstenite::accept_async_with_config(tcp, Some(crate::ws::config()))
+                        .await
+                else {
                     return;
                 };
                 while let Some(Ok(message)) = ws.next().await {
@@ -30,9 +36,6 @@ pub async fn start_echo_server() -> std::io::Result<String> {
     });
     Ok(url)
 }
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Sends a heartbeat and waits for the answer, again and again until `until`. Only an answer
 /// `counts` is a round trip; any other (an error, say) is recorded by its code.
@@ -92,10 +95,7 @@ pub async fn measure(
         let ws = if register {
             connect_node(&scenario, &node_id, &stats).await
         } else {
-            tokio_tungstenite::connect_async(url)
-                .await
-                .ok()
-                .map(|(ws, _)| ws)
+            crate::ws::connect(url).await.ok().map(|(ws, _)| ws)
         };
         sockets.extend(ws.map(|ws| (node_id, ws)));
     }
@@ -129,12 +129,7 @@ pub async fn echo_rate(
     let count = Arc::new(AtomicU64::new(0));
     let mut sockets = Vec::new();
     for _ in 0..connections {
-        sockets.extend(
-            tokio_tungstenite::connect_async(url)
-                .await
-                .ok()
-                .map(|(ws, _)| ws),
-        );
+        sockets.extend(crate::ws::connect(url).await.ok().map(|(ws, _)| ws));
     }
     let started = Instant::now();
     let until = started + duration;

@@ -3,8 +3,9 @@
 //! on an interval and the consumer measures sender-to-receiver latency. Registration and the
 //! watch round trip (watch → consumer_connected) are timed too.
 
-use crate::cmdrelay::{close_all, latency_at, receive_loop, send_loop, Sink, Ws, GRACE};
+use crate::cmdrelay::{close_all, latency_at, receive_loop, send_loop, Sink, GRACE};
 use crate::stats::Stats;
+use crate::ws::Ws;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -50,7 +51,7 @@ pub(crate) async fn await_text(ws: &mut Ws, wanted: impl Fn(&Value) -> bool) -> 
 /// Connects and registers; the time to `registered` is recorded.
 pub(crate) async fn register(url: &str, role: &str, id: &str, stats: &Stats) -> Option<Ws> {
     let started = Instant::now();
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+    let Ok((mut ws, _)) = crate::ws::connect(url).await else {
         stats.record_error("connect");
         return None;
     };

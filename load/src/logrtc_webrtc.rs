@@ -16,9 +16,9 @@ use logrtc_producer::{Level, LogEntry, Producer, ProducerConfig};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cmdrelay::Ws;
 use crate::logrtc::{await_text, register, STEP_WAIT};
 use crate::stats::Stats;
+use crate::ws::Ws;
 
 #[derive(Debug, Clone)]
 pub struct Scenario {

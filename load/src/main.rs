@@ -9,9 +9,11 @@ mod nodemgr;
 mod sfu;
 mod stats;
 mod udp_relay;
+mod ws;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use cmdrelay::RelayLoop;
 use reference_server::protocol::nodemgr::SessionConfig;
 use reference_server::server::{
     start_cmdrelay, start_nodemgr, CmdrelaySetup, RunningCmdrelay, RunningNodemgr,
@@ -60,13 +62,15 @@ enum Command {
     /// SFU rooms over real WebRTC (Opus, VP8): forwarded packets, loss, jitter, join→first
     /// RTP, CPU per forwarded packet against a bare UDP relay in the same run.
     Sfu(SfuArgs),
-    /// Closed-loop relays between pairs vs a bare tokio-tungstenite echo server, same run.
+    /// Closed-loop relays between pairs vs a bare tokio-tungstenite echo server, same run:
+    /// one-way relays (A sends, B receives) and execute/execute_result exchanges.
     CmdrelayVsEcho {
         #[arg(long, default_value_t = 64)]
         pairs: usize,
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
-        /// Echo and relay rounds, alternated; the median ratio is reported.
+        /// Rounds of echo, one-way relays and exchanges; the median ratio of each is
+        /// reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
@@ -537,51 +541,65 @@ async fn vs_echo(
     let (server, _dir) = in_process_server(sqlite_sync, unlimited).await?;
     eprintln!("closed loop, {connections} connections, {rounds} rounds of {duration:?} echo then {duration:?} heartbeats");
     let (echo_url, server_url) = (&echo_url, &server.ws_url());
-    alternate_with_echo(rounds, "heartbeats", || async move {
+    alternate_with_echo(rounds, || async move {
         let echo = echo::measure(echo_url, connections, duration, false).await;
-        let reference = echo::measure(server_url, connections, duration, true).await;
-        (echo, reference)
+        let (rate, stats) = echo::measure(server_url, connections, duration, true).await;
+        (echo, vec![("heartbeats", rate, stats)])
     })
     .await;
     Ok(())
 }
 
+/// One round's measurements: the bare echo's, then each of the reference server's with its
+/// label. Each is a rate per second and the latency of each step.
+type Round = (
+    (f64, std::sync::Arc<stats::Stats>),
+    Vec<(&'static str, f64, std::sync::Arc<stats::Stats>)>,
+);
+
 /// Runs `round` (a bare echo measurement, then the reference server's) `rounds` times, prints
-/// each round's rates and ratio, then the median ratio: the machine is shared and noisy, so one
-/// round proves little.
-async fn alternate_with_echo<F, Fut>(rounds: usize, what: &str, mut round: F)
+/// each round's rates and ratios, then the median ratio of each measurement: the machine is
+/// shared and noisy, so one round proves little.
+async fn alternate_with_echo<F, Fut>(rounds: usize, mut round: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<
-        Output = (
-            (f64, std::sync::Arc<stats::Stats>),
-            (f64, std::sync::Arc<stats::Stats>),
-        ),
-    >,
+    Fut: std::future::Future<Output = Round>,
 {
-    let mut ratios = Vec::with_capacity(rounds);
+    let mut ratios: Vec<(&'static str, Vec<f64>)> = Vec::new();
     for n in 1..=rounds {
-        let ((echo_rate, echo_stats), (ref_rate, ref_stats)) = round().await;
+        let ((echo_rate, echo_stats), measured) = round().await;
         let [e50, e99, ..] = echo_stats.percentiles_ms();
-        let [r50, r99, ..] = ref_stats.percentiles_ms();
-        let ratio = ref_rate / echo_rate.max(1.0);
         println!(
-            "round {n}: bare echo {echo_rate:.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms); \
-reference {what} {ref_rate:.0}/s (p50 {r50:.2} ms, p99 {r99:.2} ms); ratio {ratio:.2}x"
+            "round {n}: bare echo {echo_rate:.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms)"
         );
-        for (side, stats) in [("echo", &echo_stats), (what, &ref_stats)] {
-            let errors = stats.errors();
-            if !errors.is_empty() {
-                println!("round {n}: {side} answers not counted, by code: {errors:?}");
+        print_uncounted(n, "echo", &echo_stats);
+        for (index, (what, rate, stats)) in measured.into_iter().enumerate() {
+            let [r50, r99, ..] = stats.percentiles_ms();
+            let ratio = rate / echo_rate.max(1.0);
+            println!(
+                "round {n}: reference {what} {rate:.0}/s (p50 {r50:.2} ms, p99 {r99:.2} ms); ratio {ratio:.2}x"
+            );
+            print_uncounted(n, what, &stats);
+            if ratios.len() <= index {
+                ratios.push((what, Vec::with_capacity(rounds)));
             }
+            ratios[index].1.push(ratio);
         }
-        ratios.push(ratio);
     }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "median ratio: {:.2}x of the bare echo rate",
-        ratios[ratios.len() / 2]
-    );
+    for (what, mut values) in ratios {
+        values.sort_by(f64::total_cmp);
+        println!(
+            "median ratio, {what}: {:.2}x of the bare echo rate",
+            values[values.len() / 2]
+        );
+    }
+}
+
+fn print_uncounted(round: usize, side: &str, stats: &stats::Stats) {
+    let errors = stats.errors();
+    if !errors.is_empty() {
+        println!("round {round}: {side} answers not counted, by code: {errors:?}");
+    }
 }
 
 /// An in-process cmdrelay server that knows `tokens`, on a temporary database.
@@ -827,26 +845,42 @@ fn relay_frame() -> tokio_tungstenite::tungstenite::Message {
 }
 
 /// Alternates echo and relay rounds so that both see the same machine noise, and reports the
-/// median of the per-round ratios.
+/// median of the per-round ratios, for the one-way loop and the execute/execute_result
+/// exchange (see [`cmdrelay::RelayLoop`]).
 async fn cmdrelay_vs_echo(pairs: usize, duration: Duration, rounds: usize) -> anyhow::Result<()> {
     let echo_url = echo::start_echo_server().await?;
-    let tokens: Vec<String> = (0..pairs).map(|i| format!("pair-{i}")).collect();
-    let (server, _dir) = in_process_cmdrelay(tokens.clone(), true).await?;
+    // Rooms of their own for each loop, so that no socket of the other lingers in them.
+    let tokens_for = |loop_name: &str| -> Vec<String> {
+        (0..pairs).map(|i| format!("{loop_name}-{i}")).collect()
+    };
+    let (one_way_tokens, exchange_tokens) = (tokens_for("one-way"), tokens_for("exchange"));
+    let all_tokens = [one_way_tokens.clone(), exchange_tokens.clone()].concat();
+    let (server, _dir) = in_process_cmdrelay(all_tokens, true).await?;
     eprintln!(
-        "closed loop, {pairs} pairs, {rounds} rounds of {duration:?} echo then {duration:?} relay"
+        "closed loop, {pairs} pairs, {rounds} rounds of {duration:?} echo, {duration:?} one-way \
+relays and {duration:?} execute/execute_result exchanges"
     );
-    let (echo_url, server_url, tokens) = (&echo_url, &server.ws_url(), &tokens);
-    alternate_with_echo(rounds, "relays", || async move {
-        let stats = stats::Stats::new();
-        let mut sockets = Vec::with_capacity(pairs);
-        for token in tokens {
-            let a = cmdrelay::join(server_url, token, &stats).await;
-            let b = cmdrelay::join(server_url, token, &stats).await;
-            sockets.extend(a.zip(b));
-        }
+    let server_url = &server.ws_url();
+    let (echo_url, one_way_tokens, exchange_tokens) =
+        (&echo_url, &one_way_tokens, &exchange_tokens);
+    alternate_with_echo(rounds, || async move {
         let echo = echo::echo_rate(echo_url, pairs, duration, relay_frame).await;
-        let relay = cmdrelay::relay_rate(sockets, duration).await;
-        (echo, relay)
+        let pairs_in = |tokens| cmdrelay::join_pairs(server_url, tokens);
+        let (one_way, one_way_stats) =
+            cmdrelay::relay_rate(pairs_in(one_way_tokens).await, duration, RelayLoop::OneWay).await;
+        let (exchange, exchange_stats) = cmdrelay::relay_rate(
+            pairs_in(exchange_tokens).await,
+            duration,
+            RelayLoop::Exchange,
+        )
+        .await;
+        (
+            echo,
+            vec![
+                ("relays, one way", one_way, one_way_stats),
+                ("relays in exchanges", exchange, exchange_stats),
+            ],
+        )
     })
     .await;
     Ok(())

@@ -1,6 +1,7 @@
 //! Simulated nodes: connect, register, heartbeat on an interval, measure ack latency.
 
 use crate::stats::Stats;
+use crate::ws::Ws;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -21,9 +22,6 @@ pub struct Scenario {
     pub connect_concurrency: usize,
     pub run_id: String,
 }
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub fn frame(kind: &str, id: &str, data: Value) -> Message {
     let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -47,7 +45,7 @@ pub async fn connect_node(scenario: &Scenario, node_id: &str, stats: &Stats) -> 
         "{}?token={}&node_id={node_id}",
         scenario.ws_url, scenario.token
     );
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
+    let Ok((mut ws, _)) = crate::ws::connect(&url).await else {
         stats.record_error("connect");
         return None;
     };

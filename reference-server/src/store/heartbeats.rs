@@ -9,7 +9,6 @@ use crate::protocol::nodemgr::envelope::rfc3339;
 use crate::protocol::nodemgr::{Metrics, StoreOp};
 use chrono::{DateTime, Utc};
 use sqlx::{Any, Transaction};
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// Row counts of the multi-row statements, largest first; a run is cut greedily into them.
@@ -79,35 +78,51 @@ pub(super) enum RunOutcome {
 
 /// Inserts every sample of `rows` into the history and sets each node's latest metrics from
 /// its last heartbeat in the run.
+///
+/// The run is cut into chunks in which no node appears twice, so that each chunk's update
+/// sets each of its nodes once and the chunks, applied in run order, leave each node with its
+/// last heartbeat. On SQLite a chunk's insert and update go to the database as one execution
+/// (sqlx binds the parameters across both statements): each execution is a round trip to
+/// sqlx's SQLite thread, and under load those round trips, not the SQL, bounded the writer.
+/// PostgreSQL prepares one statement at a time, so there they go as two.
 pub(super) async fn record(
     tx: &mut Transaction<'_, Any>,
     placeholders: Placeholders,
     rows: &[HeartbeatRow<'_>],
 ) -> Result<RunOutcome, sqlx::Error> {
     for chunk in chunks(rows) {
-        bind_rows(
-            sqlx::query(insert_sql(placeholders, chunk.len())),
-            chunk.iter(),
-        )
-        .execute(&mut **tx)
-        .await?;
+        let rows = chunk.len() as u64;
+        let updated = match placeholders {
+            Placeholders::Anonymous => {
+                let both = bind_rows(
+                    sqlx::query(insert_and_update_sql(chunk.len())),
+                    chunk.iter().chain(chunk),
+                )
+                .execute(&mut **tx)
+                .await?;
+                both.rows_affected().saturating_sub(rows)
+            }
+            Placeholders::Numbered => {
+                bind_rows(
+                    sqlx::query(insert_sql(placeholders, chunk.len())),
+                    chunk.iter(),
+                )
+                .execute(&mut **tx)
+                .await?;
+                bind_rows(
+                    sqlx::query(update_sql(placeholders, chunk.len())),
+                    chunk.iter(),
+                )
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+            }
+        };
+        if updated != rows {
+            return Ok(RunOutcome::SomeNodeMissing);
+        }
     }
-    let latest = latest_per_node(rows);
-    let mut updated = 0;
-    for chunk in chunks(&latest) {
-        let done = bind_rows(
-            sqlx::query(update_sql(placeholders, chunk.len())),
-            chunk.iter().copied(),
-        )
-        .execute(&mut **tx)
-        .await?;
-        updated += done.rows_affected();
-    }
-    Ok(if updated == latest.len() as u64 {
-        RunOutcome::AllStored
-    } else {
-        RunOutcome::SomeNodeMissing
-    })
+    Ok(RunOutcome::AllStored)
 }
 
 /// Binds each row's seven values in the column order both statements share: node id,
@@ -130,25 +145,27 @@ fn bind_rows<'q>(
     query
 }
 
-/// The last heartbeat of each node in the run, in run order: the node's latest metrics.
-fn latest_per_node<'r, 'a>(rows: &'r [HeartbeatRow<'a>]) -> Vec<&'r HeartbeatRow<'a>> {
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        last.insert(row.node_id, i);
-    }
-    let mut picked: Vec<usize> = last.into_values().collect();
-    picked.sort_unstable();
-    picked.into_iter().map(|i| &rows[i]).collect()
-}
-
-/// Cuts `rows` greedily into slices whose lengths are all in [`CHUNK_SIZES`].
-fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+/// Cuts `rows` greedily into slices whose lengths are all in [`CHUNK_SIZES`] and in which no
+/// node appears twice.
+fn chunks<'r, 'a>(
+    mut rows: &'r [HeartbeatRow<'a>],
+) -> impl Iterator<Item = &'r [HeartbeatRow<'a>]> {
     std::iter::from_fn(move || {
-        let size = CHUNK_SIZES.into_iter().find(|&size| size <= rows.len())?;
+        let distinct = distinct_prefix(rows);
+        let size = CHUNK_SIZES.into_iter().find(|&size| size <= distinct)?;
         let (head, tail) = rows.split_at(size);
         rows = tail;
         Some(head)
     })
+}
+
+/// How many rows from the start name distinct nodes (up to the largest chunk).
+fn distinct_prefix(rows: &[HeartbeatRow<'_>]) -> usize {
+    let mut seen = std::collections::HashSet::with_capacity(CHUNK_SIZES[0]);
+    rows.iter()
+        .take(CHUNK_SIZES[0])
+        .take_while(|row| seen.insert(row.node_id))
+        .count()
 }
 
 /// `($1, ..., $7), ($8, ...)` (or `(?, ..., ?), ...`) for `rows` rows.
@@ -175,7 +192,7 @@ fn cached_sql(
     cache: &'static SqlCache,
     placeholders: Placeholders,
     rows: usize,
-    build: fn(String) -> String,
+    build: impl FnOnce(String) -> String,
 ) -> &'static str {
     let size = CHUNK_SIZES
         .iter()
@@ -189,6 +206,19 @@ fn insert_sql(placeholders: Placeholders, rows: usize) -> &'static str {
     cached_sql(&CACHE, placeholders, rows, |values| {
         format!(
             "INSERT INTO metrics (node_id, recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average) VALUES {values}"
+        )
+    })
+}
+
+/// SQLite only: a chunk's insert and update as one text; the rows are bound twice.
+fn insert_and_update_sql(rows: usize) -> &'static str {
+    static CACHE: SqlCache = [const { [const { OnceLock::new() }; CHUNK_SIZES.len()] }; 2];
+    let anonymous = Placeholders::Anonymous;
+    cached_sql(&CACHE, anonymous, rows, |_| {
+        format!(
+            "{}; {}",
+            insert_sql(anonymous, rows),
+            update_sql(anonymous, rows)
         )
     })
 }
@@ -210,13 +240,54 @@ fn update_sql(placeholders: Placeholders, rows: usize) -> &'static str {
 mod tests {
     use super::*;
 
+    const METRICS: Metrics = Metrics {
+        cpu_usage: 1.0,
+        memory_usage: 2.0,
+        disk_usage: 3.0,
+        load_average: 4.0,
+    };
+
+    fn row(node_id: &str) -> HeartbeatRow<'_> {
+        HeartbeatRow {
+            node_id,
+            status: "online",
+            metrics: &METRICS,
+            at: String::new(),
+        }
+    }
+
+    fn chunk_sizes(rows: &[HeartbeatRow<'_>]) -> Vec<usize> {
+        chunks(rows).map(<[HeartbeatRow<'_>]>::len).collect()
+    }
+
     #[test]
     fn runs_are_cut_into_the_fixed_sizes_largest_first() {
-        let rows: Vec<u32> = (0..151).collect();
-        let sizes: Vec<usize> = chunks(&rows).map(<[u32]>::len).collect();
+        let names: Vec<String> = (0..151).map(|i| format!("node-{i}")).collect();
+        let rows: Vec<HeartbeatRow<'_>> = names.iter().map(|name| row(name)).collect();
+        let sizes = chunk_sizes(&rows);
         assert_eq!(sizes, vec![64, 64, 16, 4, 1, 1, 1]);
         assert_eq!(sizes.iter().sum::<usize>(), 151);
-        assert_eq!(chunks::<u32>(&[]).count(), 0);
+        assert_eq!(chunk_sizes(&[]).len(), 0);
+    }
+
+    #[test]
+    fn a_chunk_never_holds_one_node_twice() {
+        // No chunk holds `a` twice, so each chunk's update sets `a` once, and the chunks run
+        // in order: the last heartbeat of `a` is the last one written.
+        let order = ["a", "b", "c", "d", "e", "a", "f", "g", "h", "a"];
+        let rows: Vec<HeartbeatRow<'_>> = order.iter().map(|name| row(name)).collect();
+        let cut: Vec<Vec<&str>> = chunks(&rows)
+            .map(|chunk| chunk.iter().map(HeartbeatRow::node_id).collect())
+            .collect();
+        assert_eq!(
+            cut,
+            vec![
+                vec!["a", "b", "c", "d"],
+                vec!["e", "a", "f", "g"],
+                vec!["h"],
+                vec!["a"],
+            ]
+        );
     }
 
     #[test]
@@ -229,27 +300,5 @@ mod tests {
             values_list(Placeholders::Anonymous, 1),
             "(?, ?, ?, ?, ?, ?, ?)"
         );
-    }
-
-    #[test]
-    fn the_latest_heartbeat_of_each_node_wins_in_run_order() {
-        let m = Metrics {
-            cpu_usage: 1.0,
-            memory_usage: 2.0,
-            disk_usage: 3.0,
-            load_average: 4.0,
-        };
-        let row = |node_id, at: &str| HeartbeatRow {
-            node_id,
-            status: "online",
-            metrics: &m,
-            at: at.to_owned(),
-        };
-        let rows = [row("a", "1"), row("b", "2"), row("a", "3"), row("c", "4")];
-        let latest: Vec<(&str, &str)> = latest_per_node(&rows)
-            .iter()
-            .map(|r| (r.node_id, r.at.as_str()))
-            .collect();
-        assert_eq!(latest, vec![("b", "2"), ("a", "3"), ("c", "4")]);
     }
 }

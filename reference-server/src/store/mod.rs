@@ -14,7 +14,8 @@ use heartbeats::{HeartbeatRow, Placeholders, RunOutcome};
 
 use crate::protocol::nodemgr::{StoreFailure, StoreOp};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Connection, Executor};
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -134,6 +135,7 @@ impl Store {
         let (writer, jobs) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_db = WriterDb {
             pool: pool.clone(),
+            held: None,
             placeholders: if config.is_sqlite() {
                 Placeholders::Anonymous
             } else {
@@ -222,14 +224,19 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// What the writer task holds: the pool and how its SQL spells bulk parameters.
+/// What the writer task holds: the pool, the connection it writes on, and how its SQL spells
+/// bulk parameters.
 struct WriterDb {
     pool: AnyPool,
+    /// Held from one batch to the next. SQLite drops a connection's page cache when another
+    /// connection wrote since its last transaction; the pool hands out its connections in
+    /// turn, so every batch began with a cold cache and read its pages back from the file.
+    held: Option<PoolConnection<Any>>,
     placeholders: Placeholders,
 }
 
 impl WriterDb {
-    async fn run(self, mut jobs: mpsc::Receiver<WriteJob>) {
+    async fn run(mut self, mut jobs: mpsc::Receiver<WriteJob>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
             self.commit_batch(&mut batch).await;
@@ -239,8 +246,13 @@ impl WriterDb {
     /// Commits the batch in one transaction. If the transaction fails as a whole, each write
     /// is retried alone so that one bad write fails only its own caller (and gets its own
     /// answer).
-    async fn commit_batch(&self, batch: &mut Vec<WriteJob>) {
-        match self.apply_all(batch).await {
+    async fn commit_batch(&mut self, batch: &mut Vec<WriteJob>) {
+        let outcome = self.apply_all(batch).await;
+        if matches!(outcome, Err(BatchError::Sql(_))) {
+            // The connection may be what failed: the next batch takes one from the pool.
+            self.held = None;
+        }
+        match outcome {
             Ok(outcomes) => {
                 for (job, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = job.done.send(outcome);
@@ -262,10 +274,11 @@ impl WriterDb {
     /// Applies the batch in order in one transaction; each run of consecutive heartbeats goes
     /// out in bulk ([`heartbeats::record`]).
     async fn apply_all(
-        &self,
+        &mut self,
         batch: &[WriteJob],
     ) -> Result<Vec<Result<(), StoreFailure>>, BatchError> {
-        let mut tx = self.pool.begin().await?;
+        let placeholders = self.placeholders;
+        let mut tx = self.connection().await?.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rest = batch;
         while let Some(first) = rest.first() {
@@ -274,12 +287,11 @@ impl WriterDb {
                 .map_while(|job| HeartbeatRow::from_op(&job.op))
                 .collect();
             if run.is_empty() {
-                outcomes.push(nodemgr::apply(&mut tx, self.placeholders, &first.op).await?);
+                outcomes.push(nodemgr::apply(&mut tx, placeholders, &first.op).await?);
                 rest = &rest[1..];
                 continue;
             }
-            if heartbeats::record(&mut tx, self.placeholders, &run).await?
-                == RunOutcome::SomeNodeMissing
+            if heartbeats::record(&mut tx, placeholders, &run).await? == RunOutcome::SomeNodeMissing
             {
                 return Err(BatchError::NodeMissing);
             }
@@ -290,10 +302,19 @@ impl WriterDb {
         Ok(outcomes)
     }
 
-    async fn apply_one(&self, op: &StoreOp) -> Result<(), StoreFailure> {
+    /// The writer's connection, taken from the pool when it has none.
+    async fn connection(&mut self) -> Result<&mut PoolConnection<Any>, sqlx::Error> {
+        if self.held.is_none() {
+            self.held = Some(self.pool.acquire().await?);
+        }
+        Ok(self.held.as_mut().expect("set above"))
+    }
+
+    async fn apply_one(&mut self, op: &StoreOp) -> Result<(), StoreFailure> {
+        let placeholders = self.placeholders;
         let attempt = async {
-            let mut tx = self.pool.begin().await?;
-            let outcome = nodemgr::apply(&mut tx, self.placeholders, op).await?;
+            let mut tx = self.connection().await?.begin().await?;
+            let outcome = nodemgr::apply(&mut tx, placeholders, op).await?;
             // A refused write leaves nothing behind (no orphan sample of an unknown node).
             if outcome.is_ok() {
                 tx.commit().await?;

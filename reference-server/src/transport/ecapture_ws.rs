@@ -34,6 +34,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// read) counts as a client too slow to keep: it would otherwise block its writer forever,
 /// never seeing that it fell behind the queue.
 const WRITE_STALL: Duration = Duration::from_secs(2);
+/// How long a failed write waits for the reader to say how the client went.
+const READER_ACCOUNT_WAIT: Duration = Duration::from_millis(200);
 
 /// Any path upgrades, as eCapture's server does; a handshake without `Origin` gets 403.
 pub async fn upgrade(
@@ -94,7 +96,7 @@ async fn serve(app: Arc<EcaptureApp>, socket: WebSocket) {
     app.stats.clients.fetch_add(1, Ordering::Relaxed);
     let (sink, stream) = socket.split();
     let (live, replay) = app.subscribe();
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, mut rx) = mpsc::channel(16);
     let reader = tokio::spawn(read_client(stream, tx));
     app.publish_log(
         read_clock(),
@@ -107,7 +109,8 @@ async fn serve(app: Arc<EcaptureApp>, socket: WebSocket) {
         conn,
         sink,
     };
-    let ending = writer.run(live, replay, rx).await;
+    let ending = writer.run(live, replay, &mut rx).await;
+    let ending = prefer_reader_account(ending, &mut rx).await;
     writer.finish(&ending).await;
     reader.abort();
     app.stats.clients.fetch_sub(1, Ordering::Relaxed);
@@ -120,6 +123,30 @@ async fn serve(app: Arc<EcaptureApp>, socket: WebSocket) {
     tracing::info!(client = conn, reason = %ending, "ecapture client disconnected");
     let fields = serde_json::json!({"client": conn, "reason": ending.to_string()});
     app.publish_log(read_clock(), "info", "client disconnected", fields);
+}
+
+/// A failed write is mostly the echo of what the reader saw first-hand (a reset, or a close
+/// the writer had not yet heard of); since `TCP_NODELAY` the next write often fails before the
+/// reader reports. The reader's account, when it comes promptly, is the truer ending.
+async fn prefer_reader_account(
+    ending: Ending,
+    from_client: &mut mpsc::Receiver<FromClient>,
+) -> Ending {
+    if !matches!(ending, Ending::WriteFailed(_)) {
+        return ending;
+    }
+    let account = tokio::time::timeout(READER_ACCOUNT_WAIT, async {
+        while let Some(input) = from_client.recv().await {
+            if let FromClient::Gone(gone) = input {
+                return Some(gone);
+            }
+        }
+        None
+    });
+    match account.await {
+        Ok(Some(gone)) => gone,
+        _ => ending,
+    }
 }
 
 async fn read_client(mut stream: SplitStream<WebSocket>, tx: mpsc::Sender<FromClient>) {
@@ -150,7 +177,7 @@ impl Writer {
         &mut self,
         mut live: broadcast::Receiver<Published>,
         replay: Vec<Frame>,
-        mut from_client: mpsc::Receiver<FromClient>,
+        from_client: &mut mpsc::Receiver<FromClient>,
     ) -> Ending {
         let mut session = Session::open(read_clock(), self.app.session.clone());
         // The heartbeat at connect, then the start-up logs, then live traffic.
