@@ -4,6 +4,7 @@
 mod support;
 
 use futures_util::{SinkExt, StreamExt};
+use reference_server::protocol::nodemgr::envelope::rfc3339;
 use reference_server::protocol::nodemgr::{
     CommandResult, Metrics, NodeInfo, SessionConfig, StoreFailure, StoreOp,
 };
@@ -177,6 +178,21 @@ async fn lifecycle_round_trips(store: Store) {
             .status,
         "offline"
     );
+
+    // C10: the next heartbeat makes it online again, and is its last-seen time.
+    let back_at = chrono::Utc::now() + chrono::Duration::milliseconds(5);
+    let op = StoreOp::RecordHeartbeat {
+        node_id: node_id.clone(),
+        status: "online".into(),
+        metrics: metrics(3.0),
+        at: back_at,
+    };
+    store.write(op).await.expect("heartbeat");
+    let node = store.node(&node_id).await.expect("read").expect("node");
+    assert_eq!(
+        (node.status.as_str(), node.last_seen, node.metrics),
+        ("online", rfc3339(back_at), Some(metrics(3.0)))
+    );
 }
 
 #[tokio::test]
@@ -270,6 +286,82 @@ async fn sqlite_commits_bulk_heartbeats() {
 #[tokio::test]
 async fn postgres_commits_bulk_heartbeats() {
     on_postgres(bulk_heartbeats_are_all_committed).await;
+}
+
+/// The tables of versions before the node key, as they created them.
+const EARLIER_TABLES: &[&str] = &[
+    "CREATE TABLE nodes (node_id TEXT PRIMARY KEY, hostname TEXT, ip_address TEXT, os_info TEXT,
+        status TEXT NOT NULL, registered_at TEXT NOT NULL, last_seen TEXT NOT NULL,
+        cpu_usage DOUBLE PRECISION, memory_usage DOUBLE PRECISION, disk_usage DOUBLE PRECISION,
+        load_average DOUBLE PRECISION)",
+    "CREATE TABLE metrics (node_id TEXT NOT NULL, recorded_at TEXT NOT NULL, status TEXT NOT NULL,
+        cpu_usage DOUBLE PRECISION NOT NULL, memory_usage DOUBLE PRECISION NOT NULL,
+        disk_usage DOUBLE PRECISION NOT NULL, load_average DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX metrics_by_node ON metrics (node_id, recorded_at)",
+    "INSERT INTO nodes VALUES ('old-node', 'h', NULL, NULL, 'offline', '2025-01-21T10:00:00.000Z',
+        '2025-01-21T10:00:02.000Z', 2.0, 3.0, 4.0, 0.2)",
+    "INSERT INTO metrics VALUES ('old-node', '2025-01-21T10:00:01.000Z', 'online', 1.0, 2.0, 3.0, 0.1)",
+    "INSERT INTO metrics VALUES ('old-node', '2025-01-21T10:00:02.000Z', 'online', 2.0, 3.0, 4.0, 0.2)",
+];
+
+/// A database written by an earlier version opens with its nodes and history intact, and
+/// takes new heartbeats.
+async fn earlier_tables_are_moved_over(config: StoreConfig) {
+    let pool = sqlx::AnyPool::connect(&config.url).await.expect("connect");
+    for statement in EARLIER_TABLES {
+        sqlx::query(statement)
+            .execute(&pool)
+            .await
+            .expect(statement);
+    }
+    let store = Store::open(&config).await.expect("open and migrate");
+    let node = store.node("old-node").await.expect("read").expect("node");
+    assert_eq!(
+        (node.status.as_str(), node.last_seen.as_str(), node.metrics),
+        ("offline", "2025-01-21T10:00:02.000Z", Some(metrics(2.0)))
+    );
+    let history = store.metric_history("old-node", 10).await.expect("history");
+    let times: Vec<&str> = history.iter().map(|s| s.recorded_at.as_str()).collect();
+    assert_eq!(
+        times,
+        ["2025-01-21T10:00:02.000Z", "2025-01-21T10:00:01.000Z"]
+    );
+    let op = StoreOp::RecordHeartbeat {
+        node_id: "old-node".into(),
+        status: "online".into(),
+        metrics: metrics(5.0),
+        at: chrono::Utc::now(),
+    };
+    store.write(op).await.expect("a new heartbeat");
+    let node = store.node("old-node").await.expect("read").expect("node");
+    assert_eq!(
+        (node.status.as_str(), node.metrics),
+        ("online", Some(metrics(5.0)))
+    );
+    // Opening again finds the current tables and changes nothing.
+    let again = Store::open(&config).await.expect("reopen");
+    assert_eq!(
+        again
+            .metric_history("old-node", 10)
+            .await
+            .expect("history")
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn sqlite_moves_an_earlier_versions_tables_over() {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    earlier_tables_are_moved_over(StoreConfig::sqlite_in(dir.path()).expect("config")).await;
+}
+
+#[tokio::test]
+async fn postgres_moves_an_earlier_versions_tables_over() {
+    sqlx::any::install_default_drivers();
+    let Some(pg) = Postgres::start() else { return };
+    earlier_tables_are_moved_over(StoreConfig::from_url(pg.url.clone())).await;
 }
 
 type Ws =

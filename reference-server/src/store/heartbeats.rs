@@ -1,5 +1,5 @@
 //! Heartbeats in bulk: they are nearly every write, so a run of them in one batch goes out as a
-//! few multi-row statements instead of two statements each.
+//! few multi-row statements instead of one statement each.
 //!
 //! Each statement has one of a few fixed row counts ([`CHUNK_SIZES`]) so that its SQL text is
 //! always the same and stays in sqlx's prepared-statement cache (a batch-sized text would be
@@ -70,55 +70,34 @@ impl<'a> HeartbeatRow<'a> {
 /// How a run of heartbeats went.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum RunOutcome {
-    /// Every sample is stored and every node's latest metrics updated.
+    /// Every sample is stored.
     AllStored,
     /// At least one node has no row; the caller must find out which, one write at a time.
     SomeNodeMissing,
 }
 
-/// Inserts every sample of `rows` into the history and sets each node's latest metrics from
-/// its last heartbeat in the run.
+/// Inserts every sample of `rows` into the history, keyed by its node's `node_key`. A node's
+/// latest metrics are its newest sample, so nothing else is written.
 ///
-/// The run is cut into chunks in which no node appears twice, so that each chunk's update
-/// sets each of its nodes once and the chunks, applied in run order, leave each node with its
-/// last heartbeat. On SQLite a chunk's insert and update go to the database as one execution
-/// (sqlx binds the parameters across both statements): each execution is a round trip to
-/// sqlx's SQLite thread, and under load those round trips, not the SQL, bounded the writer.
-/// PostgreSQL prepares one statement at a time, so there they go as two.
+/// The run is cut into chunks in which no node appears twice: a chunk's rows get their
+/// sample ids in an order the database chooses, and the chunks run in order, so a node's
+/// samples are numbered in the order they arrived and its newest is its last heartbeat.
+/// A sample whose node has no row finds no match in the join and is not inserted, which the
+/// row count shows.
 pub(super) async fn record(
     tx: &mut Transaction<'_, Any>,
     placeholders: Placeholders,
     rows: &[HeartbeatRow<'_>],
 ) -> Result<RunOutcome, sqlx::Error> {
     for chunk in chunks(rows) {
-        let rows = chunk.len() as u64;
-        let updated = match placeholders {
-            Placeholders::Anonymous => {
-                let both = bind_rows(
-                    sqlx::query(insert_and_update_sql(chunk.len())),
-                    chunk.iter().chain(chunk),
-                )
-                .execute(&mut **tx)
-                .await?;
-                both.rows_affected().saturating_sub(rows)
-            }
-            Placeholders::Numbered => {
-                bind_rows(
-                    sqlx::query(insert_sql(placeholders, chunk.len())),
-                    chunk.iter(),
-                )
-                .execute(&mut **tx)
-                .await?;
-                bind_rows(
-                    sqlx::query(update_sql(placeholders, chunk.len())),
-                    chunk.iter(),
-                )
-                .execute(&mut **tx)
-                .await?
-                .rows_affected()
-            }
-        };
-        if updated != rows {
+        let inserted = bind_rows(
+            sqlx::query(insert_sql(placeholders, chunk.len())),
+            chunk.iter(),
+        )
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if inserted != chunk.len() as u64 {
             return Ok(RunOutcome::SomeNodeMissing);
         }
     }
@@ -188,50 +167,20 @@ fn values_list(placeholders: Placeholders, rows: usize) -> String {
 /// One built SQL text per placeholder style and chunk size.
 type SqlCache = [[OnceLock<String>; CHUNK_SIZES.len()]; 2];
 
-fn cached_sql(
-    cache: &'static SqlCache,
-    placeholders: Placeholders,
-    rows: usize,
-    build: impl FnOnce(String) -> String,
-) -> &'static str {
+/// `INSERT ... SELECT ... FROM (VALUES ...) JOIN nodes`: SQLite (3.33+) and PostgreSQL both
+/// name the columns of a `VALUES` list `column1`, `column2`, ...
+fn insert_sql(placeholders: Placeholders, rows: usize) -> &'static str {
+    static CACHE: SqlCache = [const { [const { OnceLock::new() }; CHUNK_SIZES.len()] }; 2];
     let size = CHUNK_SIZES
         .iter()
         .position(|&size| size == rows)
         .expect("chunks() only yields CHUNK_SIZES");
-    cache[placeholders as usize][size].get_or_init(|| build(values_list(placeholders, rows)))
-}
-
-fn insert_sql(placeholders: Placeholders, rows: usize) -> &'static str {
-    static CACHE: SqlCache = [const { [const { OnceLock::new() }; CHUNK_SIZES.len()] }; 2];
-    cached_sql(&CACHE, placeholders, rows, |values| {
+    CACHE[placeholders as usize][size].get_or_init(|| {
         format!(
-            "INSERT INTO metrics (node_id, recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average) VALUES {values}"
-        )
-    })
-}
-
-/// SQLite only: a chunk's insert and update as one text; the rows are bound twice.
-fn insert_and_update_sql(rows: usize) -> &'static str {
-    static CACHE: SqlCache = [const { [const { OnceLock::new() }; CHUNK_SIZES.len()] }; 2];
-    let anonymous = Placeholders::Anonymous;
-    cached_sql(&CACHE, anonymous, rows, |_| {
-        format!(
-            "{}; {}",
-            insert_sql(anonymous, rows),
-            update_sql(anonymous, rows)
-        )
-    })
-}
-
-/// `UPDATE ... FROM (VALUES ...)`: SQLite (3.33+) and PostgreSQL both name the columns of a
-/// `VALUES` list `column1`, `column2`, ...
-fn update_sql(placeholders: Placeholders, rows: usize) -> &'static str {
-    static CACHE: SqlCache = [const { [const { OnceLock::new() }; CHUNK_SIZES.len()] }; 2];
-    cached_sql(&CACHE, placeholders, rows, |values| {
-        format!(
-            "UPDATE nodes SET last_seen = v.column2, status = v.column3, cpu_usage = v.column4,
-               memory_usage = v.column5, disk_usage = v.column6, load_average = v.column7
-             FROM (VALUES {values}) AS v WHERE nodes.node_id = v.column1"
+            "INSERT INTO metrics (node_key, recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average)
+             SELECT nodes.node_key, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
+             FROM (VALUES {}) AS v JOIN nodes ON nodes.node_id = v.column1",
+            values_list(placeholders, rows)
         )
     })
 }

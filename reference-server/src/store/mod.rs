@@ -11,6 +11,7 @@ pub mod tokens;
 pub use nodemgr::{state as command_state, CommandRecord, MetricSample, NodeRecord};
 
 use heartbeats::{HeartbeatRow, Placeholders, RunOutcome};
+use schema::Backend;
 
 use crate::protocol::nodemgr::{StoreFailure, StoreOp};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
@@ -108,6 +109,14 @@ impl StoreConfig {
     fn is_sqlite(&self) -> bool {
         self.url.starts_with("sqlite:")
     }
+
+    fn backend(&self) -> Backend {
+        if self.is_sqlite() {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
 }
 
 struct WriteJob {
@@ -119,6 +128,7 @@ struct WriteJob {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    backend: Backend,
     writer: mpsc::Sender<WriteJob>,
 }
 
@@ -131,19 +141,23 @@ impl std::fmt::Debug for Store {
 impl Store {
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         let pool = open_pool(config).await?;
-        schema::migrate(&pool).await?;
+        let backend = config.backend();
+        schema::migrate(&pool, backend).await?;
         let (writer, jobs) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_db = WriterDb {
             pool: pool.clone(),
             held: None,
-            placeholders: if config.is_sqlite() {
-                Placeholders::Anonymous
-            } else {
-                Placeholders::Numbered
+            placeholders: match backend {
+                Backend::Sqlite => Placeholders::Anonymous,
+                Backend::Postgres => Placeholders::Numbered,
             },
         };
         tokio::spawn(writer_db.run(jobs));
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            backend,
+            writer,
+        })
     }
 
     /// Commits `op` and returns once it is durable (or failed).
@@ -169,7 +183,7 @@ impl Store {
 
     /// Creates any missing table (run at open; public so operators and tests can repair).
     pub async fn ensure_schema(&self) -> Result<(), StoreError> {
-        Ok(schema::migrate(&self.pool).await?)
+        Ok(schema::migrate(&self.pool, self.backend).await?)
     }
 
     pub fn pool(&self) -> &AnyPool {

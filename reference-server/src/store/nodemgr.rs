@@ -1,4 +1,5 @@
-//! nodemgr tables: nodes (with their latest metrics), metric history, commands.
+//! nodemgr tables: nodes, metric history (a node's latest metrics are its newest sample),
+//! commands.
 
 use super::heartbeats::{self, HeartbeatRow, Placeholders, RunOutcome};
 use super::{affected, Store, StoreError};
@@ -74,11 +75,13 @@ pub(super) async fn apply(
     match op {
         StoreOp::UpsertNode { node_id, info, at } => {
             sqlx::query(
-                "INSERT INTO nodes (node_id, hostname, ip_address, os_info, status, registered_at, last_seen)
-                 VALUES ($1, $2, $3, $4, 'online', $5, $5)
+                "INSERT INTO nodes (node_id, hostname, ip_address, os_info, status, status_since,
+                   registered_at, last_seen)
+                 VALUES ($1, $2, $3, $4, 'online', $5, $5, $5)
                  ON CONFLICT (node_id) DO UPDATE SET hostname = excluded.hostname,
                    ip_address = excluded.ip_address, os_info = excluded.os_info,
-                   status = 'online', registered_at = excluded.registered_at, last_seen = excluded.last_seen",
+                   status = 'online', status_since = excluded.status_since,
+                   registered_at = excluded.registered_at, last_seen = excluded.last_seen",
             )
             .bind(node_id)
             .bind(info.hostname.clone())
@@ -153,14 +156,25 @@ pub(super) async fn apply(
             .await?;
             Ok(known_command(&done))
         }
-        StoreOp::NodeOffline { node_id, .. } => {
-            sqlx::query("UPDATE nodes SET status = 'offline' WHERE node_id = $1")
-                .bind(node_id)
-                .execute(&mut **tx)
-                .await?;
+        StoreOp::NodeOffline { node_id, at } => {
+            mark_offline(&mut **tx, node_id, &rfc3339(*at)).await?;
             Ok(Ok(()))
         }
     }
+}
+
+/// The node's status is `offline` from `at` on, until a newer heartbeat says otherwise.
+async fn mark_offline<'c>(
+    db: impl sqlx::Executor<'c, Database = Any>,
+    node_id: &str,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE nodes SET status = 'offline', status_since = $1 WHERE node_id = $2")
+        .bind(at)
+        .bind(node_id)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// One heartbeat alone: the bulk path with a run of one.
@@ -193,21 +207,27 @@ async fn command_state(
     row.map(|r| r.try_get::<String, _>(0)).transpose()
 }
 
-const NODE_COLUMNS: &str =
-    "node_id, hostname, ip_address, os_info, status, registered_at, last_seen,
-    cpu_usage, memory_usage, disk_usage, load_average";
+/// A node with its newest sample, if it has one. The sample's columns come last, in the
+/// order [`metrics_from_row`] reads them.
+const NODES_WITH_LATEST_SAMPLE: &str = "SELECT nodes.node_id, nodes.hostname, nodes.ip_address,
+    nodes.os_info, nodes.status, nodes.status_since, nodes.registered_at, nodes.last_seen,
+    latest.recorded_at, latest.status, latest.cpu_usage, latest.memory_usage, latest.disk_usage,
+    latest.load_average
+    FROM nodes LEFT JOIN metrics AS latest ON latest.sample_id = (
+        SELECT sample_id FROM metrics WHERE metrics.node_key = nodes.node_key
+        ORDER BY sample_id DESC LIMIT 1)";
 const COMMAND_COLUMNS: &str = "command_id, node_id, command_text, timeout_secs, state, exit_code,
     stdout, stderr, execution_time_ms, created_at, started_at, finished_at";
 
 impl Store {
     pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY node_id");
+        let sql = format!("{NODES_WITH_LATEST_SAMPLE} ORDER BY nodes.node_id");
         let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
         Ok(rows.iter().map(node_from_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
-        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE node_id = $1");
+        let sql = format!("{NODES_WITH_LATEST_SAMPLE} WHERE nodes.node_id = $1");
         let row = sqlx::query(&sql)
             .bind(node_id)
             .fetch_optional(self.pool())
@@ -222,8 +242,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<MetricSample>, StoreError> {
         let rows = sqlx::query(
-            "SELECT recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average
-             FROM metrics WHERE node_id = $1 ORDER BY recorded_at DESC LIMIT $2",
+            "SELECT recorded_at, metrics.status, cpu_usage, memory_usage, disk_usage, load_average
+             FROM metrics JOIN nodes ON nodes.node_key = metrics.node_key
+             WHERE nodes.node_id = $1 ORDER BY sample_id DESC LIMIT $2",
         )
         .bind(node_id)
         .bind(limit)
@@ -261,10 +282,7 @@ impl Store {
     /// A node's connection closed: it is offline, and its open commands are lost.
     pub async fn node_disconnected(&self, node_id: &str) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("UPDATE nodes SET status = 'offline' WHERE node_id = $1")
-            .bind(node_id)
-            .execute(&mut *tx)
-            .await?;
+        mark_offline(&mut *tx, node_id, &rfc3339(chrono::Utc::now())).await?;
         sqlx::query(
             "UPDATE commands SET state = 'lost' WHERE node_id = $1 AND state IN ('queued', 'started')",
         )
@@ -289,16 +307,29 @@ fn metrics_from_row(row: &AnyRow, first: usize) -> Result<Option<Metrics>, sqlx:
     }))
 }
 
+/// A row of [`NODES_WITH_LATEST_SAMPLE`]. The newest sample, when it is newer than the
+/// node's last registration or disconnection, gives the status and the last-seen time.
 fn node_from_row(row: &AnyRow) -> Result<NodeRecord, sqlx::Error> {
+    let mut status: String = row.try_get(4)?;
+    let status_since: String = row.try_get(5)?;
+    let mut last_seen: String = row.try_get(7)?;
+    let sample_at: Option<String> = row.try_get(8)?;
+    if let Some(sample_at) = sample_at {
+        // Times are RFC 3339 in UTC with milliseconds: their text sorts as they do.
+        if sample_at > status_since {
+            status = row.try_get(9)?;
+        }
+        last_seen = last_seen.max(sample_at);
+    }
     Ok(NodeRecord {
         node_id: row.try_get(0)?,
         hostname: row.try_get(1)?,
         ip_address: row.try_get(2)?,
         os_info: row.try_get(3)?,
-        status: row.try_get(4)?,
-        registered_at: row.try_get(5)?,
-        last_seen: row.try_get(6)?,
-        metrics: metrics_from_row(row, 7)?,
+        status,
+        registered_at: row.try_get(6)?,
+        last_seen,
+        metrics: metrics_from_row(row, 10)?,
     })
 }
 
