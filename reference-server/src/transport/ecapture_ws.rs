@@ -5,6 +5,7 @@
 
 use super::ecapture::{EcaptureApp, Published};
 use super::read_clock;
+use super::session_timer::SessionTimer;
 use crate::faults::Fault;
 use crate::protocol::ecapture::pb::log_entry::Payload;
 use crate::protocol::ecapture::pb::LogEntry;
@@ -189,11 +190,12 @@ impl Writer {
                 return ending;
             }
         }
+        let mut timer = SessionTimer::default();
         loop {
             if let Err(ending) = self.flush().await {
                 return ending;
             }
-            let deadline = session.poll_timeout();
+            timer.arm(session.poll_timeout());
             tokio::select! {
                 biased;
                 input = from_client.recv() => match input {
@@ -203,7 +205,7 @@ impl Writer {
                     Some(FromClient::Gone(ending)) => return ending,
                     None => return Ending::ClientDropped("reader ended".to_owned()),
                 },
-                () = sleep_until(deadline) => session.handle_timeout(read_clock()),
+                () = timer.fired() => session.handle_timeout(read_clock()),
                 published = live.recv() => {
                     if let Err(ending) = self.forward(published, &mut live).await {
                         return ending;
@@ -332,13 +334,6 @@ impl Writer {
             }
             Ending::ClientDropped(_) | Ending::WriteFailed(_) | Ending::ServerClosed(..) => {}
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod ecapture_ws;
 pub mod logrtc_ws;
 pub mod nodemgr_ws;
 pub mod operator_api;
+pub mod session_timer;
 pub mod sfu_udp;
 pub mod sfu_ws;
 pub mod token_api;

@@ -1,6 +1,7 @@
 //! The nodemgr WebSocket driver: reads frames, feeds the session, performs its outputs.
 
 use super::read_clock;
+use super::session_timer::SessionTimer;
 use super::{NodemgrApp, DISPATCH_QUEUE_DEPTH};
 use crate::faults::Fault;
 use crate::protocol::nodemgr::{ConnectParams, Input, Output, Session, MAX_FRAME_BYTES};
@@ -57,16 +58,16 @@ enum Stop {
     Abort,
 }
 
-async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<NodemgrApp>) {
+async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<NodemgrApp>) {
     let connection = app.connection_number();
     let (dispatch_tx, mut dispatch_rx) = mpsc::channel(DISPATCH_QUEUE_DEPTH);
     let mut session = Session::open(read_clock(), params, app.session.clone());
-    let (mut sink, mut stream) = socket.split();
     let mut writes = FuturesOrdered::new();
+    let mut timer = SessionTimer::default();
     loop {
         if let Err(stop) = perform_outputs(
             &mut session,
-            &mut sink,
+            &mut socket,
             &mut writes,
             &app,
             connection,
@@ -75,31 +76,26 @@ async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<Nodem
         .await
         {
             if matches!(stop, Stop::Abort) {
-                // Dropping both halves without a close frame resets the connection.
-                drop((sink, stream));
+                // Dropping the socket without a close frame resets the connection.
+                drop(socket);
                 return finish(&app, &session, connection).await;
             }
             break;
         }
-        let deadline = session.poll_timeout();
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        timer.arm(session.poll_timeout());
+        // Reads and writes take turns in this one task, so the socket needs no split.
         tokio::select! {
-            frame = stream.next() => match frame {
+            frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => session.handle_input(read_clock(), Input::Text(text.to_string())),
                 Some(Ok(Message::Binary(_))) => session.handle_input(read_clock(), Input::Binary),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break,
-                                Some(Err(error)) => {
+                Some(Err(error)) => {
                     if app.faults().has(Fault::NodemgrAbortOnInvalidUtf8) {
-                        drop((sink, stream));
+                        drop(socket);
                         return finish(&app, &session, connection).await;
                     }
-                    close_after_read_error(&mut sink, error).await;
+                    close_after_read_error(&mut socket, error).await;
                     break;
                 }
             },
@@ -107,10 +103,10 @@ async fn run_connection(socket: WebSocket, params: ConnectParams, app: Arc<Nodem
                 session.handle_input(read_clock(), Input::Persisted { ticket, result });
             }
             Some(order) = dispatch_rx.recv() => session.handle_input(read_clock(), Input::Dispatch(order)),
-            () = sleep => session.handle_timeout(read_clock()),
+            () = timer.fired() => session.handle_timeout(read_clock()),
         }
     }
-    let _ = sink.close().await;
+    let _ = socket.close().await;
     finish(&app, &session, connection).await;
 }
 
@@ -124,12 +120,10 @@ type Writes = FuturesOrdered<
     >,
 >;
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-
 /// Performs everything the session asked for. `Err` means the connection must end.
 async fn perform_outputs(
     session: &mut Session,
-    sink: &mut Sink,
+    socket: &mut WebSocket,
     writes: &mut Writes,
     app: &Arc<NodemgrApp>,
     connection: u64,
@@ -139,7 +133,8 @@ async fn perform_outputs(
     while let Some(output) = session.poll_output() {
         match output {
             Output::Send(envelope) => {
-                sink.feed(Message::Text(envelope.encode().into()))
+                socket
+                    .feed(Message::Text(envelope.encode().into()))
                     .await
                     .map_err(|_| Stop::Closed)?;
                 wrote = true;
@@ -163,20 +158,20 @@ async fn perform_outputs(
                     code,
                     reason: reason.into(),
                 };
-                let _ = sink.send(Message::Close(Some(frame))).await;
+                let _ = socket.send(Message::Close(Some(frame))).await;
                 return Err(Stop::Closed);
             }
             Output::Abort => return Err(Stop::Abort),
         }
     }
     if wrote {
-        sink.flush().await.map_err(|_| Stop::Closed)?;
+        socket.flush().await.map_err(|_| Stop::Closed)?;
     }
     Ok(())
 }
 
 /// A read failed: say why in a close frame when the socket still allows it.
-async fn close_after_read_error(sink: &mut Sink, error: axum::Error) {
+async fn close_after_read_error(socket: &mut WebSocket, error: axum::Error) {
     let inner = error.into_inner();
     let (code, reason) = match inner.downcast_ref::<WsError>() {
         Some(WsError::Capacity(_)) => (1009, format!("frame larger than {MAX_FRAME_BYTES} bytes")),
@@ -187,7 +182,7 @@ async fn close_after_read_error(sink: &mut Sink, error: axum::Error) {
         code,
         reason: reason.into(),
     };
-    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 async fn finish(app: &NodemgrApp, session: &Session, connection: u64) {

@@ -2,6 +2,7 @@
 //! socket's sink and drains one bounded queue, a way to end a connection from another task,
 //! and the close that follows a read error.
 
+use super::session_timer::SessionTimer;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -64,7 +65,7 @@ pub enum Wake {
 pub async fn next_wake(
     member: &Member,
     stream: &mut SplitStream<WebSocket>,
-    deadline: Option<std::time::Instant>,
+    timer: &mut SessionTimer,
 ) -> Wake {
     let kick = member.kick.clone();
     tokio::select! {
@@ -74,7 +75,7 @@ pub async fn next_wake(
             Wake::Kicked(code, reason)
         }
         frame = stream.next() => Wake::Frame(frame),
-        () = sleep_until(deadline) => Wake::Timer,
+        () = timer.fired() => Wake::Timer,
     }
 }
 
@@ -99,11 +100,13 @@ pub async fn read_frames<R: Reader + Send>(
     reader: &mut R,
     stream: &mut SplitStream<WebSocket>,
 ) -> Stop {
+    let mut timer = SessionTimer::default();
     loop {
         if let Err(stop) = reader.perform_outputs().await {
             return stop;
         }
-        match next_wake(reader.member(), stream, reader.deadline()).await {
+        timer.arm(reader.deadline());
+        match next_wake(reader.member(), stream, &mut timer).await {
             Wake::Kicked(code, reason) => return reader.member().queue_close(code, reason).await,
             Wake::Frame(frame) => {
                 if let Some(stop) = reader.on_frame(frame).await {
@@ -151,14 +154,6 @@ impl Member {
             Ok(()) => Stop::Closing,
             Err(stop) => stop,
         }
-    }
-}
-
-/// Sleeps until `deadline`, or for ever without one: the timer arm of a reader's select.
-pub async fn sleep_until(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

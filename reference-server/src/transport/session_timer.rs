@@ -1,0 +1,74 @@
+//! A connection's session timer: one tokio timer per connection, moved when the session's
+//! deadline moves. Making a new timer on every wake-up (every frame) registered and cleared a
+//! timer entry per frame, a visible share of a heartbeat's cost in `perf`.
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+use tokio::time::Sleep;
+
+pub struct SessionTimer {
+    sleep: Pin<Box<Sleep>>,
+    armed_for: Option<Instant>,
+}
+
+impl Default for SessionTimer {
+    fn default() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed_for: None,
+        }
+    }
+}
+
+impl SessionTimer {
+    /// Aims the timer at the session's deadline; `None` disarms it.
+    pub fn arm(&mut self, deadline: Option<Instant>) {
+        if deadline == self.armed_for {
+            return;
+        }
+        if let Some(at) = deadline {
+            self.sleep.as_mut().reset(at.into());
+        }
+        self.armed_for = deadline;
+    }
+
+    /// Resolves once the armed deadline has passed, and disarms; never while disarmed.
+    /// Cancel-safe: dropped unfinished, it changes nothing.
+    pub async fn fired(&mut self) {
+        if self.armed_for.is_none() {
+            return std::future::pending().await;
+        }
+        self.sleep.as_mut().await;
+        self.armed_for = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHORT: Duration = Duration::from_millis(50);
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn fires_at_the_armed_deadline_and_then_waits_for_the_next() {
+        let mut timer = SessionTimer::default();
+        let start = Instant::now();
+        timer.arm(Some(start + SHORT));
+        timer.fired().await;
+        assert!(start.elapsed() >= SHORT);
+
+        // Disarmed once fired: nothing fires while one waits.
+        let waited = tokio::time::timeout(4 * SHORT, timer.fired()).await;
+        assert!(waited.is_err(), "a disarmed timer fired");
+
+        // Moved earlier before it fires: the new deadline holds.
+        let now = Instant::now();
+        timer.arm(Some(now + LONG));
+        timer.arm(Some(now + SHORT));
+        tokio::time::timeout(LONG / 2, timer.fired())
+            .await
+            .expect("fired at the earlier deadline");
+        assert!(now.elapsed() >= SHORT);
+    }
+}
