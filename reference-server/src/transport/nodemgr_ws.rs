@@ -2,6 +2,7 @@
 
 use super::read_clock;
 use super::session_timer::SessionTimer;
+use super::ws_queue::close_for_read_error;
 use super::{NodemgrApp, DISPATCH_QUEUE_DEPTH};
 use crate::faults::Fault;
 use crate::protocol::nodemgr::{ConnectParams, Input, Output, Session, MAX_FRAME_BYTES};
@@ -14,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// Frame limit with the `hang-on-oversized` fault: big enough to let oversized frames in.
 const FAULTY_FRAME_LIMIT: usize = 16 * 1024 * 1024;
@@ -172,12 +172,7 @@ async fn perform_outputs(
 
 /// A read failed: say why in a close frame when the socket still allows it.
 async fn close_after_read_error(socket: &mut WebSocket, error: axum::Error) {
-    let inner = error.into_inner();
-    let (code, reason) = match inner.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => (1009, format!("frame larger than {MAX_FRAME_BYTES} bytes")),
-        Some(WsError::Utf8(_)) => (1007, "text frame is not valid UTF-8".to_owned()),
-        _ => (1002, "WebSocket protocol error".to_owned()),
-    };
+    let (code, reason) = close_for_read_error(error, MAX_FRAME_BYTES);
     let frame = CloseFrame {
         code,
         reason: reason.into(),
