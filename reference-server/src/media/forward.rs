@@ -407,12 +407,7 @@ impl Sfu {
         let later = self.timers.split_off(&(now, PeerKey::MAX));
         let due = std::mem::replace(&mut self.timers, later);
         for (_, key) in due {
-            if let Some(peer) = self.peers.get_mut(&key) {
-                self.stats.peer_timeouts += 1;
-                if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
-                    peer.rtc.disconnect();
-                }
-            }
+            self.advance_peer(now, key);
             self.drive(now, key);
         }
         for key in std::mem::take(&mut self.dead) {
@@ -434,7 +429,7 @@ impl Sfu {
         self.poll_peer(key, &mut work);
         while let Some(item) = work.pop_front() {
             match item {
-                Propagate::Forward { from, data } => self.forward(from, &data, &mut work),
+                Propagate::Forward { from, data } => self.forward(now, from, &data, &mut work),
                 Propagate::KeyframeUp { source, kind } => self.request_keyframe(now, source, kind),
             }
         }
@@ -472,7 +467,13 @@ impl Sfu {
     }
 
     /// Writes one publisher sample to each of its subscribers' tracks of the same kind.
-    fn forward(&mut self, from: PeerKey, data: &MediaData, work: &mut VecDeque<Propagate>) {
+    fn forward(
+        &mut self,
+        now: Instant,
+        from: PeerKey,
+        data: &MediaData,
+        work: &mut VecDeque<Propagate>,
+    ) {
         if self.config.faults.has(Fault::SfuDropMedia) {
             return;
         }
@@ -488,8 +489,23 @@ impl Sfu {
             if self.write_sample(key, kind, data) {
                 self.stats.samples_forwarded += 1;
                 self.stats.bytes_forwarded += data.data.len() as u64;
+                // str0m packetizes a written sample only when it is handed the time. Doing
+                // it at once, while the subscriber's state is in cache, is one pass over its
+                // `Rtc` per forwarded packet instead of two (write now, timer wake-up later).
+                self.advance_peer(now, key);
             }
             self.poll_peer(key, work);
+        }
+    }
+
+    /// Hands one peer the time (`Input::Timeout`): its timers run, and written samples
+    /// become packets.
+    fn advance_peer(&mut self, now: Instant, key: PeerKey) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            self.stats.peer_timeouts += 1;
+            if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
+                peer.rtc.disconnect();
+            }
         }
     }
 
