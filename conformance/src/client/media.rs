@@ -25,6 +25,8 @@ const CLIP: &[u8] = include_bytes!("../../../fixtures/sfu/media/clip.ivf");
 const OPUS_FRAME_TICKS: u64 = 960;
 const OPUS_PERIOD: Duration = Duration::from_millis(20);
 const VP8_PERIOD: Duration = Duration::from_millis(33);
+/// How often a publisher looks whether its next frame is due.
+const MEDIA_CHECK: Duration = Duration::from_millis(10);
 /// Samples a report keeps; older ones are only counted.
 pub const SAMPLE_HISTORY: usize = 512;
 /// How often str0m reports RTP statistics.
@@ -379,15 +381,21 @@ impl Driver {
         mut inbox: mpsc::Receiver<Command>,
     ) {
         let mut buf = vec![0_u8; 2000];
+        let mut timeout = Instant::now();
+        let mut only_counted = false;
         loop {
-            let Some(timeout) = self.drain().await else {
-                break;
-            };
-            let wake = timeout.min(Instant::now() + Duration::from_millis(10));
+            // A datagram that was only counted changed nothing in str0m: its timer stands.
+            if !only_counted {
+                let Some(next) = self.drain().await else {
+                    break;
+                };
+                timeout = next;
+            }
+            only_counted = false;
             tokio::select! {
                 read = self.socket.recv_from(&mut buf) => {
                     if let Ok((len, source)) = read {
-                        self.receive(source, &buf[..len]);
+                        only_counted = self.receive(source, &buf[..len]);
                     }
                 }
                 command = inbox.recv() => match command {
@@ -398,9 +406,13 @@ impl Driver {
                     Some(Command::CountOnly) => self.count_only = true,
                     Some(Command::Close) | None => break,
                 },
-                () = tokio::time::sleep_until(wake.into()) => {}
+                () = tokio::time::sleep_until(self.wake_at(timeout).into()) => {}
             }
             let now = Instant::now();
+            if only_counted && now < timeout {
+                continue;
+            }
+            only_counted = false;
             if self.rtc.handle_input(Input::Timeout(now)).is_err() {
                 break;
             }
@@ -424,7 +436,18 @@ impl Driver {
             .map_err(|e| format!("the answer is not acceptable: {e}"))
     }
 
-    fn receive(&mut self, source: SocketAddr, data: &[u8]) {
+    /// When the loop must wake without input: at str0m's timer, and for a publisher also at
+    /// its next media frame (checked every 10 ms).
+    fn wake_at(&self, timeout: Instant) -> Instant {
+        if self.direction == Direction::SendOnly {
+            timeout.min(Instant::now() + MEDIA_CHECK)
+        } else {
+            timeout
+        }
+    }
+
+    /// Hands a datagram to str0m, or only counts it; `true` when it was only counted.
+    fn receive(&mut self, source: SocketAddr, data: &[u8]) -> bool {
         if self.count_only && self.started.is_some() && is_rtp(data) {
             let bytes = data.len() as u64;
             self.update(|r| {
@@ -432,10 +455,10 @@ impl Driver {
                 r.rtp_datagrams += 1;
                 r.rtp_datagram_bytes += bytes;
             });
-            return;
+            return true;
         }
         let Ok(contents) = data.try_into() else {
-            return;
+            return false;
         };
         let receive = Receive {
             proto: Protocol::Udp,
@@ -446,6 +469,7 @@ impl Driver {
         let _ = self
             .rtc
             .handle_input(Input::Receive(Instant::now(), receive));
+        false
     }
 
     /// Sends what str0m wants sent and records its events; `None` when the peer is done.
