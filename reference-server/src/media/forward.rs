@@ -113,7 +113,8 @@ pub struct MediaStats {
     /// Datagrams dropped because the send queue was full.
     pub datagrams_dropped: u64,
     pub keyframe_requests: u64,
-    /// Timer wake-ups handed to peer connections (`Input::Timeout`).
+    /// Times handed to peer connections (`Input::Timeout`): timer wake-ups, and one after each
+    /// sample written to a subscriber.
     pub peer_timeouts: u64,
 }
 

@@ -1,0 +1,143 @@
+//! An SFU and str0m peers wired together in memory (no sockets): client 0 publishes, the
+//! others subscribe, all connected before use. Shared by the `sfu_forward` bench and the
+//! `sfu_in_memory` test through `#[path]`.
+
+use reference_server::faults::Faults;
+use reference_server::media::{Sfu, SfuConfig};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::change::SdpAnswer;
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+pub const SFU_ADDR: &str = "127.0.0.1:9000";
+
+pub struct Client {
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    pub connected: bool,
+}
+
+fn client(
+    port: u16,
+    direction: Direction,
+) -> (Client, String, Mid, str0m::change::SdpPendingOffer) {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a candidate"));
+    let mut change = rtc.sdp_api();
+    let mid = change.add_media(MediaKind::Audio, direction, None, None, None);
+    let (offer, pending) = change.apply().expect("an offer");
+    let client = Client {
+        rtc,
+        addr,
+        connected: false,
+    };
+    (client, offer.to_sdp_string(), mid, pending)
+}
+
+fn answer(client: &mut Client, pending: str0m::change::SdpPendingOffer, sdp: &str) {
+    let answer = SdpAnswer::from_sdp_string(sdp).expect("an answer");
+    client
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, answer)
+        .expect("accepted");
+}
+
+/// Moves every datagram between the clients and the SFU until nothing is left to send.
+/// Returns how many datagrams the SFU sent.
+pub fn pump(sfu: &mut Sfu, clients: &mut [Client], now: Instant) -> usize {
+    let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("an address");
+    let mut sent_by_sfu = 0;
+    loop {
+        let mut moved = false;
+        for client in clients.iter_mut() {
+            let _ = client.rtc.handle_input(Input::Timeout(now));
+            while let Ok(output) = client.rtc.poll_output() {
+                match output {
+                    Output::Transmit(t) => {
+                        sfu.handle_datagram(now, client.addr, &t.contents);
+                        moved = true;
+                    }
+                    Output::Event(Event::Connected) => client.connected = true,
+                    Output::Event(_) => {}
+                    Output::Timeout(_) => break,
+                }
+            }
+        }
+        sfu.handle_timeout(now);
+        while let Some((to, datagram)) = sfu.poll_transmit() {
+            sent_by_sfu += 1;
+            moved = true;
+            let Some(client) = clients.iter_mut().find(|c| c.addr == to) else {
+                continue;
+            };
+            let Ok(contents) = datagram.as_slice().try_into() else {
+                continue;
+            };
+            let receive = Receive {
+                proto: Protocol::Udp,
+                source: sfu_addr,
+                destination: to,
+                contents,
+            };
+            let _ = client.rtc.handle_input(Input::Receive(now, receive));
+        }
+        if !moved {
+            return sent_by_sfu;
+        }
+    }
+}
+
+/// An SFU with one connected publisher (client 0) and `subscribers` connected subscribers.
+pub fn connected(subscribers: usize) -> (Sfu, Vec<Client>, Mid) {
+    let config = SfuConfig {
+        local_addr: SFU_ADDR.parse().expect("an address"),
+        faults: Faults::none(),
+        record_dir: None,
+    };
+    let mut sfu = Sfu::new(config);
+    let now = Instant::now();
+    let (mut publisher, offer, mid, pending) = client(10_000, Direction::SendOnly);
+    let sdp = sfu.publish(now, "bench#000001", &offer).expect("published");
+    answer(&mut publisher, pending, &sdp);
+    let mut clients = vec![publisher];
+    for n in 0..subscribers {
+        let (mut subscriber, offer, _, pending) = client(10_001 + n as u16, Direction::RecvOnly);
+        let sdp = sfu
+            .subscribe(now, &format!("bench#S{n:05}"), "bench#000001", &offer)
+            .expect("subscribed");
+        answer(&mut subscriber, pending, &sdp);
+        clients.push(subscriber);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !clients.iter().all(|c| c.connected) && Instant::now() < deadline {
+        pump(&mut sfu, &mut clients, Instant::now());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        clients.iter().all(|c| c.connected),
+        "the peers did not connect in memory"
+    );
+    (sfu, clients, mid)
+}
+
+/// The publisher writes one 20 ms Opus packet, number `sequence`, on its line `mid`.
+pub fn write_opus(publisher: &mut Client, mid: Mid, packet: &[u8], sequence: u64, now: Instant) {
+    let writer = publisher.rtc.writer(mid).expect("a writer");
+    let pt = writer
+        .payload_params()
+        .find(|p| p.spec().codec == Codec::Opus)
+        .map(|p| p.pt())
+        .expect("opus");
+    let time = MediaTime::new(sequence * 960, Frequency::FORTY_EIGHT_KHZ);
+    writer
+        .write(pt, now, time, packet.to_vec())
+        .expect("written");
+}
