@@ -27,12 +27,15 @@ async fn connect(url: &str) -> Socket {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_dropped_and_the_others_go_on() {
-    // 20,000 events/s of 2 KiB: 40 MB/s, far more than socket buffers hold.
+    // 5,000 events/s of 2 KiB: 10 MB/s, which fills the stalled client's socket buffers and
+    // queue within seconds. The queue of 4,096 gives the reading client 0.8 s of slack: with
+    // the default 256 (13 ms at 20,000/s) a busy CI machine once let the reader fall behind too.
     let config = EcaptureConfig {
         source: SourceConfig::Synthetic {
-            rate: 20_000.0,
+            rate: 5_000.0,
             payload_size: 2048,
         },
+        queue_depth: 4_096,
         ..EcaptureConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
