@@ -4,16 +4,12 @@
 #[path = "../benches/support/in_memory_sfu.rs"]
 mod in_memory_sfu;
 
+use conformance::client::media::is_rtp;
 use in_memory_sfu::{connected, write_opus};
 use std::time::Instant;
 use str0m::{Output, Rtc};
 
 const SUBSCRIBERS: usize = 3;
-
-/// RTP rather than RTCP: version 2, and a second byte outside RTCP's packet types 192-223.
-fn is_rtp(datagram: &[u8]) -> bool {
-    datagram.len() >= 12 && datagram[0] >> 6 == 2 && !(192..=223).contains(&datagram[1])
-}
 
 /// What the peer wants sent now.
 fn datagrams_of(rtc: &mut Rtc) -> Vec<Vec<u8>> {

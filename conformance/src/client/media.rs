@@ -278,7 +278,7 @@ impl MediaPeer {
 }
 
 /// RFC 7983 and RFC 5761: an SRTP packet starts 0b10 and its second byte is not an RTCP type.
-fn is_rtp(data: &[u8]) -> bool {
+pub fn is_rtp(data: &[u8]) -> bool {
     matches!(data, [first, second, ..] if (128..=191).contains(first) && !(192..=223).contains(second))
 }
 
@@ -382,16 +382,15 @@ impl Driver {
     ) {
         let mut buf = vec![0_u8; 2000];
         let mut timeout = Instant::now();
-        let mut only_counted = false;
+        let mut drain_first = true;
         loop {
-            // A datagram that was only counted changed nothing in str0m: its timer stands.
-            if !only_counted {
+            if drain_first {
                 let Some(next) = self.drain().await else {
                     break;
                 };
                 timeout = next;
             }
-            only_counted = false;
+            let mut only_counted = false;
             tokio::select! {
                 read = self.socket.recv_from(&mut buf) => {
                     if let Ok((len, source)) = read {
@@ -409,10 +408,12 @@ impl Driver {
                 () = tokio::time::sleep_until(self.wake_at(timeout).into()) => {}
             }
             let now = Instant::now();
-            if only_counted && now < timeout {
+            // A datagram that was only counted changed nothing in str0m: until its timer is
+            // due there is nothing to hand it or to poll.
+            drain_first = !(only_counted && now < timeout);
+            if !drain_first {
                 continue;
             }
-            only_counted = false;
             if self.rtc.handle_input(Input::Timeout(now)).is_err() {
                 break;
             }
