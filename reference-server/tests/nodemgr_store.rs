@@ -262,7 +262,14 @@ async fn bulk_heartbeats_are_all_committed(store: Store) {
     }
     for (n, node_id) in nodes.iter().enumerate() {
         let history = store.metric_history(node_id, 1000).await.expect("history");
-        assert_eq!(history.len(), PER_NODE, "samples of node {n}");
+        let cpu: Vec<f64> = history.iter().map(|s| s.metrics.cpu_usage).collect();
+        let sent_newest_first: Vec<f64> = (0..PER_NODE)
+            .rev()
+            .map(|k| (k * NODES + n) as f64)
+            .collect();
+        assert_eq!(cpu, sent_newest_first, "history of node {n}");
+        let newest_two = store.metric_history(node_id, 2).await.expect("history");
+        assert_eq!(newest_two, history[..2], "history of node {n}, limited");
         let record = store.node(node_id).await.expect("read").expect("node");
         let last = ((PER_NODE - 1) * NODES + n) as f64;
         assert_eq!(
@@ -286,6 +293,129 @@ async fn sqlite_commits_bulk_heartbeats() {
 #[tokio::test]
 async fn postgres_commits_bulk_heartbeats() {
     on_postgres(bulk_heartbeats_are_all_committed).await;
+}
+
+/// Metrics that do not survive a decimal round trip unless it is exact.
+const AWKWARD: [f64; 4] = [1.0 / 3.0, 0.1 + 0.2, 1e-300, 123_456_789.123_456_78];
+
+/// A heartbeat's metrics are read back exactly as sent: they travel to the database as JSON
+/// text, so this checks both sides' float formatting and parsing.
+async fn metrics_are_read_back_bit_for_bit(store: Store) {
+    let node_id = unique("node");
+    register(&store, &node_id).await;
+    let sent = Metrics {
+        cpu_usage: AWKWARD[0],
+        memory_usage: AWKWARD[1],
+        disk_usage: AWKWARD[2],
+        load_average: AWKWARD[3],
+    };
+    let op = StoreOp::RecordHeartbeat {
+        node_id: node_id.clone(),
+        status: "online".into(),
+        metrics: sent,
+        at: chrono::Utc::now(),
+    };
+    store.write(op).await.expect("heartbeat");
+    let node = store.node(&node_id).await.expect("read").expect("node");
+    let read = node.metrics.expect("latest metrics");
+    let bits =
+        |m: &Metrics| [m.cpu_usage, m.memory_usage, m.disk_usage, m.load_average].map(f64::to_bits);
+    assert_eq!(bits(&read), bits(&sent), "{read:?} vs {sent:?}");
+}
+
+#[tokio::test]
+async fn sqlite_reads_metrics_back_bit_for_bit() {
+    on_sqlite(metrics_are_read_back_bit_for_bit).await;
+}
+
+#[tokio::test]
+async fn postgres_reads_metrics_back_bit_for_bit() {
+    on_postgres(metrics_are_read_back_bit_for_bit).await;
+}
+
+/// The tables of the version before the sample chain: a node key, and metrics indexed by it.
+fn indexed_tables(backend_key: &str) -> Vec<String> {
+    [
+        "CREATE TABLE nodes (node_key {key}, node_id TEXT NOT NULL UNIQUE, hostname TEXT,
+            ip_address TEXT, os_info TEXT, status TEXT NOT NULL, status_since TEXT NOT NULL,
+            registered_at TEXT NOT NULL, last_seen TEXT NOT NULL)",
+        "CREATE TABLE metrics (sample_id {key}, node_key BIGINT NOT NULL,
+            recorded_at TEXT NOT NULL, status TEXT NOT NULL, cpu_usage DOUBLE PRECISION NOT NULL,
+            memory_usage DOUBLE PRECISION NOT NULL, disk_usage DOUBLE PRECISION NOT NULL,
+            load_average DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX metrics_by_node ON metrics (node_key)",
+        "INSERT INTO nodes (node_id, hostname, status, status_since, registered_at, last_seen)
+            VALUES ('indexed-a', 'h', 'online', '2025-01-21T10:00:00.000Z',
+            '2025-01-21T10:00:00.000Z', '2025-01-21T10:00:00.000Z')",
+        "INSERT INTO nodes (node_id, hostname, status, status_since, registered_at, last_seen)
+            VALUES ('indexed-b', 'h', 'online', '2025-01-21T10:00:00.000Z',
+            '2025-01-21T10:00:00.000Z', '2025-01-21T10:00:00.000Z')",
+    ]
+    .iter()
+    .map(|statement| statement.replace("{key}", backend_key))
+    .chain((1..=3).flat_map(|x| {
+        ["indexed-a", "indexed-b"].map(|node| {
+            format!(
+                "INSERT INTO metrics (node_key, recorded_at, status, cpu_usage, memory_usage,
+                    disk_usage, load_average)
+                 SELECT node_key, '2025-01-21T10:00:0{x}.000Z', 'online', {x}.0, {x}.0 + 1.0,
+                    {x}.0 + 2.0, {x}.0 / 10.0 FROM nodes WHERE node_id = '{node}'"
+            )
+        })
+    }))
+    .collect()
+}
+
+/// A database of the version with metrics indexed by node opens with every sample chained to
+/// its node's previous one, each node's latest metrics its newest sample, and takes new
+/// heartbeats onto the chain.
+async fn indexed_metrics_are_chained(config: StoreConfig, backend_key: &str) {
+    let pool = sqlx::AnyPool::connect(&config.url).await.expect("connect");
+    for statement in indexed_tables(backend_key) {
+        sqlx::query(&statement)
+            .execute(&pool)
+            .await
+            .expect(&statement);
+    }
+    let store = Store::open(&config).await.expect("open and migrate");
+    for node_id in ["indexed-a", "indexed-b"] {
+        let node = store.node(node_id).await.expect("read").expect("node");
+        assert_eq!(node.metrics, Some(metrics(3.0)), "latest of {node_id}");
+        let history = store.metric_history(node_id, 10).await.expect("history");
+        let cpu: Vec<f64> = history.iter().map(|s| s.metrics.cpu_usage).collect();
+        assert_eq!(cpu, [3.0, 2.0, 1.0], "history of {node_id}");
+    }
+    let op = StoreOp::RecordHeartbeat {
+        node_id: "indexed-a".into(),
+        status: "online".into(),
+        metrics: metrics(4.0),
+        at: chrono::Utc::now(),
+    };
+    store.write(op).await.expect("a new heartbeat");
+    let again = Store::open(&config).await.expect("reopen");
+    let history = again
+        .metric_history("indexed-a", 10)
+        .await
+        .expect("history");
+    let cpu: Vec<f64> = history.iter().map(|s| s.metrics.cpu_usage).collect();
+    assert_eq!(cpu, [4.0, 3.0, 2.0, 1.0]);
+}
+
+#[tokio::test]
+async fn sqlite_chains_the_samples_of_an_indexed_version() {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig::sqlite_in(dir.path()).expect("config");
+    indexed_metrics_are_chained(config, "INTEGER PRIMARY KEY").await;
+}
+
+#[tokio::test]
+async fn postgres_chains_the_samples_of_an_indexed_version() {
+    sqlx::any::install_default_drivers();
+    let Some(pg) = Postgres::start() else { return };
+    let config = StoreConfig::from_url(pg.url.clone());
+    let key = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY";
+    indexed_metrics_are_chained(config, key).await;
 }
 
 /// The tables of versions before the node key, as they created them.

@@ -1,38 +1,22 @@
-//! Heartbeats in bulk: they are nearly every write, so a run of them in one batch goes out as a
-//! few multi-row statements instead of one statement each.
-//!
-//! Each statement has one of a few fixed row counts ([`CHUNK_SIZES`]) so that its SQL text is
-//! always the same and stays in sqlx's prepared-statement cache (a batch-sized text would be
-//! prepared anew for almost every batch, which measured slower than one row at a time).
+//! Heartbeats in bulk: they are nearly every write, so a run of them in one batch goes out as
+//! one execution whose rows come from one bound JSON array (`json_each` in SQLite,
+//! `json_array_elements` in PostgreSQL): its SQL text never changes with the run's length, so
+//! it stays prepared, and SQLite gets the whole run in one call to its thread.
 
+use super::schema::Backend;
 use crate::protocol::nodemgr::envelope::rfc3339;
 use crate::protocol::nodemgr::{Metrics, StoreOp};
 use chrono::{DateTime, Utc};
-use sqlx::{Any, Transaction};
-use std::sync::OnceLock;
-
-/// Row counts of the multi-row statements, largest first; a run is cut greedily into them.
-const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
-/// Bound values per row of either statement.
-const COLUMNS: usize = 7;
-
-/// How the database spells a bound parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Placeholders {
-    /// `$1, $2, ...`: PostgreSQL's only form.
-    Numbered,
-    /// `?, ?, ...`: SQLite binds these by position. Its numbered parameters are looked up by
-    /// name, one linear scan per bound value, which made binding a 448-value statement cost
-    /// more than running it.
-    Anonymous,
-}
+use sqlx::error::ErrorKind;
+use sqlx::AnyConnection;
+use std::collections::HashSet;
 
 /// One heartbeat, borrowed from its [`StoreOp::RecordHeartbeat`].
 pub(super) struct HeartbeatRow<'a> {
     node_id: &'a str,
     status: &'a str,
     metrics: &'a Metrics,
-    at: String,
+    at: DateTime<Utc>,
 }
 
 impl<'a> HeartbeatRow<'a> {
@@ -62,8 +46,22 @@ impl<'a> HeartbeatRow<'a> {
             node_id,
             status,
             metrics,
-            at: rfc3339(at),
+            at,
         }
+    }
+
+    /// `[node_id, time, status, cpu, memory, disk, load]`, the order the statements read.
+    fn to_json(&self) -> serde_json::Value {
+        let m = self.metrics;
+        serde_json::json!([
+            self.node_id,
+            rfc3339(self.at),
+            self.status,
+            m.cpu_usage,
+            m.memory_usage,
+            m.disk_usage,
+            m.load_average
+        ])
     }
 }
 
@@ -72,117 +70,106 @@ impl<'a> HeartbeatRow<'a> {
 pub(super) enum RunOutcome {
     /// Every sample is stored.
     AllStored,
-    /// At least one node has no row; the caller must find out which, one write at a time.
+    /// At least one node has no row, so the statement that held it failed; the caller must
+    /// roll back and find out which, one write at a time.
     SomeNodeMissing,
 }
 
-/// Inserts every sample of `rows` into the history, keyed by its node's `node_key`. A node's
-/// latest metrics are its newest sample, so nothing else is written.
+/// Appends every sample of `rows` to the history, in the order of `rows`, each linked to its
+/// node's previous sample, and makes each node's last one its latest. Must run inside a
+/// transaction: on SQLite it is two statements.
 ///
-/// The run is cut into chunks in which no node appears twice: a chunk's rows get their
-/// sample ids in an order the database chooses, and the chunks run in order, so a node's
-/// samples are numbered in the order they arrived and its newest is its last heartbeat.
-/// A sample whose node has no row finds no match in the join and is not inserted, which the
-/// row count shows.
+/// The run is cut into chunks in which no node appears twice, so that within a statement
+/// each sample's predecessor is the one `latest_samples` held before it; the chunks run in
+/// order. A sample whose node has no row gets no `node_key` from the outer join, and the
+/// column's `NOT NULL` fails the statement.
 pub(super) async fn record(
-    tx: &mut Transaction<'_, Any>,
-    placeholders: Placeholders,
+    tx: &mut AnyConnection,
+    backend: Backend,
     rows: &[HeartbeatRow<'_>],
 ) -> Result<RunOutcome, sqlx::Error> {
-    for chunk in chunks(rows) {
-        let inserted = bind_rows(
-            sqlx::query(insert_sql(placeholders, chunk.len())),
-            chunk.iter(),
-        )
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if inserted != chunk.len() as u64 {
-            return Ok(RunOutcome::SomeNodeMissing);
+    for chunk in distinct_chunks(rows) {
+        let json = serde_json::Value::Array(chunk.iter().map(HeartbeatRow::to_json).collect());
+        let query = sqlx::query(record_sql(backend)).bind(json.to_string());
+        let query = match backend {
+            // The second statement takes the newest `n` samples: the chunk's own, since the
+            // transaction holds SQLite's one write lock.
+            Backend::Sqlite => query.bind(chunk.len() as i64),
+            Backend::Postgres => query,
+        };
+        match query.execute(&mut *tx).await {
+            Ok(_) => {}
+            Err(error) if is_not_null_violation(&error) => return Ok(RunOutcome::SomeNodeMissing),
+            Err(error) => return Err(error),
         }
     }
     Ok(RunOutcome::AllStored)
 }
 
-/// Binds each row's seven values in the column order both statements share: node id,
-/// time, status, then the four metrics.
-fn bind_rows<'q>(
-    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    rows: impl Iterator<Item = &'q HeartbeatRow<'q>>,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-    for row in rows {
-        let m = row.metrics;
-        query = query
-            .bind(row.node_id)
-            .bind(row.at.as_str())
-            .bind(row.status)
-            .bind(m.cpu_usage)
-            .bind(m.memory_usage)
-            .bind(m.disk_usage)
-            .bind(m.load_average);
-    }
-    query
+fn is_not_null_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| matches!(db.kind(), ErrorKind::NotNullViolation))
 }
 
-/// Cuts `rows` greedily into slices whose lengths are all in [`CHUNK_SIZES`] and in which no
-/// node appears twice.
-fn chunks<'r, 'a>(
+/// Cuts `rows` into the longest slices in which no node appears twice.
+fn distinct_chunks<'r, 'a>(
     mut rows: &'r [HeartbeatRow<'a>],
 ) -> impl Iterator<Item = &'r [HeartbeatRow<'a>]> {
     std::iter::from_fn(move || {
-        let distinct = distinct_prefix(rows);
-        let size = CHUNK_SIZES.into_iter().find(|&size| size <= distinct)?;
-        let (head, tail) = rows.split_at(size);
+        if rows.is_empty() {
+            return None;
+        }
+        let mut seen = HashSet::with_capacity(rows.len());
+        let distinct = rows
+            .iter()
+            .take_while(|row| seen.insert(row.node_id))
+            .count();
+        let (head, tail) = rows.split_at(distinct);
         rows = tail;
         Some(head)
     })
 }
 
-/// How many rows from the start name distinct nodes (up to the largest chunk).
-fn distinct_prefix(rows: &[HeartbeatRow<'_>]) -> usize {
-    let mut seen = std::collections::HashSet::with_capacity(CHUNK_SIZES[0]);
-    rows.iter()
-        .take(CHUNK_SIZES[0])
-        .take_while(|row| seen.insert(row.node_id))
-        .count()
-}
-
-/// `($1, ..., $7), ($8, ...)` (or `(?, ..., ?), ...`) for `rows` rows.
-fn values_list(placeholders: Placeholders, rows: usize) -> String {
-    let param = |n: usize| match placeholders {
-        Placeholders::Numbered => format!("${n}"),
-        Placeholders::Anonymous => "?".to_owned(),
-    };
-    (0..rows)
-        .map(|row| {
-            let params: Vec<String> = (1..=COLUMNS)
-                .map(|col| param(row * COLUMNS + col))
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// One built SQL text per placeholder style and chunk size.
-type SqlCache = [[OnceLock<String>; CHUNK_SIZES.len()]; 2];
-
-/// `INSERT ... SELECT ... FROM (VALUES ...) JOIN nodes`: SQLite (3.33+) and PostgreSQL both
-/// name the columns of a `VALUES` list `column1`, `column2`, ...
-fn insert_sql(placeholders: Placeholders, rows: usize) -> &'static str {
-    static CACHE: SqlCache = [const { [const { OnceLock::new() }; CHUNK_SIZES.len()] }; 2];
-    let size = CHUNK_SIZES
-        .iter()
-        .position(|&size| size == rows)
-        .expect("chunks() only yields CHUNK_SIZES");
-    CACHE[placeholders as usize][size].get_or_init(|| {
-        format!(
-            "INSERT INTO metrics (node_key, recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average)
-             SELECT nodes.node_key, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
-             FROM (VALUES {}) AS v JOIN nodes ON nodes.node_id = v.column1",
-            values_list(placeholders, rows)
-        )
-    })
+/// The samples of a JSON array of rows, in array order, each with its node's key and its
+/// node's newest sample so far as its predecessor; then those samples become their nodes'
+/// newest. SQLite reads the array with `json_each` and takes the rows just inserted as the
+/// newest `n`; PostgreSQL reads it with `json_array_elements` and passes the inserted rows on
+/// in one statement.
+fn record_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "INSERT INTO metrics (node_key, previous_sample_id, recorded_at, status, cpu_usage,
+                memory_usage, disk_usage, load_average)
+             SELECT nodes.node_key, latest_samples.sample_id, r.value ->> 1, r.value ->> 2,
+                r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6
+             FROM json_each(?) AS r
+             LEFT JOIN nodes ON nodes.node_id = r.value ->> 0
+             LEFT JOIN latest_samples ON latest_samples.node_key = nodes.node_key
+             ORDER BY r.key;
+             INSERT INTO latest_samples (node_key, sample_id)
+             SELECT node_key, sample_id
+             FROM (SELECT node_key, sample_id FROM metrics ORDER BY sample_id DESC LIMIT ?)
+             WHERE true
+             ON CONFLICT (node_key) DO UPDATE SET sample_id = excluded.sample_id"
+        }
+        Backend::Postgres => {
+            "WITH inserted AS (
+                INSERT INTO metrics (node_key, previous_sample_id, recorded_at, status, cpu_usage,
+                    memory_usage, disk_usage, load_average)
+                SELECT nodes.node_key, latest_samples.sample_id, r.value ->> 1, r.value ->> 2,
+                    (r.value ->> 3)::double precision, (r.value ->> 4)::double precision,
+                    (r.value ->> 5)::double precision, (r.value ->> 6)::double precision
+                FROM json_array_elements($1::json) WITH ORDINALITY AS r(value, n)
+                LEFT JOIN nodes ON nodes.node_id = r.value ->> 0
+                LEFT JOIN latest_samples ON latest_samples.node_key = nodes.node_key
+                ORDER BY r.n
+                RETURNING node_key, sample_id)
+             INSERT INTO latest_samples (node_key, sample_id)
+             SELECT node_key, sample_id FROM inserted
+             ON CONFLICT (node_key) DO UPDATE SET sample_id = excluded.sample_id"
+        }
+    }
 }
 
 #[cfg(test)]
@@ -197,57 +184,38 @@ mod tests {
     };
 
     fn row(node_id: &str) -> HeartbeatRow<'_> {
-        HeartbeatRow {
-            node_id,
-            status: "online",
-            metrics: &METRICS,
-            at: String::new(),
-        }
-    }
-
-    fn chunk_sizes(rows: &[HeartbeatRow<'_>]) -> Vec<usize> {
-        chunks(rows).map(<[HeartbeatRow<'_>]>::len).collect()
-    }
-
-    #[test]
-    fn runs_are_cut_into_the_fixed_sizes_largest_first() {
-        let names: Vec<String> = (0..151).map(|i| format!("node-{i}")).collect();
-        let rows: Vec<HeartbeatRow<'_>> = names.iter().map(|name| row(name)).collect();
-        let sizes = chunk_sizes(&rows);
-        assert_eq!(sizes, vec![64, 64, 16, 4, 1, 1, 1]);
-        assert_eq!(sizes.iter().sum::<usize>(), 151);
-        assert_eq!(chunk_sizes(&[]).len(), 0);
+        HeartbeatRow::new(node_id, "online", &METRICS, DateTime::UNIX_EPOCH)
     }
 
     #[test]
     fn a_chunk_never_holds_one_node_twice() {
-        // No chunk holds `a` twice, so each chunk's update sets `a` once, and the chunks run
-        // in order: the last heartbeat of `a` is the last one written.
-        let order = ["a", "b", "c", "d", "e", "a", "f", "g", "h", "a"];
+        // Within a chunk each sample's predecessor is what `latest_samples` held before the
+        // chunk; `a` twice in one chunk would give both the same predecessor.
+        let order = ["a", "b", "c", "a", "d", "a", "a"];
         let rows: Vec<HeartbeatRow<'_>> = order.iter().map(|name| row(name)).collect();
-        let cut: Vec<Vec<&str>> = chunks(&rows)
+        let cut: Vec<Vec<&str>> = distinct_chunks(&rows)
             .map(|chunk| chunk.iter().map(HeartbeatRow::node_id).collect())
             .collect();
         assert_eq!(
             cut,
-            vec![
-                vec!["a", "b", "c", "d"],
-                vec!["e", "a", "f", "g"],
-                vec!["h"],
-                vec!["a"],
-            ]
+            vec![vec!["a", "b", "c"], vec!["a", "d"], vec!["a"], vec!["a"]]
         );
+        assert_eq!(distinct_chunks(&[]).count(), 0);
     }
 
     #[test]
-    fn values_lists_number_their_parameters_row_by_row() {
+    fn a_row_is_its_node_time_status_and_metrics_in_that_order() {
         assert_eq!(
-            values_list(Placeholders::Numbered, 2),
-            "($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)"
-        );
-        assert_eq!(
-            values_list(Placeholders::Anonymous, 1),
-            "(?, ?, ?, ?, ?, ?, ?)"
+            row("n").to_json(),
+            serde_json::json!([
+                "n",
+                "1970-01-01T00:00:00.000Z",
+                "online",
+                1.0,
+                2.0,
+                3.0,
+                4.0
+            ])
         );
     }
 }

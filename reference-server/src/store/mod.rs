@@ -10,7 +10,7 @@ pub mod tokens;
 
 pub use nodemgr::{state as command_state, CommandRecord, MetricSample, NodeRecord};
 
-use heartbeats::{HeartbeatRow, Placeholders, RunOutcome};
+use heartbeats::{HeartbeatRow, RunOutcome};
 use schema::Backend;
 
 use crate::protocol::nodemgr::{StoreFailure, StoreOp};
@@ -147,10 +147,7 @@ impl Store {
         let writer_db = WriterDb {
             pool: pool.clone(),
             held: None,
-            placeholders: match backend {
-                Backend::Sqlite => Placeholders::Anonymous,
-                Backend::Postgres => Placeholders::Numbered,
-            },
+            backend,
         };
         tokio::spawn(writer_db.run(jobs));
         Ok(Self {
@@ -238,15 +235,15 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// What the writer task holds: the pool, the connection it writes on, and how its SQL spells
-/// bulk parameters.
+/// What the writer task holds: the pool, the connection it writes on, and which SQL dialect
+/// that connection speaks.
 struct WriterDb {
     pool: AnyPool,
     /// Held from one batch to the next. SQLite drops a connection's page cache when another
     /// connection wrote since its last transaction; the pool hands out its connections in
     /// turn, so every batch began with a cold cache and read its pages back from the file.
     held: Option<PoolConnection<Any>>,
-    placeholders: Placeholders,
+    backend: Backend,
 }
 
 impl WriterDb {
@@ -291,22 +288,18 @@ impl WriterDb {
         &mut self,
         batch: &[WriteJob],
     ) -> Result<Vec<Result<(), StoreFailure>>, BatchError> {
-        let placeholders = self.placeholders;
+        let backend = self.backend;
         let mut tx = self.connection().await?.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rest = batch;
         while let Some(first) = rest.first() {
-            let run: Vec<_> = rest
-                .iter()
-                .map_while(|job| HeartbeatRow::from_op(&job.op))
-                .collect();
+            let run = leading_heartbeats(rest);
             if run.is_empty() {
-                outcomes.push(nodemgr::apply(&mut tx, placeholders, &first.op).await?);
+                outcomes.push(nodemgr::apply(&mut tx, backend, &first.op).await?);
                 rest = &rest[1..];
                 continue;
             }
-            if heartbeats::record(&mut tx, placeholders, &run).await? == RunOutcome::SomeNodeMissing
-            {
+            if heartbeats::record(&mut tx, backend, &run).await? == RunOutcome::SomeNodeMissing {
                 return Err(BatchError::NodeMissing);
             }
             outcomes.extend(run.iter().map(|_| Ok(())));
@@ -325,10 +318,10 @@ impl WriterDb {
     }
 
     async fn apply_one(&mut self, op: &StoreOp) -> Result<(), StoreFailure> {
-        let placeholders = self.placeholders;
+        let backend = self.backend;
         let attempt = async {
             let mut tx = self.connection().await?.begin().await?;
-            let outcome = nodemgr::apply(&mut tx, placeholders, op).await?;
+            let outcome = nodemgr::apply(&mut tx, backend, op).await?;
             // A refused write leaves nothing behind (no orphan sample of an unknown node).
             if outcome.is_ok() {
                 tx.commit().await?;
@@ -349,6 +342,13 @@ enum BatchError {
     /// A heartbeat named a node with no row: only one write at a time tells which.
     #[error("a heartbeat names a node that has no row")]
     NodeMissing,
+}
+
+/// The heartbeats at the start of `jobs`, up to the first write of another kind.
+fn leading_heartbeats(jobs: &[WriteJob]) -> Vec<HeartbeatRow<'_>> {
+    jobs.iter()
+        .map_while(|job| HeartbeatRow::from_op(&job.op))
+        .collect()
 }
 
 fn affected(result: &AnyQueryResult) -> bool {

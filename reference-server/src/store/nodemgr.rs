@@ -1,7 +1,8 @@
 //! nodemgr tables: nodes, metric history (a node's latest metrics are its newest sample),
 //! commands.
 
-use super::heartbeats::{self, HeartbeatRow, Placeholders, RunOutcome};
+use super::heartbeats::{self, HeartbeatRow, RunOutcome};
+use super::schema::Backend;
 use super::{affected, Store, StoreError};
 use crate::protocol::nodemgr::envelope::rfc3339;
 use crate::protocol::nodemgr::{Metrics, StoreFailure, StoreOp};
@@ -69,7 +70,7 @@ fn known_command(done: &sqlx::any::AnyQueryResult) -> Result<(), StoreFailure> {
 /// Applies one protocol write inside the writer's transaction.
 pub(super) async fn apply(
     tx: &mut Transaction<'_, Any>,
-    placeholders: Placeholders,
+    backend: Backend,
     op: &StoreOp,
 ) -> Outcome {
     match op {
@@ -99,7 +100,7 @@ pub(super) async fn apply(
             at,
         } => {
             let row = HeartbeatRow::new(node_id, status, metrics, *at);
-            record_heartbeat(tx, placeholders, row).await
+            record_heartbeat(tx, backend, row).await
         }
         StoreOp::CommandStarted {
             node_id,
@@ -180,11 +181,11 @@ async fn mark_offline<'c>(
 /// One heartbeat alone: the bulk path with a run of one.
 async fn record_heartbeat(
     tx: &mut Transaction<'_, Any>,
-    placeholders: Placeholders,
+    backend: Backend,
     row: HeartbeatRow<'_>,
 ) -> Outcome {
     Ok(
-        match heartbeats::record(tx, placeholders, std::slice::from_ref(&row)).await? {
+        match heartbeats::record(tx, backend, std::slice::from_ref(&row)).await? {
             RunOutcome::AllStored => Ok(()),
             RunOutcome::SomeNodeMissing => Err(StoreFailure::Database(format!(
                 "node {} has no row",
@@ -213,9 +214,8 @@ const NODES_WITH_LATEST_SAMPLE: &str = "SELECT nodes.node_id, nodes.hostname, no
     nodes.os_info, nodes.status, nodes.status_since, nodes.registered_at, nodes.last_seen,
     latest.recorded_at, latest.status, latest.cpu_usage, latest.memory_usage, latest.disk_usage,
     latest.load_average
-    FROM nodes LEFT JOIN metrics AS latest ON latest.sample_id = (
-        SELECT sample_id FROM metrics WHERE metrics.node_key = nodes.node_key
-        ORDER BY sample_id DESC LIMIT 1)";
+    FROM nodes LEFT JOIN latest_samples ON latest_samples.node_key = nodes.node_key
+    LEFT JOIN metrics AS latest ON latest.sample_id = latest_samples.sample_id";
 const COMMAND_COLUMNS: &str = "command_id, node_id, command_text, timeout_secs, state, exit_code,
     stdout, stderr, execution_time_ms, created_at, started_at, finished_at";
 
@@ -235,16 +235,24 @@ impl Store {
         Ok(row.as_ref().map(node_from_row).transpose()?)
     }
 
-    /// The newest `limit` samples, newest first.
+    /// The newest `limit` samples, newest first: down the chain from the node's latest.
     pub async fn metric_history(
         &self,
         node_id: &str,
         limit: i64,
     ) -> Result<Vec<MetricSample>, StoreError> {
         let rows = sqlx::query(
-            "SELECT recorded_at, metrics.status, cpu_usage, memory_usage, disk_usage, load_average
-             FROM metrics JOIN nodes ON nodes.node_key = metrics.node_key
-             WHERE nodes.node_id = $1 ORDER BY sample_id DESC LIMIT $2",
+            "WITH RECURSIVE chain (sample_id, depth) AS (
+                SELECT latest_samples.sample_id, 1 FROM latest_samples
+                JOIN nodes ON nodes.node_key = latest_samples.node_key
+                WHERE nodes.node_id = $1
+              UNION ALL
+                SELECT metrics.previous_sample_id, chain.depth + 1
+                FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
+                WHERE metrics.previous_sample_id IS NOT NULL AND chain.depth < $2)
+             SELECT recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average
+             FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
+             ORDER BY chain.depth",
         )
         .bind(node_id)
         .bind(limit)
