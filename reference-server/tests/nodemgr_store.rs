@@ -295,6 +295,61 @@ async fn postgres_commits_bulk_heartbeats() {
     on_postgres(bulk_heartbeats_are_all_committed).await;
 }
 
+/// Heartbeats from distinct nodes, submitted together so that the writer takes them as one
+/// batch (on SQLite, one execution that is its own transaction), with an unregistered node
+/// among them: only that one fails, and the writer goes on (a batch that failed inside its
+/// transaction was rolled back, or the next round could not begin its own).
+async fn a_stranger_fails_alone_in_a_batch_of_distinct_nodes(store: Store) {
+    const NODES: usize = 20;
+    let nodes: Vec<String> = (0..NODES).map(|_| unique("node")).collect();
+    for node_id in &nodes {
+        register(&store, node_id).await;
+    }
+    let stranger = unique("unregistered");
+    for round in 0..2 {
+        let mut senders: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        if round == 0 {
+            senders.insert(NODES / 2, &stranger);
+        }
+        let mut pending = Vec::with_capacity(senders.len());
+        for node_id in &senders {
+            let op = StoreOp::RecordHeartbeat {
+                node_id: (*node_id).to_owned(),
+                status: "online".into(),
+                metrics: metrics(f64::from(round)),
+                at: chrono::Utc::now(),
+            };
+            pending.push(store.submit(op).await.expect("queued"));
+        }
+        let outcomes = futures_util::future::join_all(pending).await;
+        for (node_id, outcome) in senders.iter().zip(&outcomes) {
+            if *node_id == stranger {
+                assert!(
+                    matches!(outcome, Err(StoreFailure::Database(_))),
+                    "{outcome:?}"
+                );
+            } else {
+                assert_eq!(outcome, &Ok(()), "round {round}, {node_id}");
+            }
+        }
+    }
+    for node_id in &nodes {
+        let history = store.metric_history(node_id, 10).await.expect("history");
+        let cpu: Vec<f64> = history.iter().map(|s| s.metrics.cpu_usage).collect();
+        assert_eq!(cpu, [1.0, 0.0], "history of {node_id}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_fails_a_stranger_alone_in_a_batch_of_distinct_nodes() {
+    on_sqlite(a_stranger_fails_alone_in_a_batch_of_distinct_nodes).await;
+}
+
+#[tokio::test]
+async fn postgres_fails_a_stranger_alone_in_a_batch_of_distinct_nodes() {
+    on_postgres(a_stranger_fails_alone_in_a_batch_of_distinct_nodes).await;
+}
+
 /// Metrics that do not survive a decimal round trip unless it is exact.
 const AWKWARD: [f64; 4] = [1.0 / 3.0, 0.1 + 0.2, 1e-300, 123_456_789.123_456_78];
 

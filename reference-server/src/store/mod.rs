@@ -289,6 +289,15 @@ impl WriterDb {
         batch: &[WriteJob],
     ) -> Result<Vec<Result<(), StoreFailure>>, BatchError> {
         let backend = self.backend;
+        let run = leading_heartbeats(batch);
+        if backend == Backend::Sqlite && run.len() == batch.len() {
+            if let Some(outcome) = self.record_as_transaction(&run).await {
+                return match outcome? {
+                    RunOutcome::AllStored => Ok(batch.iter().map(|_| Ok(())).collect()),
+                    RunOutcome::SomeNodeMissing => Err(BatchError::NodeMissing),
+                };
+            }
+        }
         let mut tx = self.connection().await?.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rest = batch;
@@ -307,6 +316,28 @@ impl WriterDb {
         }
         tx.commit().await?;
         Ok(outcomes)
+    }
+
+    /// SQLite: a batch of heartbeats alone in one execution ([`heartbeats::record_as_transaction`]).
+    /// A failed execution leaves its transaction open; it is rolled back here, and a
+    /// connection that cannot say it rolled back is closed rather than handed back to the pool.
+    async fn record_as_transaction(
+        &mut self,
+        run: &[HeartbeatRow<'_>],
+    ) -> Option<Result<RunOutcome, sqlx::Error>> {
+        let connection = match self.connection().await {
+            Ok(connection) => connection,
+            Err(error) => return Some(Err(error)),
+        };
+        let outcome = heartbeats::record_as_transaction(connection, run).await?;
+        if !matches!(outcome, Ok(RunOutcome::AllStored)) {
+            if let Err(error) = connection.execute("ROLLBACK").await {
+                tracing::debug!("closing the writer's connection: {error}");
+                connection.close_on_drop();
+                self.held = None;
+            }
+        }
+        Some(outcome)
     }
 
     /// The writer's connection, taken from the pool when it has none.
