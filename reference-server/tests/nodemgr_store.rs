@@ -27,6 +27,22 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
 
+/// A heartbeat of `node_id` with [`metrics`]`(x)`, now.
+fn heartbeat(node_id: &str, x: f64) -> StoreOp {
+    StoreOp::RecordHeartbeat {
+        node_id: node_id.to_owned(),
+        status: "online".into(),
+        metrics: metrics(x),
+        at: chrono::Utc::now(),
+    }
+}
+
+/// The CPU figure of each sample in a node's history, newest first.
+async fn cpu_history(store: &Store, node_id: &str, limit: i64) -> Vec<f64> {
+    let history = store.metric_history(node_id, limit).await.expect("history");
+    history.iter().map(|s| s.metrics.cpu_usage).collect()
+}
+
 fn command(node_id: &str) -> CommandRecord {
     CommandRecord {
         command_id: unique("cmd"),
@@ -65,12 +81,7 @@ async fn lifecycle_round_trips(store: Store) {
     let node_id = unique("node");
     register(&store, &node_id).await;
     for x in [1.0, 2.0] {
-        let op = StoreOp::RecordHeartbeat {
-            node_id: node_id.clone(),
-            status: "online".into(),
-            metrics: metrics(x),
-            at: chrono::Utc::now(),
-        };
+        let op = heartbeat(&node_id, x);
         store.write(op).await.expect("heartbeat");
     }
     let node = store.node(&node_id).await.expect("read").expect("node");
@@ -233,12 +244,7 @@ async fn bulk_heartbeats_are_all_committed(store: Store) {
     for node_id in &nodes {
         register(&store, node_id).await;
     }
-    let heartbeat = |node_id: &str, x: f64| StoreOp::RecordHeartbeat {
-        node_id: node_id.to_owned(),
-        status: "online".into(),
-        metrics: metrics(x),
-        at: chrono::Utc::now(),
-    };
+    let heartbeat = |node_id: &str, x: f64| heartbeat(node_id, x);
     let mut ops: Vec<StoreOp> = (0..NODES * PER_NODE)
         .map(|i| heartbeat(&nodes[i % NODES], i as f64))
         .collect();
@@ -313,12 +319,7 @@ async fn a_stranger_fails_alone_in_a_batch_of_distinct_nodes(store: Store) {
         }
         let mut pending = Vec::with_capacity(senders.len());
         for node_id in &senders {
-            let op = StoreOp::RecordHeartbeat {
-                node_id: (*node_id).to_owned(),
-                status: "online".into(),
-                metrics: metrics(f64::from(round)),
-                at: chrono::Utc::now(),
-            };
+            let op = heartbeat(node_id, f64::from(round));
             pending.push(store.submit(op).await.expect("queued"));
         }
         let outcomes = futures_util::future::join_all(pending).await;
@@ -334,8 +335,7 @@ async fn a_stranger_fails_alone_in_a_batch_of_distinct_nodes(store: Store) {
         }
     }
     for node_id in &nodes {
-        let history = store.metric_history(node_id, 10).await.expect("history");
-        let cpu: Vec<f64> = history.iter().map(|s| s.metrics.cpu_usage).collect();
+        let cpu = cpu_history(&store, node_id, 10).await;
         assert_eq!(cpu, [1.0, 0.0], "history of {node_id}");
     }
 }
@@ -436,24 +436,16 @@ async fn indexed_metrics_are_chained(config: StoreConfig, backend_key: &str) {
     for node_id in ["indexed-a", "indexed-b"] {
         let node = store.node(node_id).await.expect("read").expect("node");
         assert_eq!(node.metrics, Some(metrics(3.0)), "latest of {node_id}");
-        let history = store.metric_history(node_id, 10).await.expect("history");
-        let cpu: Vec<f64> = history.iter().map(|s| s.metrics.cpu_usage).collect();
+        let cpu = cpu_history(&store, node_id, 10).await;
         assert_eq!(cpu, [3.0, 2.0, 1.0], "history of {node_id}");
     }
-    let op = StoreOp::RecordHeartbeat {
-        node_id: "indexed-a".into(),
-        status: "online".into(),
-        metrics: metrics(4.0),
-        at: chrono::Utc::now(),
-    };
+    let op = heartbeat("indexed-a", 4.0);
     store.write(op).await.expect("a new heartbeat");
     let again = Store::open(&config).await.expect("reopen");
-    let history = again
-        .metric_history("indexed-a", 10)
-        .await
-        .expect("history");
-    let cpu: Vec<f64> = history.iter().map(|s| s.metrics.cpu_usage).collect();
-    assert_eq!(cpu, [4.0, 3.0, 2.0, 1.0]);
+    assert_eq!(
+        cpu_history(&again, "indexed-a", 10).await,
+        [4.0, 3.0, 2.0, 1.0]
+    );
 }
 
 #[tokio::test]
@@ -511,12 +503,7 @@ async fn earlier_tables_are_moved_over(config: StoreConfig) {
         times,
         ["2025-01-21T10:00:02.000Z", "2025-01-21T10:00:01.000Z"]
     );
-    let op = StoreOp::RecordHeartbeat {
-        node_id: "old-node".into(),
-        status: "online".into(),
-        metrics: metrics(5.0),
-        at: chrono::Utc::now(),
-    };
+    let op = heartbeat("old-node", 5.0);
     store.write(op).await.expect("a new heartbeat");
     let node = store.node("old-node").await.expect("read").expect("node");
     assert_eq!(
