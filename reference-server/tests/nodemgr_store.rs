@@ -350,6 +350,44 @@ async fn postgres_fails_a_stranger_alone_in_a_batch_of_distinct_nodes() {
     on_postgres(a_stranger_fails_alone_in_a_batch_of_distinct_nodes).await;
 }
 
+/// After the `metrics` table is dropped and created again (C9's sabotage), sample ids start
+/// over, so a node's pointer to its newest sample may name another node's new sample: the node
+/// shows no metrics then, never the other node's.
+async fn a_recreated_metrics_table_shows_no_stale_metrics(store: Store) {
+    let (quiet, talker) = (unique("quiet"), unique("talker"));
+    register(&store, &quiet).await;
+    register(&store, &talker).await;
+    store
+        .write(heartbeat(&quiet, 1.0))
+        .await
+        .expect("heartbeat");
+    sqlx::query("DROP TABLE metrics")
+        .execute(store.pool())
+        .await
+        .expect("drop");
+    store.ensure_schema().await.expect("restore");
+    store
+        .write(heartbeat(&talker, 2.0))
+        .await
+        .expect("heartbeat");
+    let quiet_node = store.node(&quiet).await.expect("read").expect("node");
+    assert_eq!(quiet_node.metrics, None, "{quiet_node:?}");
+    assert_eq!(cpu_history(&store, &quiet, 10).await, Vec::<f64>::new());
+    let talker_node = store.node(&talker).await.expect("read").expect("node");
+    assert_eq!(talker_node.metrics, Some(metrics(2.0)));
+    assert_eq!(cpu_history(&store, &talker, 10).await, [2.0]);
+}
+
+#[tokio::test]
+async fn sqlite_shows_no_stale_metrics_after_the_table_is_recreated() {
+    on_sqlite(a_recreated_metrics_table_shows_no_stale_metrics).await;
+}
+
+#[tokio::test]
+async fn postgres_shows_no_stale_metrics_after_the_table_is_recreated() {
+    on_postgres(a_recreated_metrics_table_shows_no_stale_metrics).await;
+}
+
 /// Metrics that do not survive a decimal round trip unless it is exact.
 const AWKWARD: [f64; 4] = [1.0 / 3.0, 0.1 + 0.2, 1e-300, 123_456_789.123_456_78];
 

@@ -209,13 +209,16 @@ async fn command_state(
 }
 
 /// A node with its newest sample, if it has one. The sample's columns come last, in the
-/// order [`metrics_from_row`] reads them.
+/// order [`metrics_from_row`] reads them. A pointer is followed only to a sample of the same
+/// node: one left behind by a `metrics` table dropped and created again (C9's test does that)
+/// may name another node's sample by then, and shows no metrics rather than the wrong ones.
 const NODES_WITH_LATEST_SAMPLE: &str = "SELECT nodes.node_id, nodes.hostname, nodes.ip_address,
     nodes.os_info, nodes.status, nodes.status_since, nodes.registered_at, nodes.last_seen,
     latest.recorded_at, latest.status, latest.cpu_usage, latest.memory_usage, latest.disk_usage,
     latest.load_average
     FROM nodes LEFT JOIN latest_samples ON latest_samples.node_key = nodes.node_key
-    LEFT JOIN metrics AS latest ON latest.sample_id = latest_samples.sample_id";
+    LEFT JOIN metrics AS latest ON latest.sample_id = latest_samples.sample_id
+        AND latest.node_key = nodes.node_key";
 const COMMAND_COLUMNS: &str = "command_id, node_id, command_text, timeout_secs, state, exit_code,
     stdout, stderr, execution_time_ms, created_at, started_at, finished_at";
 
@@ -235,23 +238,26 @@ impl Store {
         Ok(row.as_ref().map(node_from_row).transpose()?)
     }
 
-    /// The newest `limit` samples, newest first: down the chain from the node's latest.
+    /// The newest `limit` samples, newest first: down the chain from the node's latest, as
+    /// long as each link is a sample of this node (see [`NODES_WITH_LATEST_SAMPLE`]).
     pub async fn metric_history(
         &self,
         node_id: &str,
         limit: i64,
     ) -> Result<Vec<MetricSample>, StoreError> {
         let rows = sqlx::query(
-            "WITH RECURSIVE chain (sample_id, depth) AS (
-                SELECT latest_samples.sample_id, 1 FROM latest_samples
+            "WITH RECURSIVE chain (sample_id, node_key, depth) AS (
+                SELECT latest_samples.sample_id, nodes.node_key, 1 FROM latest_samples
                 JOIN nodes ON nodes.node_key = latest_samples.node_key
                 WHERE nodes.node_id = $1
               UNION ALL
-                SELECT metrics.previous_sample_id, chain.depth + 1
+                SELECT metrics.previous_sample_id, chain.node_key, chain.depth + 1
                 FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
+                    AND metrics.node_key = chain.node_key
                 WHERE metrics.previous_sample_id IS NOT NULL AND chain.depth < $2)
              SELECT recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average
              FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
+                AND metrics.node_key = chain.node_key
              ORDER BY chain.depth",
         )
         .bind(node_id)
