@@ -119,10 +119,11 @@ pub(super) async fn record(
     Ok(RunOutcome::AllStored)
 }
 
-/// SQLite only: `rows`, whose nodes are all distinct, as a transaction of their own in one
-/// execution (`BEGIN IMMEDIATE; ...; COMMIT`): one trip to SQLite's thread instead of three.
-/// `None` when the rows need more than one chunk. When a statement fails the rest of the
-/// text does not run, and the transaction is still open: the caller must roll it back.
+/// SQLite only: `rows` as a transaction of their own in one execution (`BEGIN IMMEDIATE;
+/// ...; COMMIT`): one trip to SQLite's thread instead of three. `None`, with nothing done,
+/// when a node appears twice (the rows need more than one chunk). When a statement fails the
+/// rest of the text does not run, and the transaction is still open: the caller must roll it
+/// back.
 pub(super) async fn record_as_transaction(
     connection: &mut AnyConnection,
     rows: &[HeartbeatRow<'_>],
