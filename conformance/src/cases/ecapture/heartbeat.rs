@@ -88,8 +88,20 @@ async fn at_connect(ctx: Ctx) -> CaseResult {
         .wait
         .min(ctx.ecapture()?.heartbeat_period.mul_f64(AT_CONNECT_SHARE));
     let mut client = connect(&ctx, "collector").await?;
-    let left = (started + within).saturating_duration_since(Instant::now());
-    next_heartbeat(&mut client, left).await?;
+    let deadline = started + within;
+    let (read_at, _) = next_heartbeat(
+        &mut client,
+        deadline.saturating_duration_since(Instant::now()),
+    )
+    .await?;
+    // A wait that is resumed late still hands over a frame that is already there: a heartbeat
+    // read after the deadline was not in time, whatever the wait returned (CI let a late one
+    // through while the machine was busy).
+    ensure(
+        read_at <= deadline,
+        format!("a heartbeat within {} ms of connecting", within.as_millis()),
+        format!("the first after {} ms", (read_at - started).as_millis()),
+    )?;
     client.close().await;
     Ok(Outcome::Pass)
 }
