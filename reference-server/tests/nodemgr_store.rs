@@ -244,7 +244,6 @@ async fn bulk_heartbeats_are_all_committed(store: Store) {
     for node_id in &nodes {
         register(&store, node_id).await;
     }
-    let heartbeat = |node_id: &str, x: f64| heartbeat(node_id, x);
     let mut ops: Vec<StoreOp> = (0..NODES * PER_NODE)
         .map(|i| heartbeat(&nodes[i % NODES], i as f64))
         .collect();
@@ -301,10 +300,11 @@ async fn postgres_commits_bulk_heartbeats() {
     on_postgres(bulk_heartbeats_are_all_committed).await;
 }
 
-/// Heartbeats from distinct nodes, submitted together so that the writer takes them as one
-/// batch (on SQLite, one execution that is its own transaction), with an unregistered node
-/// among them: only that one fails, and the writer goes on (a batch that failed inside its
-/// transaction was rolled back, or the next round could not begin its own).
+/// Heartbeats from distinct nodes, with an unregistered node among them: only that one fails,
+/// and the writer goes on. Every batch the writer cuts from them holds heartbeats of distinct
+/// nodes alone, so on SQLite each is one execution that is its own transaction, and the one
+/// that holds the stranger fails inside it: it must have been rolled back, or the next round
+/// could not begin its own.
 async fn a_stranger_fails_alone_in_a_batch_of_distinct_nodes(store: Store) {
     const NODES: usize = 20;
     let nodes: Vec<String> = (0..NODES).map(|_| unique("node")).collect();
@@ -424,6 +424,38 @@ async fn sqlite_reads_metrics_back_bit_for_bit() {
 #[tokio::test]
 async fn postgres_reads_metrics_back_bit_for_bit() {
     on_postgres(metrics_are_read_back_bit_for_bit).await;
+}
+
+/// Text that JSON must escape or carry as multi-byte UTF-8.
+const AWKWARD_TEXT: &str = "q\"uote \\ back\\slash tab\t ctl\u{1} é 漢 🚀";
+
+/// A node id and a heartbeat status are free text (C2 sets no character rules): both travel to
+/// the database inside the run's JSON and must come back as they were sent.
+async fn text_is_read_back_as_sent(store: Store) {
+    let node_id = format!("{}{AWKWARD_TEXT}", unique("node"));
+    register(&store, &node_id).await;
+    let op = StoreOp::RecordHeartbeat {
+        node_id: node_id.clone(),
+        status: AWKWARD_TEXT.into(),
+        metrics: metrics(1.0),
+        at: chrono::Utc::now(),
+    };
+    store.write(op).await.expect("heartbeat");
+    let history = store.metric_history(&node_id, 10).await.expect("history");
+    let statuses: Vec<&str> = history.iter().map(|s| s.status.as_str()).collect();
+    assert_eq!(statuses, [AWKWARD_TEXT]);
+    let node = store.node(&node_id).await.expect("read").expect("node");
+    assert_eq!(node.metrics, Some(metrics(1.0)), "{node:?}");
+}
+
+#[tokio::test]
+async fn sqlite_reads_text_back_as_sent() {
+    on_sqlite(text_is_read_back_as_sent).await;
+}
+
+#[tokio::test]
+async fn postgres_reads_text_back_as_sent() {
+    on_postgres(text_is_read_back_as_sent).await;
 }
 
 /// The tables of the version before the sample chain: a node key, and metrics indexed by it.

@@ -289,13 +289,15 @@ impl WriterDb {
         batch: &[WriteJob],
     ) -> Result<Vec<Result<(), StoreFailure>>, BatchError> {
         let backend = self.backend;
-        let run = leading_heartbeats(batch);
-        if backend == Backend::Sqlite && run.len() == batch.len() {
-            if let Some(outcome) = self.record_as_transaction(&run).await {
-                return match outcome? {
-                    RunOutcome::AllStored => Ok(batch.iter().map(|_| Ok(())).collect()),
-                    RunOutcome::SomeNodeMissing => Err(BatchError::NodeMissing),
-                };
+        if backend == Backend::Sqlite {
+            let run = leading_heartbeats(batch);
+            if run.len() == batch.len() {
+                if let Some(outcome) = self.record_as_transaction(&run).await {
+                    return match outcome? {
+                        RunOutcome::AllStored => Ok(batch.iter().map(|_| Ok(())).collect()),
+                        RunOutcome::SomeNodeMissing => Err(BatchError::NodeMissing),
+                    };
+                }
             }
         }
         let mut tx = self.connection().await?.begin().await?;

@@ -83,14 +83,14 @@ impl Backend {
         tables
     }
 
-    fn set_aside_earlier(self) -> impl Iterator<Item = &'static &'static str> {
+    fn set_aside_earlier(self) -> impl Iterator<Item = &'static str> {
         // PostgreSQL keeps an index's name when its table is renamed, and the new `nodes`
         // wants `nodes_pkey`.
         let postgres: &[&str] = match self {
             Self::Sqlite => &[],
             Self::Postgres => &["ALTER INDEX IF EXISTS nodes_pkey RENAME TO nodes_earlier_pkey"],
         };
-        SET_ASIDE_EARLIER.iter().chain(postgres)
+        SET_ASIDE_EARLIER.iter().chain(postgres).copied()
     }
 }
 
@@ -99,13 +99,9 @@ pub(super) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx
     let mut tx = pool.begin().await?;
     let earlier = has_earlier_layout(&mut tx).await?;
     if earlier {
-        for statement in backend.set_aside_earlier() {
-            tx.execute(*statement).await?;
-        }
+        execute_all(&mut tx, backend.set_aside_earlier()).await?;
     }
-    for statement in backend.tables() {
-        tx.execute(statement.as_str()).await?;
-    }
+    execute_all(&mut tx, backend.tables().iter().map(String::as_str)).await?;
     let unchained = !runs(
         &mut tx,
         "SELECT previous_sample_id FROM metrics WHERE 1 = 0",
@@ -116,17 +112,23 @@ pub(super) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx
             .await?;
     }
     if earlier {
-        for statement in MOVE_EARLIER_ROWS {
-            tx.execute(*statement).await?;
-        }
+        execute_all(&mut tx, MOVE_EARLIER_ROWS.iter().copied()).await?;
     }
     if earlier || unchained {
-        for statement in CHAIN_SAMPLES {
-            tx.execute(*statement).await?;
-        }
+        execute_all(&mut tx, CHAIN_SAMPLES.iter().copied()).await?;
         tracing::info!("moved an earlier version's nodes and metrics to the current tables");
     }
     tx.commit().await
+}
+
+async fn execute_all<'s>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    statements: impl IntoIterator<Item = &'s str>,
+) -> Result<(), sqlx::Error> {
+    for statement in statements {
+        tx.execute(statement).await?;
+    }
+    Ok(())
 }
 
 /// Versions before the node key had `nodes` keyed by `node_id` and no `node_key` column.
