@@ -378,6 +378,42 @@ async fn a_recreated_metrics_table_shows_no_stale_metrics(store: Store) {
     assert_eq!(cpu_history(&store, &talker, 10).await, [2.0]);
 }
 
+/// A node that sent on both sides of a recreated `metrics` table: its first new sample points
+/// at its old newest id, which its second new sample takes. Its history is the new samples
+/// once each, not a circle.
+async fn a_recreated_metrics_table_leaves_no_circle_in_a_history(store: Store) {
+    let node_id = unique("node");
+    register(&store, &node_id).await;
+    for x in [1.0, 2.0] {
+        store
+            .write(heartbeat(&node_id, x))
+            .await
+            .expect("heartbeat");
+    }
+    sqlx::query("DROP TABLE metrics")
+        .execute(store.pool())
+        .await
+        .expect("drop");
+    store.ensure_schema().await.expect("restore");
+    for x in [3.0, 4.0] {
+        store
+            .write(heartbeat(&node_id, x))
+            .await
+            .expect("heartbeat");
+    }
+    assert_eq!(cpu_history(&store, &node_id, 10).await, [4.0, 3.0]);
+}
+
+#[tokio::test]
+async fn sqlite_leaves_no_circle_in_a_history_after_the_table_is_recreated() {
+    on_sqlite(a_recreated_metrics_table_leaves_no_circle_in_a_history).await;
+}
+
+#[tokio::test]
+async fn postgres_leaves_no_circle_in_a_history_after_the_table_is_recreated() {
+    on_postgres(a_recreated_metrics_table_leaves_no_circle_in_a_history).await;
+}
+
 #[tokio::test]
 async fn sqlite_shows_no_stale_metrics_after_the_table_is_recreated() {
     on_sqlite(a_recreated_metrics_table_shows_no_stale_metrics).await;

@@ -239,7 +239,9 @@ impl Store {
     }
 
     /// The newest `limit` samples, newest first: down the chain from the node's latest, as
-    /// long as each link is a sample of this node (see [`NODES_WITH_LATEST_SAMPLE`]).
+    /// long as each link is a sample of this node (see [`NODES_WITH_LATEST_SAMPLE`]) and an
+    /// earlier one: ids grow with time, so a link to a larger id is left from a recreated table,
+    /// and following it could walk in a circle.
     pub async fn metric_history(
         &self,
         node_id: &str,
@@ -254,7 +256,7 @@ impl Store {
                 SELECT metrics.previous_sample_id, chain.node_key, chain.depth + 1
                 FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
                     AND metrics.node_key = chain.node_key
-                WHERE metrics.previous_sample_id IS NOT NULL AND chain.depth < $2)
+                WHERE metrics.previous_sample_id < metrics.sample_id AND chain.depth < $2)
              SELECT recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average
              FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
                 AND metrics.node_key = chain.node_key

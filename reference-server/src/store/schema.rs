@@ -83,14 +83,14 @@ impl Backend {
         tables
     }
 
-    fn set_aside_earlier(self) -> impl Iterator<Item = &'static str> {
+    fn set_aside_earlier(self) -> Vec<&'static str> {
         // PostgreSQL keeps an index's name when its table is renamed, and the new `nodes`
         // wants `nodes_pkey`.
         let postgres: &[&str] = match self {
             Self::Sqlite => &[],
             Self::Postgres => &["ALTER INDEX IF EXISTS nodes_pkey RENAME TO nodes_earlier_pkey"],
         };
-        SET_ASIDE_EARLIER.iter().chain(postgres).copied()
+        SET_ASIDE_EARLIER.iter().chain(postgres).copied().collect()
     }
 }
 
@@ -99,9 +99,14 @@ pub(super) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx
     let mut tx = pool.begin().await?;
     let earlier = has_earlier_layout(&mut tx).await?;
     if earlier {
-        execute_all(&mut tx, backend.set_aside_earlier()).await?;
+        execute_all(&mut tx, &backend.set_aside_earlier()).await?;
     }
-    execute_all(&mut tx, backend.tables().iter().map(String::as_str)).await?;
+    let tables = backend.tables();
+    execute_all(
+        &mut tx,
+        &tables.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await?;
     let unchained = !runs(
         &mut tx,
         "SELECT previous_sample_id FROM metrics WHERE 1 = 0",
@@ -112,21 +117,21 @@ pub(super) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx
             .await?;
     }
     if earlier {
-        execute_all(&mut tx, MOVE_EARLIER_ROWS.iter().copied()).await?;
+        execute_all(&mut tx, MOVE_EARLIER_ROWS).await?;
     }
     if earlier || unchained {
-        execute_all(&mut tx, CHAIN_SAMPLES.iter().copied()).await?;
+        execute_all(&mut tx, CHAIN_SAMPLES).await?;
         tracing::info!("moved an earlier version's nodes and metrics to the current tables");
     }
     tx.commit().await
 }
 
-async fn execute_all<'s>(
+async fn execute_all(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    statements: impl IntoIterator<Item = &'s str>,
+    statements: &[&str],
 ) -> Result<(), sqlx::Error> {
     for statement in statements {
-        tx.execute(statement).await?;
+        tx.execute(*statement).await?;
     }
     Ok(())
 }
