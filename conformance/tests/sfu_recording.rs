@@ -118,19 +118,19 @@ async fn a_published_opus_track_is_recorded_as_ogg_that_ffprobe_reads_at_its_len
         .and_then(|d| d.parse().ok())
         .expect("a duration");
     assert!(
-        stats.samples_in >= PACKETS / 2,
+        stats.packets_in >= PACKETS / 2,
         "the SFU received only {} packets",
-        stats.samples_in
+        stats.packets_in
     );
-    let received = stats.samples_in as f64 * 0.020;
+    let received = stats.packets_in as f64 * 0.020;
     assert!(
         (duration - received).abs() <= 0.1,
         "ffprobe says {duration} s; the SFU received {} packets = {received} s",
-        stats.samples_in
+        stats.packets_in
     );
     eprintln!(
         "recorded {duration} s of stereo Opus ({} packets received)",
-        stats.samples_in
+        stats.packets_in
     );
     sfu.stop().await;
 }
