@@ -1,12 +1,15 @@
 //! The SFU's forwarding core in memory (str0m peers, no sockets): a publisher's packet goes
-//! out to every subscriber from the call that received it, without waiting for a timer turn.
+//! out to every subscriber from the call that received it, without waiting for a timer turn;
+//! forwarded packets keep their payload, order and timing; only publishers are asked for
+//! transport-wide congestion control.
 
 #[path = "../benches/support/in_memory_sfu.rs"]
 mod in_memory_sfu;
 
 use conformance::client::media::is_rtp;
-use in_memory_sfu::{connected, write_opus};
+use in_memory_sfu::{client, connected, pump, sfu, write_opus};
 use std::time::Instant;
+use str0m::media::{Direction, MediaTime};
 use str0m::{Output, Rtc};
 
 const SUBSCRIBERS: usize = 3;
@@ -55,4 +58,52 @@ fn a_published_packet_is_sent_to_every_subscriber_from_the_call_that_received_it
             "RTP toward {addr}: {rtp_to:?}"
         );
     }
+}
+
+#[test]
+fn subscribers_get_each_payload_unchanged_in_order_and_in_time() {
+    let (mut sfu, mut clients, mid) = connected(SUBSCRIBERS);
+    let payloads: Vec<Vec<u8>> = (0..8_u8)
+        .map(|n| {
+            std::iter::once(0xFC)
+                .chain((0..60).map(|i| i ^ n))
+                .collect()
+        })
+        .collect();
+    for (n, payload) in payloads.iter().enumerate() {
+        let now = Instant::now();
+        write_opus(&mut clients[0], mid, payload, n as u64 + 1, now);
+        pump(&mut sfu, &mut clients, now);
+    }
+    for subscriber in &clients[1..] {
+        let received: Vec<&[u8]> = subscriber.received.iter().map(|d| &d.data[..]).collect();
+        let sent: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        assert_eq!(received, sent, "payloads at {}", subscriber.addr);
+        // Renumbered by the SFU, the sequence must still run without a gap...
+        let gaps = subscriber.received[1..]
+            .iter()
+            .filter(|d| !d.contiguous)
+            .count();
+        assert_eq!(gaps, 0, "gaps at {}", subscriber.addr);
+        // ...and the RTP timestamps keep the publisher's 20 ms (960 ticks at 48 kHz) steps.
+        let times: Vec<MediaTime> = subscriber.received.iter().map(|d| d.time).collect();
+        for pair in times.windows(2) {
+            assert_eq!(pair[1].numer() - pair[0].numer(), 960, "{times:?}");
+        }
+    }
+}
+
+#[test]
+fn only_publishers_are_offered_transport_wide_congestion_control() {
+    const TWCC: &str = "transport-wide-cc-extensions-01";
+    let mut sfu = sfu();
+    let now = Instant::now();
+    let (_, offer, _, _) = client(10_000, Direction::SendOnly);
+    let to_publisher = sfu.publish(now, "twcc#1", &offer).expect("published");
+    let (_, offer, _, _) = client(10_001, Direction::RecvOnly);
+    let to_subscriber = sfu
+        .subscribe(now, "twcc#S1", "twcc#1", &offer)
+        .expect("subscribed");
+    assert!(to_publisher.contains(TWCC), "{to_publisher}");
+    assert!(!to_subscriber.contains(TWCC), "{to_subscriber}");
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, Frequency, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -18,9 +18,12 @@ pub struct Client {
     pub rtc: Rtc,
     pub addr: SocketAddr,
     pub connected: bool,
+    /// Media this client received, in order.
+    pub received: Vec<MediaData>,
 }
 
-fn client(
+/// A str0m peer with one Opus line in `direction`, its offer and the offer's line.
+pub fn client(
     port: u16,
     direction: Direction,
 ) -> (Client, String, Mid, str0m::change::SdpPendingOffer) {
@@ -37,11 +40,12 @@ fn client(
         rtc,
         addr,
         connected: false,
+        received: Vec::new(),
     };
     (client, offer.to_sdp_string(), mid, pending)
 }
 
-fn answer(client: &mut Client, pending: str0m::change::SdpPendingOffer, sdp: &str) {
+pub fn answer(client: &mut Client, pending: str0m::change::SdpPendingOffer, sdp: &str) {
     let answer = SdpAnswer::from_sdp_string(sdp).expect("an answer");
     client
         .rtc
@@ -66,6 +70,7 @@ pub fn pump(sfu: &mut Sfu, clients: &mut [Client], now: Instant) -> usize {
                         moved = true;
                     }
                     Output::Event(Event::Connected) => client.connected = true,
+                    Output::Event(Event::MediaData(data)) => client.received.push(data),
                     Output::Event(_) => {}
                     Output::Timeout(_) => break,
                 }
@@ -95,14 +100,18 @@ pub fn pump(sfu: &mut Sfu, clients: &mut [Client], now: Instant) -> usize {
     }
 }
 
-/// An SFU with one connected publisher (client 0) and `subscribers` connected subscribers.
-pub fn connected(subscribers: usize) -> (Sfu, Vec<Client>, Mid) {
-    let config = SfuConfig {
+/// An SFU with no peers, its socket said to be at [`SFU_ADDR`].
+pub fn sfu() -> Sfu {
+    Sfu::new(SfuConfig {
         local_addr: SFU_ADDR.parse().expect("an address"),
         faults: Faults::none(),
         record_dir: None,
-    };
-    let mut sfu = Sfu::new(config);
+    })
+}
+
+/// An SFU with one connected publisher (client 0) and `subscribers` connected subscribers.
+pub fn connected(subscribers: usize) -> (Sfu, Vec<Client>, Mid) {
+    let mut sfu = sfu();
     let now = Instant::now();
     let (mut publisher, offer, mid, pending) = client(10_000, Direction::SendOnly);
     let sdp = sfu.publish(now, "bench#000001", &offer).expect("published");

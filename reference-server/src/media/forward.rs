@@ -750,3 +750,31 @@ fn carries_opus_or_vp8(answer: &str) -> bool {
             && (line.contains(" opus/48000") || line.contains(" vp8/90000"))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscriber_track_starts_at_rollover_count_zero_and_keeps_the_steps() {
+        let mut track = Track::new(Mid::from("a"), MediaKind::Audio);
+        // A publication 3 rollovers in: its extended sequence numbers are past 3 * 65536.
+        let first = 3 * 65_536 + 65_530;
+        assert_eq!(track.sequence_for(first), Some(65_530));
+        assert_eq!(
+            track.sequence_for(first + 10),
+            Some(65_540),
+            "rolls over on its own"
+        );
+        assert_eq!(
+            track.sequence_for(first - 5),
+            Some(65_525),
+            "a late one keeps its place"
+        );
+        assert_eq!(
+            track.sequence_for(3 * 65_536 - 1),
+            None,
+            "from before the track's base"
+        );
+    }
+}
