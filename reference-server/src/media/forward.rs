@@ -702,8 +702,11 @@ fn write_to(subscriber: &mut Peer, now: Instant, published: &Published) -> bool 
     let carried = ExtensionValues {
         audio_level: packet.header.ext_vals.audio_level,
         voice_activity: packet.header.ext_vals.voice_activity,
+        video_orientation: packet.header.ext_vals.video_orientation,
         ..ExtensionValues::default()
     };
+    // Audio level and video orientation are the publisher's to say; transport-wide sequence
+    // numbers and send times are each hop's own, so str0m writes them afresh.
     // The arrival time stands for the wall clock of the media time (str0m's advice for an
     // SFU); the RTP timestamp is the publisher's, the clock rate being the same.
     let timestamp = packet.header.timestamp;
