@@ -183,8 +183,8 @@ struct Peer {
 }
 
 impl Peer {
-    fn track_of_kind(&mut self, kind: MediaKind) -> Option<&mut Track> {
-        self.tracks.iter_mut().find(|t| t.kind == kind)
+    fn track_of_kind(&self, kind: MediaKind) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.kind == kind)
     }
 
     /// The media line a received packet belongs to, by its SSRC.
