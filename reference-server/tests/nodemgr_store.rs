@@ -76,6 +76,36 @@ async fn register(store: &Store, node_id: &str) {
         .expect("upsert");
 }
 
+/// Heartbeats of `node_id` with [`metrics`]`(x)` for each `x`, one after the other.
+async fn send_heartbeats(store: &Store, node_id: &str, xs: &[f64]) {
+    for x in xs {
+        store
+            .write(heartbeat(node_id, *x))
+            .await
+            .expect("heartbeat");
+    }
+}
+
+/// Submits every write before awaiting any, so that the writer batches them; their
+/// outcomes, in order.
+async fn write_concurrently(store: &Store, ops: Vec<StoreOp>) -> Vec<Result<(), StoreFailure>> {
+    let mut pending = Vec::with_capacity(ops.len());
+    for op in ops {
+        pending.push(store.submit(op).await.expect("queued"));
+    }
+    futures_util::future::join_all(pending).await
+}
+
+/// Drops `metrics` and lets the store create it again, as C9's sabotage does: sample ids
+/// start over while `latest_samples` still points at the old ones.
+async fn recreate_metrics_table(store: &Store) {
+    sqlx::query("DROP TABLE metrics")
+        .execute(store.pool())
+        .await
+        .expect("drop");
+    store.ensure_schema().await.expect("restore");
+}
+
 /// The whole write and read path, run once per backend.
 async fn lifecycle_round_trips(store: Store) {
     let node_id = unique("node");
@@ -249,13 +279,8 @@ async fn bulk_heartbeats_are_all_committed(store: Store) {
         .collect();
     let stranger = unique("unregistered");
     ops.insert(300, heartbeat(&stranger, -1.0));
-    // Submitted one after the other, committed concurrently in as few batches as the writer
-    // makes of them.
-    let mut pending = Vec::with_capacity(ops.len());
-    for op in ops {
-        pending.push(store.submit(op).await.expect("queued"));
-    }
-    let outcomes = futures_util::future::join_all(pending).await;
+    // Committed concurrently, in as few batches as the writer makes of them.
+    let outcomes = write_concurrently(&store, ops).await;
     for (i, outcome) in outcomes.iter().enumerate() {
         match i {
             300 => assert!(
@@ -317,12 +342,11 @@ async fn a_stranger_fails_alone_in_a_batch_of_distinct_nodes(store: Store) {
         if round == 0 {
             senders.insert(NODES / 2, &stranger);
         }
-        let mut pending = Vec::with_capacity(senders.len());
-        for node_id in &senders {
-            let op = heartbeat(node_id, f64::from(round));
-            pending.push(store.submit(op).await.expect("queued"));
-        }
-        let outcomes = futures_util::future::join_all(pending).await;
+        let ops = senders
+            .iter()
+            .map(|node_id| heartbeat(node_id, f64::from(round)))
+            .collect();
+        let outcomes = write_concurrently(&store, ops).await;
         for (node_id, outcome) in senders.iter().zip(&outcomes) {
             if *node_id == stranger {
                 assert!(
@@ -357,19 +381,9 @@ async fn a_recreated_metrics_table_shows_no_stale_metrics(store: Store) {
     let (quiet, talker) = (unique("quiet"), unique("talker"));
     register(&store, &quiet).await;
     register(&store, &talker).await;
-    store
-        .write(heartbeat(&quiet, 1.0))
-        .await
-        .expect("heartbeat");
-    sqlx::query("DROP TABLE metrics")
-        .execute(store.pool())
-        .await
-        .expect("drop");
-    store.ensure_schema().await.expect("restore");
-    store
-        .write(heartbeat(&talker, 2.0))
-        .await
-        .expect("heartbeat");
+    send_heartbeats(&store, &quiet, &[1.0]).await;
+    recreate_metrics_table(&store).await;
+    send_heartbeats(&store, &talker, &[2.0]).await;
     let quiet_node = store.node(&quiet).await.expect("read").expect("node");
     assert_eq!(quiet_node.metrics, None, "{quiet_node:?}");
     assert_eq!(cpu_history(&store, &quiet, 10).await, Vec::<f64>::new());
@@ -384,23 +398,9 @@ async fn a_recreated_metrics_table_shows_no_stale_metrics(store: Store) {
 async fn a_recreated_metrics_table_leaves_no_circle_in_a_history(store: Store) {
     let node_id = unique("node");
     register(&store, &node_id).await;
-    for x in [1.0, 2.0] {
-        store
-            .write(heartbeat(&node_id, x))
-            .await
-            .expect("heartbeat");
-    }
-    sqlx::query("DROP TABLE metrics")
-        .execute(store.pool())
-        .await
-        .expect("drop");
-    store.ensure_schema().await.expect("restore");
-    for x in [3.0, 4.0] {
-        store
-            .write(heartbeat(&node_id, x))
-            .await
-            .expect("heartbeat");
-    }
+    send_heartbeats(&store, &node_id, &[1.0, 2.0]).await;
+    recreate_metrics_table(&store).await;
+    send_heartbeats(&store, &node_id, &[3.0, 4.0]).await;
     assert_eq!(cpu_history(&store, &node_id, 10).await, [4.0, 3.0]);
 }
 
