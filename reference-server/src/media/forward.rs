@@ -1,7 +1,7 @@
 //! The forwarding core. Each `publish` gets its own `Rtc` that receives; each `subscribe` gets
 //! one that sends what its publication receives, track by track of the same kind. Keyframe
 //! requests from subscribers go up to the publisher; str0m answers NACKs (with RTX when
-//! negotiated), sends receiver reports and TWCC feedback on its own.
+//! negotiated), sends receiver reports, and sends publishers TWCC feedback on its own.
 //!
 //! Every `Rtc` is in str0m's RTP mode: a publisher's RTP packets are forwarded as packets, with
 //! the payload shared by all subscribers, and never reassembled into frames and cut up again
@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 use str0m::change::SdpOffer;
-use str0m::format::{Codec, PayloadParams};
+use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpPacket, RtpWrite};
@@ -165,10 +165,23 @@ impl Track {
     /// This line's sequence number for a publisher's, or `None` for one from before the
     /// first forwarded (a late retransmission).
     fn sequence_for(&mut self, published: u64) -> Option<u64> {
-        let base = *self
-            .sequence_base
-            .get_or_insert(published - (published & 0xFFFF));
+        let base = *self.sequence_base.get_or_insert(published & !0xFFFF);
         published.checked_sub(base)
+    }
+
+    /// This line's payload type for a publisher's, matched once by codec and parameters
+    /// against `codecs`, this peer's.
+    fn payload_type_for(&mut self, codecs: &CodecConfig, published: &PayloadParams) -> Option<Pt> {
+        let known = self
+            .payload_types
+            .iter()
+            .find(|(pt, _)| *pt == published.pt());
+        if let Some((_, mapped)) = known {
+            return *mapped;
+        }
+        let mapped = codecs.match_params(*published).map(|params| params.pt());
+        self.payload_types.push((published.pt(), mapped));
+        mapped
     }
 }
 
@@ -191,23 +204,6 @@ impl Peer {
     fn received_kind(&mut self, packet: &RtpPacket) -> Option<MediaKind> {
         let mid = self.rtc.direct_api().stream_rx(&packet.header.ssrc)?.mid();
         self.tracks.iter().find(|t| t.mid == mid).map(|t| t.kind)
-    }
-
-    /// This peer's payload type for a publisher's, matched once by codec and parameters.
-    fn payload_type_for(&mut self, track: usize, published: &PayloadParams) -> Option<Pt> {
-        let known = &self.tracks[track].payload_types;
-        if let Some((_, mapped)) = known.iter().find(|(pt, _)| *pt == published.pt()) {
-            return *mapped;
-        }
-        let mapped = self
-            .rtc
-            .codec_config()
-            .match_params(*published)
-            .map(|params| params.pt());
-        self.tracks[track]
-            .payload_types
-            .push((published.pt(), mapped));
-        mapped
     }
 }
 
@@ -554,7 +550,8 @@ impl Sfu {
             let written = self
                 .peers
                 .get_mut(&key)
-                .is_some_and(|subscriber| write_to(subscriber, now, published));
+                .and_then(|subscriber| write_to(subscriber, now, published))
+                .is_some();
             if written {
                 self.stats.packets_forwarded += 1;
                 self.stats.bytes_forwarded += published.packet.payload.len() as u64;
@@ -673,51 +670,49 @@ fn on_event(
 }
 
 /// Writes one publisher packet to a subscriber's track of its kind, renumbered into the
-/// track's sequence space and with the subscriber's payload type.
-fn write_to(subscriber: &mut Peer, now: Instant, published: &Published) -> bool {
+/// track's sequence space and with the subscriber's payload type. `None` when the subscriber
+/// cannot take it (not connected yet, no line of that kind or codec, a packet from before its
+/// first).
+fn write_to(subscriber: &mut Peer, now: Instant, published: &Published) -> Option<()> {
+    let Peer { rtc, tracks, .. } = subscriber;
     // Before ICE and DTLS are done a packet would only queue up in str0m, to go out late in
     // a burst once they are.
-    if !subscriber.rtc.is_connected() {
-        return false;
+    if !rtc.is_connected() {
+        return None;
     }
     let Published {
         kind,
         params,
         packet,
     } = published;
-    let Some(track) = subscriber.tracks.iter().position(|t| t.kind == *kind) else {
-        return false;
-    };
-    let Some(pt) = subscriber.payload_type_for(track, params) else {
-        return false;
-    };
-    let Some(sequence) = subscriber.tracks[track].sequence_for(*packet.seq_no) else {
-        return false;
-    };
-    let mid = subscriber.tracks[track].mid;
-    let mut api = subscriber.rtc.direct_api();
-    let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-        return false;
-    };
+    let track = tracks.iter_mut().find(|t| t.kind == *kind)?;
+    let pt = track.payload_type_for(rtc.codec_config(), params)?;
+    let sequence = track.sequence_for(*packet.seq_no)?;
+    // Audio level and video orientation are the publisher's to say; transport-wide sequence
+    // numbers and send times are each hop's own, so str0m writes them afresh.
     let carried = ExtensionValues {
         audio_level: packet.header.ext_vals.audio_level,
         voice_activity: packet.header.ext_vals.voice_activity,
         video_orientation: packet.header.ext_vals.video_orientation,
         ..ExtensionValues::default()
     };
-    // Audio level and video orientation are the publisher's to say; transport-wide sequence
-    // numbers and send times are each hop's own, so str0m writes them afresh.
     // The arrival time stands for the wall clock of the media time (str0m's advice for an
     // SFU); the RTP timestamp is the publisher's, the clock rate being the same.
-    let timestamp = packet.header.timestamp;
-    let payload = packet.payload.clone();
-    let write = RtpWrite::new(pt, sequence.into(), timestamp, now, payload)
-        .marker(packet.header.marker)
-        .ext_vals(carried)
-        // Video is answered from the RTX cache when a subscriber NACKs; Opus is not resent.
-        .nackable(*kind == MediaKind::Video);
-    stream.write_rtp(write);
-    true
+    let write = RtpWrite::new(
+        pt,
+        sequence.into(),
+        packet.header.timestamp,
+        now,
+        packet.payload.clone(),
+    )
+    .marker(packet.header.marker)
+    .ext_vals(carried)
+    // Video is answered from the RTX cache when a subscriber NACKs; Opus is not resent.
+    .nackable(*kind == MediaKind::Video);
+    rtc.direct_api()
+        .stream_tx_by_mid(track.mid, None)?
+        .write_rtp(write);
+    Some(())
 }
 
 fn refusal(code: ErrorCode, reason: String) -> MediaRefusal {
@@ -729,7 +724,8 @@ fn refusal(code: ErrorCode, reason: String) -> MediaRefusal {
 /// 50 ms, which only a sender that estimates its bandwidth can use; the SFU does not (it has
 /// one layer of each stream to send), so toward subscribers it would be decrypted and thrown
 /// away: about 19 datagrams a second per subscription, 0.4 per forwarded packet at 500
-/// subscriptions (S-TWCC in CLARIFICATIONS.md). Publishers still get the SFU's feedback.
+/// subscriptions (S8 in fixtures/sfu/CLARIFICATIONS.md). Publishers still get the SFU's
+/// feedback.
 fn subscriber_extensions() -> ExtensionMap {
     let mut map = ExtensionMap::empty();
     for (id, extension) in [
