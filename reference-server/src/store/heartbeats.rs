@@ -12,6 +12,9 @@ use sqlx::{Any, AnyConnection};
 use std::collections::HashSet;
 
 /// SQLite's [`record_sql`], a macro so that [`record_as_transaction`] can wrap the literal.
+/// The `WHERE true` is SQLite's own workaround: without a `WHERE`, the `ON` of an upsert after
+/// `INSERT ... SELECT` parses as a join constraint (sqlite.org/lang_upsert.html, "Parsing
+/// Ambiguity").
 macro_rules! sqlite_record {
     () => {
         "INSERT INTO metrics (node_key, previous_sample_id, recorded_at, status, cpu_usage,
