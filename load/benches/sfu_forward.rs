@@ -2,7 +2,7 @@
 //! `reference_server::media::Sfu` to N subscribers, SRTP both ways included. Peers are str0m
 //! `Rtc`s wired to the SFU in memory (no sockets), connected before the measurement.
 //!
-//! `cargo bench -p load --bench sfu_forward`
+//! `cargo bench -p load --bench sfu_forward`: Opus sealed by the SFU, and through str0m.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use reference_server::media::Sfu;
@@ -11,7 +11,7 @@ use str0m::media::Mid;
 
 #[path = "support/in_memory_sfu.rs"]
 mod in_memory_sfu;
-use in_memory_sfu::{connected, pump, write_opus, Client};
+use in_memory_sfu::{connected, pump, write_opus, AudioPath, Client};
 
 /// The publisher (client 0) writes one Opus packet; the SFU's datagrams are counted, and
 /// dropped rather than delivered, so that only the publisher and the SFU are timed.
@@ -28,9 +28,19 @@ fn write_and_pump(
 }
 
 fn forward(c: &mut Criterion) {
-    let mut group = c.benchmark_group("sfu_forward_opus_packet");
+    // Sealed by the SFU (the default), then through each subscriber's str0m `Rtc` (S9).
+    for (audio, name) in [
+        (AudioPath::Sealed, "sfu_forward_opus_packet"),
+        (AudioPath::Str0m, "sfu_forward_opus_packet_via_str0m"),
+    ] {
+        forward_group(c, audio, name);
+    }
+}
+
+fn forward_group(c: &mut Criterion, audio: AudioPath, name: &str) {
+    let mut group = c.benchmark_group(name);
     for subscribers in [1_usize, 10, 100] {
-        let (mut sfu, mut clients, mid) = connected(subscribers);
+        let (mut sfu, mut clients, mid) = connected(audio, subscribers);
         let packet: Vec<u8> = std::iter::once(0xFC)
             .chain((0..80).map(|i| i as u8))
             .collect();

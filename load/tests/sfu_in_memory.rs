@@ -1,13 +1,15 @@
 //! The SFU's forwarding core in memory (str0m peers, no sockets): a publisher's packet goes
 //! out to every subscriber from the call that received it, without waiting for a timer turn;
 //! forwarded packets keep their payload, order and timing; only publishers are asked for
-//! transport-wide congestion control.
+//! transport-wide congestion control. Opus is checked both ways the SFU can forward it: sealed
+//! by the SFU with each subscriber's SRTP key, and written through str0m (CLARIFICATIONS S9);
+//! the subscribers are str0m peers, which decrypt and check what arrives.
 
 #[path = "../benches/support/in_memory_sfu.rs"]
 mod in_memory_sfu;
 
 use conformance::client::media::is_rtp;
-use in_memory_sfu::{client, connected, pump, sfu, write_opus};
+use in_memory_sfu::{client, connected, pump, sfu, write_opus, AudioPath};
 use std::time::Instant;
 use str0m::media::{Direction, MediaTime};
 use str0m::{Output, Rtc};
@@ -29,7 +31,13 @@ fn datagrams_of(rtc: &mut Rtc) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_published_packet_is_sent_to_every_subscriber_from_the_call_that_received_it() {
-    let (mut sfu, mut clients, mid) = connected(SUBSCRIBERS);
+    for audio in [AudioPath::Sealed, AudioPath::Str0m] {
+        sent_from_the_call_that_received_it(audio);
+    }
+}
+
+fn sent_from_the_call_that_received_it(audio: AudioPath) {
+    let (mut sfu, mut clients, mid) = connected(audio, SUBSCRIBERS);
     let subscriber_addrs: Vec<_> = clients[1..].iter().map(|c| c.addr).collect();
     while sfu.poll_transmit().is_some() {}
 
@@ -55,14 +63,20 @@ fn a_published_packet_is_sent_to_every_subscriber_from_the_call_that_received_it
         assert_eq!(
             rtp_to.iter().filter(|to| *to == addr).count(),
             1,
-            "RTP toward {addr}: {rtp_to:?}"
+            "{audio:?}: RTP toward {addr}: {rtp_to:?}"
         );
     }
 }
 
 #[test]
 fn subscribers_get_each_payload_unchanged_in_order_and_in_time() {
-    let (mut sfu, mut clients, mid) = connected(SUBSCRIBERS);
+    for audio in [AudioPath::Sealed, AudioPath::Str0m] {
+        payloads_unchanged_in_order_and_in_time(audio);
+    }
+}
+
+fn payloads_unchanged_in_order_and_in_time(audio: AudioPath) {
+    let (mut sfu, mut clients, mid) = connected(audio, SUBSCRIBERS);
     let payloads: Vec<Vec<u8>> = (0..8_u8)
         .map(|n| {
             std::iter::once(0xFC)
@@ -78,7 +92,7 @@ fn subscribers_get_each_payload_unchanged_in_order_and_in_time() {
     for subscriber in &clients[1..] {
         let received: Vec<&[u8]> = subscriber.received.iter().map(|d| &d.data[..]).collect();
         let sent: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        assert_eq!(received, sent, "payloads at {}", subscriber.addr);
+        assert_eq!(received, sent, "{audio:?}: payloads at {}", subscriber.addr);
         // Renumbered by the SFU, the sequence must still run without a gap...
         let gaps = subscriber.received[1..]
             .iter()
@@ -91,12 +105,18 @@ fn subscribers_get_each_payload_unchanged_in_order_and_in_time() {
             assert_eq!(pair[1].numer() - pair[0].numer(), 960, "{times:?}");
         }
     }
+    // Each path was the one taken: every packet to every subscriber sealed by the SFU, or none.
+    let sealed = match audio {
+        AudioPath::Sealed => (payloads.len() * SUBSCRIBERS) as u64,
+        AudioPath::Str0m => 0,
+    };
+    assert_eq!(sfu.stats().packets_sealed, sealed, "{audio:?}");
 }
 
 #[test]
 fn only_publishers_are_offered_transport_wide_congestion_control() {
     const TWCC: &str = "transport-wide-cc-extensions-01";
-    let mut sfu = sfu();
+    let mut sfu = sfu(AudioPath::Sealed);
     let now = Instant::now();
     let (_, offer, _, _) = client(10_000, Direction::SendOnly);
     let to_publisher = sfu.publish(now, "twcc#1", &offer).expect("published");

@@ -152,6 +152,10 @@ struct ServeArgs {
     /// sfu: record each published Opus track to DIR/<mid>.ogg (Ogg Opus, RFC 7845).
     #[arg(long, value_name = "DIR")]
     sfu_record_dir: Option<PathBuf>,
+    /// sfu: forward Opus through each subscriber's str0m peer connection, as video is, instead
+    /// of sealing it with the subscriber's SRTP key directly (slower; see CLARIFICATIONS S9).
+    #[arg(long)]
+    sfu_audio_via_str0m: bool,
     /// sfu: the `signalid` this server writes in the join answer's users.
     #[arg(long, default_value = "signal_1")]
     signal_id: String,
@@ -391,6 +395,7 @@ fn sfu_setup(args: &ServeArgs) -> SfuSetup {
         },
         media_bind: SocketAddr::new(args.bind, args.sfu_media_port),
         record_dir: args.sfu_record_dir.clone(),
+        audio_via_str0m: args.sfu_audio_via_str0m,
     }
 }
 

@@ -319,6 +319,8 @@ pub struct SfuSetup {
     pub media_bind: SocketAddr,
     /// Record each published Opus track to `<dir>/<mid>.ogg`.
     pub record_dir: Option<std::path::PathBuf>,
+    /// Forward Opus through each subscriber's str0m `Rtc` instead of sealing it directly.
+    pub audio_via_str0m: bool,
 }
 
 impl Default for SfuSetup {
@@ -328,6 +330,7 @@ impl Default for SfuSetup {
             ids: sfu::ServerIds::default(),
             media_bind: SocketAddr::from(([127, 0, 0, 1], sfu::DEFAULT_PORT)),
             record_dir: None,
+            audio_via_str0m: false,
         }
     }
 }
@@ -384,8 +387,13 @@ async fn sfu_stats(
 pub async fn start_sfu(listener: TcpListener, setup: SfuSetup) -> Result<RunningSfu, ServerError> {
     let addr = listener.local_addr().map_err(ServerError::Listener)?;
     let faults = setup.session.faults.clone();
-    let media = start_media(setup.media_bind, faults, setup.record_dir)
-        .await
+    let media = start_media(
+        setup.media_bind,
+        faults,
+        setup.record_dir,
+        setup.audio_via_str0m,
+    )
+    .await
         .map_err(ServerError::MediaSocket)?;
     let app = SfuApp::new(setup.session, setup.ids, media.handle.clone());
     let router = sfu_router(app.clone());

@@ -100,18 +100,28 @@ pub fn pump(sfu: &mut Sfu, clients: &mut [Client], now: Instant) -> usize {
     }
 }
 
+/// How the SFU forwards Opus (`SfuConfig::audio_via_str0m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioPath {
+    /// Sealed by the SFU with each subscriber's SRTP key (the default).
+    Sealed,
+    /// Written through each subscriber's str0m `Rtc`, as video is.
+    Str0m,
+}
+
 /// An SFU with no peers, its socket said to be at [`SFU_ADDR`].
-pub fn sfu() -> Sfu {
+pub fn sfu(audio: AudioPath) -> Sfu {
     Sfu::new(SfuConfig {
         local_addr: SFU_ADDR.parse().expect("an address"),
         faults: Faults::none(),
         record_dir: None,
+        audio_via_str0m: audio == AudioPath::Str0m,
     })
 }
 
 /// An SFU with one connected publisher (client 0) and `subscribers` connected subscribers.
-pub fn connected(subscribers: usize) -> (Sfu, Vec<Client>, Mid) {
-    let mut sfu = sfu();
+pub fn connected(audio: AudioPath, subscribers: usize) -> (Sfu, Vec<Client>, Mid) {
+    let mut sfu = sfu(audio);
     let now = Instant::now();
     let (mut publisher, offer, mid, pending) = client(10_000, Direction::SendOnly);
     let sdp = sfu.publish(now, "bench#000001", &offer).expect("published");

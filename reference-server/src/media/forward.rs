@@ -8,6 +8,7 @@
 //! per subscriber (that was a fifth of the SFU's CPU per forwarded packet).
 
 use super::ogg::{is_stereo, OggOpusWriter};
+use super::srtp::{self, KeySlot, RtpFields, Sealing};
 use super::{KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS};
 use crate::faults::{Fault, Faults};
 use crate::protocol::sfu::{ErrorCode, MediaRefusal};
@@ -32,6 +33,10 @@ pub struct SfuConfig {
     pub faults: Faults,
     /// With a directory, each published Opus track is recorded to `<dir>/<mid>.ogg`.
     pub record_dir: Option<PathBuf>,
+    /// Forwarded Opus goes through each subscriber's `Rtc` like video, instead of being
+    /// sealed by the SFU itself (CLARIFICATIONS S9): for comparison, or a client that needs
+    /// str0m's sender reports on audio.
+    pub audio_via_str0m: bool,
 }
 
 /// One publication's Opus recording; the file is opened at the first packet (which says
@@ -109,6 +114,8 @@ pub struct MediaStats {
     pub packets_in: u64,
     /// RTP packets written toward subscribers.
     pub packets_forwarded: u64,
+    /// Of those, the audio packets the SFU sealed itself rather than through str0m (S9).
+    pub packets_sealed: u64,
     pub bytes_forwarded: u64,
     /// Publications being recorded.
     pub recordings: usize,
@@ -150,6 +157,16 @@ struct Track {
     sequence_base: Option<u64>,
     /// The publisher's payload types and this line's matching ones (`None`: no match).
     payload_types: Vec<(Pt, Option<Pt>)>,
+    /// What the SFU writes itself on this line, learned at the first packet sealed here.
+    sealed: Option<SealedLine>,
+}
+
+/// A subscriber line's SSRC and the one-byte extension ids the SFU writes for it.
+#[derive(Debug, Clone, Copy)]
+struct SealedLine {
+    ssrc: u32,
+    mid_id: Option<u8>,
+    audio_level_id: Option<u8>,
 }
 
 impl Track {
@@ -159,6 +176,7 @@ impl Track {
             kind,
             sequence_base: None,
             payload_types: Vec::new(),
+            sealed: None,
         }
     }
 
@@ -193,6 +211,11 @@ struct Peer {
     tracks: Vec<Track>,
     next_timeout: Instant,
     recorder: Option<Recorder>,
+    /// Where DTLS leaves the SRTP keys, and the sealer made from them once it has.
+    keys: KeySlot,
+    sealing: Sealing,
+    /// The address str0m last sent to: the nominated ICE pair's remote end.
+    destination: Option<SocketAddr>,
 }
 
 impl Peer {
@@ -277,13 +300,13 @@ impl Sfu {
         mid: &str,
         offer: &str,
     ) -> Result<String, MediaRefusal> {
-        let (rtc, answer) = self.accept(now, offer, ExtensionMap::standard())?;
+        let (accepted, answer) = self.accept(now, offer, ExtensionMap::standard())?;
         let role = Role::Publisher {
             mid: mid.to_owned(),
             subscribers: Vec::new(),
             last_keyframe_request: HashMap::new(),
         };
-        let key = self.insert(now, rtc, role);
+        let key = self.insert(now, accepted, role);
         if let (Some(dir), Some(peer)) = (&self.config.record_dir, self.peers.get_mut(&key)) {
             peer.recorder = Some(Recorder::new(dir, mid));
         }
@@ -305,12 +328,12 @@ impl Sfu {
                 format!("no media for stream {mid:?}"),
             ));
         };
-        let (rtc, answer) = self.accept(now, offer, subscriber_extensions())?;
+        let (accepted, answer) = self.accept(now, offer, subscriber_extensions())?;
         let role = Role::Subscriber {
             sid: sid.to_owned(),
             source,
         };
-        let key = self.insert(now, rtc, role);
+        let key = self.insert(now, accepted, role);
         if let Some(subscribers) = self.subscribers_of(source) {
             subscribers.push(key);
         }
@@ -343,7 +366,7 @@ impl Sfu {
         now: Instant,
         offer: &str,
         extensions: ExtensionMap,
-    ) -> Result<(Rtc, String), MediaRefusal> {
+    ) -> Result<((Rtc, KeySlot), String), MediaRefusal> {
         if self.peers.len() >= MAX_PEERS {
             return Err(refusal(
                 ErrorCode::LimitReached,
@@ -352,14 +375,14 @@ impl Sfu {
         }
         let offer = SdpOffer::from_sdp_string(offer)
             .map_err(|e| refusal(ErrorCode::BadSdp, format!("the offer does not parse: {e}")))?;
-        let mut rtc = Rtc::builder()
+        let config = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_extension_map(extensions)
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(now);
+            .enable_vp8(true);
+        let (mut rtc, keys) = srtp::build_rtc(config, now);
         let candidate = Candidate::host(self.config.local_addr, "udp")
             .map_err(|e| refusal(ErrorCode::MediaError, format!("no host candidate: {e}")))?;
         rtc.add_local_candidate(candidate);
@@ -378,10 +401,10 @@ impl Sfu {
                 "the offer has no Opus audio or VP8 video line (004 §1: opus and vp8 only)";
             return Err(refusal(ErrorCode::BadSdp, reason.to_owned()));
         }
-        Ok((rtc, answer))
+        Ok(((rtc, keys), answer))
     }
 
-    fn insert(&mut self, now: Instant, rtc: Rtc, role: Role) -> PeerKey {
+    fn insert(&mut self, now: Instant, (rtc, keys): (Rtc, KeySlot), role: Role) -> PeerKey {
         let key = self.next_key;
         self.next_key += 1;
         let peer = Peer {
@@ -390,6 +413,9 @@ impl Sfu {
             tracks: Vec::new(),
             next_timeout: now,
             recorder: None,
+            keys,
+            sealing: Sealing::Pending,
+            destination: None,
         };
         self.peers.insert(key, peer);
         self.drive(now, key);
@@ -513,13 +539,9 @@ impl Sfu {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
-                    // Bounded: when the loop cannot send as fast as peers produce, the oldest
-                    // datagram goes (RTP and SCTP survive loss; memory must not grow).
-                    if self.transmits.len() >= MAX_QUEUED_DATAGRAMS {
-                        self.transmits.pop_front();
-                        self.stats.datagrams_dropped += 1;
-                    }
-                    self.transmits.push_back((t.destination, t.contents.into()))
+                    peer.destination = Some(t.destination);
+                    let datagram = (t.destination, t.contents.into());
+                    enqueue(&mut self.transmits, &mut self.stats, datagram);
                 }
                 Ok(Output::Event(event)) => on_event(key, peer, event, work, &mut self.stats),
                 Err(_) => peer.rtc.disconnect(),
@@ -546,13 +568,21 @@ impl Sfu {
         let Some(subscribers) = self.subscribers_of(from).map(std::mem::take) else {
             return;
         };
+        let seal = published.kind == MediaKind::Audio && !self.config.audio_via_str0m;
         for &key in &subscribers {
-            let written = self
-                .peers
-                .get_mut(&key)
-                .and_then(|subscriber| write_to(subscriber, now, published))
-                .is_some();
-            if written {
+            let Some(subscriber) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            if seal {
+                if let Some(datagram) = seal_for(subscriber, published) {
+                    self.stats.packets_forwarded += 1;
+                    self.stats.packets_sealed += 1;
+                    self.stats.bytes_forwarded += published.packet.payload.len() as u64;
+                    enqueue(&mut self.transmits, &mut self.stats, datagram);
+                    continue;
+                }
+            }
+            if write_to(subscriber, now, published).is_some() {
                 self.stats.packets_forwarded += 1;
                 self.stats.bytes_forwarded += published.packet.payload.len() as u64;
                 // str0m sends a written packet only when it is handed the time. Doing it at
@@ -713,6 +743,93 @@ fn write_to(subscriber: &mut Peer, now: Instant, published: &Published) -> Optio
         .stream_tx_by_mid(track.mid, None)?
         .write_rtp(write);
     Some(())
+}
+
+/// Queues a datagram to send. Bounded: when the loop cannot send as fast as peers produce, the
+/// oldest datagram goes (RTP and SCTP survive loss; memory must not grow).
+fn enqueue(
+    transmits: &mut VecDeque<(SocketAddr, Vec<u8>)>,
+    stats: &mut MediaStats,
+    datagram: (SocketAddr, Vec<u8>),
+) {
+    if transmits.len() >= MAX_QUEUED_DATAGRAMS {
+        transmits.pop_front();
+        stats.datagrams_dropped += 1;
+    }
+    transmits.push_back(datagram);
+}
+
+/// A publisher's audio packet sealed for one subscriber by the SFU itself (S9), renumbered and
+/// with the subscriber's payload type, SSRC and SRTP key. `None` where str0m writes it instead:
+/// before ICE and DTLS are done, for an SRTP profile the SFU does not seal, or for a line the
+/// packet does not fit (as in [`write_to`]).
+fn seal_for(subscriber: &mut Peer, published: &Published) -> Option<(SocketAddr, Vec<u8>)> {
+    let Peer {
+        rtc,
+        tracks,
+        keys,
+        sealing,
+        destination,
+        ..
+    } = subscriber;
+    if !rtc.is_connected() {
+        return None;
+    }
+    let destination = (*destination)?;
+    if matches!(sealing, Sealing::Pending) {
+        *sealing = keys.sealing();
+    }
+    let Sealing::Ready(sealer) = sealing else {
+        return None;
+    };
+    let Published {
+        kind,
+        params,
+        packet,
+    } = published;
+    let track = tracks.iter_mut().find(|t| t.kind == *kind)?;
+    let payload_type = track.payload_type_for(rtc.codec_config(), params)?;
+    let line = match track.sealed {
+        Some(line) => line,
+        None => *track.sealed.insert(SealedLine::of(rtc, track.mid)?),
+    };
+    let sequence = track.sequence_for(*packet.seq_no)?;
+    let ext = &packet.header.ext_vals;
+    // RFC 6464: the voice activity bit over the level in -dBov.
+    let level = ext
+        .audio_level
+        .zip(ext.voice_activity)
+        .map(|(level, voice)| [u8::from(voice) << 7 | (level.unsigned_abs() & 0x7F)]);
+    let mut extensions: Vec<(u8, &[u8])> = Vec::with_capacity(2);
+    if let Some(id) = line.mid_id {
+        extensions.push((id, track.mid.as_bytes()));
+    }
+    if let (Some(id), Some(level)) = (line.audio_level_id, level.as_ref()) {
+        extensions.push((id, level));
+    }
+    let fields = RtpFields {
+        payload_type: *payload_type,
+        marker: packet.header.marker,
+        sequence,
+        timestamp: packet.header.timestamp,
+        ssrc: line.ssrc,
+        extensions: &extensions,
+    };
+    let sealed = sealer.seal(&fields, &packet.payload)?;
+    Some((destination, sealed))
+}
+
+impl SealedLine {
+    /// The line's SSRC and the ids the subscriber agreed to for mid and audio level.
+    fn of(rtc: &mut Rtc, mid: Mid) -> Option<Self> {
+        let ssrc = *rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
+        let extensions = rtc.media(mid)?.remote_extmap();
+        Some(Self {
+            ssrc,
+            mid_id: extensions.id_of(Extension::RtpMid),
+            audio_level_id: extensions.id_of(Extension::AudioLevel),
+        })
+    }
 }
 
 fn refusal(code: ErrorCode, reason: String) -> MediaRefusal {

@@ -7,6 +7,7 @@
 pub mod forward;
 pub mod handle;
 pub mod ogg;
+pub mod srtp;
 
 pub use forward::{MediaStats, Sfu, SfuConfig};
 pub use handle::{MediaCommand, MediaHandle};

@@ -29,11 +29,12 @@ pub struct MediaLoop {
 }
 
 /// Binds the media socket at `bind` (port 0 for any) and starts the loop; with `record_dir`,
-/// published Opus tracks are recorded there.
+/// published Opus tracks are recorded there; `audio_via_str0m` as in [`crate::media::SfuConfig`].
 pub async fn start_media(
     bind: SocketAddr,
     faults: Faults,
     record_dir: Option<PathBuf>,
+    audio_via_str0m: bool,
 ) -> std::io::Result<MediaLoop> {
     if let Some(dir) = &record_dir {
         std::fs::create_dir_all(dir)?;
@@ -45,6 +46,7 @@ pub async fn start_media(
         local_addr,
         faults,
         record_dir,
+        audio_via_str0m,
     });
     let (stop, stopped) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
