@@ -28,7 +28,7 @@ fn write_and_pump(
 }
 
 fn forward(c: &mut Criterion) {
-    // Sealed by the SFU (the default), then through each subscriber's str0m `Rtc` (S9).
+    // Sealed by the SFU (the default), then through each subscriber's str0m `Rtc` (S8).
     for (audio, name) in [
         (AudioPath::Sealed, "sfu_forward_opus_packet"),
         (AudioPath::Str0m, "sfu_forward_opus_packet_via_str0m"),

@@ -2,7 +2,7 @@
 //! out to every subscriber from the call that received it, without waiting for a timer turn;
 //! forwarded packets keep their payload, order and timing; only publishers are asked for
 //! transport-wide congestion control. Opus is checked both ways the SFU can forward it: sealed
-//! by the SFU with each subscriber's SRTP key, and written through str0m (CLARIFICATIONS S9);
+//! by the SFU with each subscriber's SRTP key, and written through str0m (CLARIFICATIONS S8);
 //! the subscribers are str0m peers, which decrypt and check what arrives.
 
 #[path = "../benches/support/in_memory_sfu.rs"]

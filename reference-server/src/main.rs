@@ -153,7 +153,7 @@ struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     sfu_record_dir: Option<PathBuf>,
     /// sfu: forward Opus through each subscriber's str0m peer connection, as video is, instead
-    /// of sealing it with the subscriber's SRTP key directly (slower; see CLARIFICATIONS S9).
+    /// of sealing it with the subscriber's SRTP key directly (slower; see CLARIFICATIONS S8).
     #[arg(long)]
     sfu_audio_via_str0m: bool,
     /// sfu: the `signalid` this server writes in the join answer's users.

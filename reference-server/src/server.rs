@@ -394,7 +394,7 @@ pub async fn start_sfu(listener: TcpListener, setup: SfuSetup) -> Result<Running
         setup.audio_via_str0m,
     )
     .await
-        .map_err(ServerError::MediaSocket)?;
+    .map_err(ServerError::MediaSocket)?;
     let app = SfuApp::new(setup.session, setup.ids, media.handle.clone());
     let router = sfu_router(app.clone());
     let signaling = Running::spawn(listener, addr, app, router);

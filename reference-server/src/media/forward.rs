@@ -5,7 +5,9 @@
 //!
 //! Every `Rtc` is in str0m's RTP mode: a publisher's RTP packets are forwarded as packets, with
 //! the payload shared by all subscribers, and never reassembled into frames and cut up again
-//! per subscriber (that was a fifth of the SFU's CPU per forwarded packet).
+//! per subscriber (that was a fifth of the SFU's CPU per forwarded packet). Opus goes further:
+//! the SFU seals it with each subscriber's SRTP key and sends it without the subscriber's `Rtc`
+//! ([`super::srtp`], CLARIFICATIONS S8); video goes through str0m, which answers NACKs for it.
 
 use super::ogg::{is_stereo, OggOpusWriter};
 use super::srtp::{self, KeySlot, RtpFields, Sealing};
@@ -34,7 +36,7 @@ pub struct SfuConfig {
     /// With a directory, each published Opus track is recorded to `<dir>/<mid>.ogg`.
     pub record_dir: Option<PathBuf>,
     /// Forwarded Opus goes through each subscriber's `Rtc` like video, instead of being
-    /// sealed by the SFU itself (CLARIFICATIONS S9): for comparison, or a client that needs
+    /// sealed by the SFU itself (CLARIFICATIONS S8): for comparison, or a client that needs
     /// str0m's sender reports on audio.
     pub audio_via_str0m: bool,
 }
@@ -114,7 +116,7 @@ pub struct MediaStats {
     pub packets_in: u64,
     /// RTP packets written toward subscribers.
     pub packets_forwarded: u64,
-    /// Of those, the audio packets the SFU sealed itself rather than through str0m (S9).
+    /// Of those, the audio packets the SFU sealed itself rather than through str0m (S8).
     pub packets_sealed: u64,
     pub bytes_forwarded: u64,
     /// Publications being recorded.
@@ -759,7 +761,7 @@ fn enqueue(
     transmits.push_back(datagram);
 }
 
-/// A publisher's audio packet sealed for one subscriber by the SFU itself (S9), renumbered and
+/// A publisher's audio packet sealed for one subscriber by the SFU itself (S8), renumbered and
 /// with the subscriber's payload type, SSRC and SRTP key. `None` where str0m writes it instead:
 /// before ICE and DTLS are done, for an SRTP profile the SFU does not seal, or for a line the
 /// packet does not fit (as in [`write_to`]).

@@ -1,4 +1,4 @@
-//! Forwarded audio sealed by the SFU itself (CLARIFICATIONS S9).
+//! Forwarded audio sealed by the SFU itself (CLARIFICATIONS S8).
 //!
 //! A packet written through str0m costs each subscriber's `Rtc` a write, a pass of its timers
 //! and two polls: about 10 µs of the SFU's 18 µs per forwarded Opus packet. Opus is never
@@ -56,7 +56,9 @@ impl KeySlot {
         let keys = self.0.lock().ok().and_then(|slot| slot.clone());
         match keys {
             None => Sealing::Pending,
-            Some(keys) => Sealer::new(&keys, base_provider()).map_or(Sealing::ByStr0m, Sealing::Ready),
+            Some(keys) => {
+                Sealer::new(&keys, base_provider()).map_or(Sealing::ByStr0m, Sealing::Ready)
+            }
         }
     }
 }
@@ -326,12 +328,9 @@ impl<const KEY: usize, const SALT: usize> MasterKey<KEY, SALT> {
 /// RFC 3550 §5.1 header with RFC 5285 one-byte extensions, padded to 32 bits.
 fn write_header(fields: &RtpFields<'_>) -> Vec<u8> {
     let mut header = Vec::with_capacity(12 + 4 + 20);
-    let extensions = fields
-        .extensions
-        .iter()
-        .filter(|(id, value)| {
-            (1..=ONE_BYTE_MAX_ID).contains(id) && (1..=ONE_BYTE_MAX_LEN).contains(&value.len())
-        });
+    let extensions = fields.extensions.iter().filter(|(id, value)| {
+        (1..=ONE_BYTE_MAX_ID).contains(id) && (1..=ONE_BYTE_MAX_LEN).contains(&value.len())
+    });
     let extended = extensions.clone().next().is_some();
     header.push(0x80 | if extended { 0x10 } else { 0 });
     header.push(u8::from(fields.marker) << 7 | (fields.payload_type & 0x7F));
@@ -389,7 +388,9 @@ mod tests {
     #[test]
     fn key_derivation_gives_the_session_key_and_salt_of_rfc_3711_b_3() {
         let master = MasterKey::<16, 14> {
-            key: hex("E1F97A0D3E018BE0D64FA32C06DE4139").try_into().expect("16"),
+            key: hex("E1F97A0D3E018BE0D64FA32C06DE4139")
+                .try_into()
+                .expect("16"),
             salt: hex("0EC675AD498AFEEBB6960B3AABE6").try_into().expect("14"),
         };
         let mut key = [0; 16];
