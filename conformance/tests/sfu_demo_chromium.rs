@@ -1,6 +1,8 @@
 //! The SFU demo page in two real headless Chromiums (Debian's chromium + chromium-driver, over
 //! WebDriver, with fake camera and microphone): each joins the same room, publishes, and
-//! subscribes to the other; each must decode the other's video (framesDecoded, from getStats).
+//! subscribes to the other; each must decode the other's video (framesDecoded, from getStats)
+//! and receive its audio (packetsReceived, which counts only packets that SRTP let through; the
+//! SFU seals forwarded Opus itself, CLARIFICATIONS S8).
 //! Screenshots are saved under target/tmp/artifacts/.
 
 use std::time::{Duration, Instant};
@@ -56,8 +58,18 @@ async fn open(browser: &Browser, sfu: &RunningSfu, peer: &str) {
 
 /// Video frames `browser` decoded from each stream it subscribes to.
 async fn frames_decoded(browser: &Browser) -> Vec<u64> {
-    let frames = run_js(browser, "return window.sfuDemo.framesDecoded();").await;
-    frames
+    per_stream(browser, "return window.sfuDemo.framesDecoded();").await
+}
+
+/// Audio packets `browser` received from each stream it subscribes to.
+async fn audio_packets(browser: &Browser) -> Vec<u64> {
+    per_stream(browser, "return window.sfuDemo.audioPacketsReceived();").await
+}
+
+/// A page function's figure for each subscribed stream.
+async fn per_stream(browser: &Browser, script: &str) -> Vec<u64> {
+    let by_mid = run_js(browser, script).await;
+    by_mid
         .as_object()
         .map(|by_mid| by_mid.values().filter_map(Value::as_u64).collect())
         .unwrap_or_default()
@@ -75,11 +87,15 @@ async fn two_chromiums_each_decode_the_others_video_through_the_sfu() {
     let bob = Browser::start(&programs).await.expect("chromium starts");
     open(&bob, &sfu, "bob").await;
     let deadline = Instant::now() + WAIT;
-    let (seen_by_alice, seen_by_bob) = loop {
-        let (a, b) = (frames_decoded(&alice).await, frames_decoded(&bob).await);
-        let each_decodes = a.iter().any(|f| *f > 10) && b.iter().any(|f| *f > 10);
-        if each_decodes || Instant::now() >= deadline {
-            break (a, b);
+    // Opus at 50 packets a second: a second's worth each way, besides ten video frames.
+    let ((seen_by_alice, heard_by_alice), (seen_by_bob, heard_by_bob)) = loop {
+        let alice_got = (frames_decoded(&alice).await, audio_packets(&alice).await);
+        let bob_got = (frames_decoded(&bob).await, audio_packets(&bob).await);
+        let enough = |(frames, packets): &(Vec<u64>, Vec<u64>)| {
+            frames.iter().any(|f| *f > 10) && packets.iter().any(|p| *p > 50)
+        };
+        if (enough(&alice_got) && enough(&bob_got)) || Instant::now() >= deadline {
+            break (alice_got, bob_got);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
@@ -90,7 +106,7 @@ async fn two_chromiums_each_decode_the_others_video_through_the_sfu() {
         }
     }
     let stats = sfu.app().media.stats().await.expect("media stats");
-    eprintln!("alice decoded {seen_by_alice:?} frames, bob {seen_by_bob:?}; SFU {stats:?}");
+    eprintln!("alice decoded {seen_by_alice:?} frames, bob {seen_by_bob:?}; audio packets: alice {heard_by_alice:?}, bob {heard_by_bob:?}; SFU {stats:?}");
     assert!(
         seen_by_alice.iter().any(|f| *f > 10),
         "alice decoded {seen_by_alice:?} video frames from bob"
@@ -99,6 +115,11 @@ async fn two_chromiums_each_decode_the_others_video_through_the_sfu() {
         seen_by_bob.iter().any(|f| *f > 10),
         "bob decoded {seen_by_bob:?} video frames from alice"
     );
+    assert!(
+        heard_by_alice.iter().any(|p| *p > 50) && heard_by_bob.iter().any(|p| *p > 50),
+        "audio packets received: alice {heard_by_alice:?}, bob {heard_by_bob:?}"
+    );
+    assert!(stats.packets_sealed > 100, "{stats:?}");
     alice.close().await;
     bob.close().await;
     sfu.stop().await;

@@ -10,7 +10,7 @@
 //! ([`super::srtp`], CLARIFICATIONS S8); video goes through str0m, which answers NACKs for it.
 
 use super::ogg::{is_stereo, OggOpusWriter};
-use super::srtp::{self, KeySlot, RtpFields, Sealing};
+use super::srtp::{self, KeySlot, RtpFields, Sealer, Sealing};
 use super::{KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS};
 use crate::faults::{Fault, Faults};
 use crate::protocol::sfu::{ErrorCode, MediaRefusal};
@@ -139,7 +139,7 @@ type PeerKey = u64;
 enum Role {
     Publisher {
         mid: String,
-        subscribers: Vec<PeerKey>,
+        subscribers: Vec<Route>,
         last_keyframe_request: HashMap<Mid, Instant>,
     },
     Subscriber {
@@ -159,16 +159,41 @@ struct Track {
     sequence_base: Option<u64>,
     /// The publisher's payload types and this line's matching ones (`None`: no match).
     payload_types: Vec<(Pt, Option<Pt>)>,
-    /// What the SFU writes itself on this line, learned at the first packet sealed here.
-    sealed: Option<SealedLine>,
 }
 
-/// A subscriber line's SSRC and the one-byte extension ids the SFU writes for it.
-#[derive(Debug, Clone, Copy)]
-struct SealedLine {
+/// One subscriber of a publisher, and how its audio goes.
+#[derive(Debug)]
+struct Route {
+    subscriber: PeerKey,
+    audio: RouteAudio,
+}
+
+/// How forwarded Opus reaches one subscriber (CLARIFICATIONS S8).
+#[derive(Debug)]
+enum RouteAudio {
+    /// Through its `Rtc` until it can be sealed (DTLS not done, no packet of its codec yet).
+    Unsealed,
+    /// Sealed by the SFU. Kept in the publisher's route list, apart from the subscriber's
+    /// `Rtc`, so forwarding a packet touches a few hundred bytes per subscriber.
+    Sealed(SealedAudio),
+    /// Always through its `Rtc` (an SRTP profile the SFU does not seal).
+    ByStr0m,
+}
+
+/// What the SFU needs to write a subscriber's audio packets itself.
+#[derive(Debug)]
+struct SealedAudio {
+    destination: SocketAddr,
     ssrc: u32,
+    mid: Mid,
     mid_id: Option<u8>,
     audio_level_id: Option<u8>,
+    /// As [`Track::sequence_base`], copied from the line so both paths number alike.
+    sequence_base: u64,
+    /// The publisher's payload type, and the subscriber's for it; packets of another go
+    /// through the `Rtc`.
+    payload_type: (Pt, Pt),
+    sealer: Sealer,
 }
 
 impl Track {
@@ -178,7 +203,6 @@ impl Track {
             kind,
             sequence_base: None,
             payload_types: Vec::new(),
-            sealed: None,
         }
     }
 
@@ -213,9 +237,8 @@ struct Peer {
     tracks: Vec<Track>,
     next_timeout: Instant,
     recorder: Option<Recorder>,
-    /// Where DTLS leaves the SRTP keys, and the sealer made from them once it has.
+    /// Where DTLS leaves the SRTP keys.
     keys: KeySlot,
-    sealing: Sealing,
     /// The address str0m last sent to: the nominated ICE pair's remote end.
     destination: Option<SocketAddr>,
 }
@@ -268,6 +291,9 @@ pub struct Sfu {
     dead: Vec<PeerKey>,
     stats: MediaStats,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Subscribers whose `Rtc` started sending elsewhere (publisher, subscriber, address):
+    /// their sealed routes follow once the forwarding loop has put the route list back.
+    relocated: Vec<(PeerKey, PeerKey, SocketAddr)>,
 }
 
 impl Sfu {
@@ -283,6 +309,7 @@ impl Sfu {
             dead: Vec::new(),
             stats: MediaStats::default(),
             transmits: VecDeque::new(),
+            relocated: Vec::new(),
         }
     }
 
@@ -337,7 +364,10 @@ impl Sfu {
         };
         let key = self.insert(now, accepted, role);
         if let Some(subscribers) = self.subscribers_of(source) {
-            subscribers.push(key);
+            subscribers.push(Route {
+                subscriber: key,
+                audio: RouteAudio::Unsealed,
+            });
         }
         self.subscriptions.insert(sid.to_owned(), key);
         Ok(answer)
@@ -349,7 +379,8 @@ impl Sfu {
             return;
         };
         if let Some(Role::Publisher { subscribers, .. }) = self.peers.get(&key).map(|p| &p.role) {
-            for subscriber in subscribers.clone() {
+            let keys: Vec<PeerKey> = subscribers.iter().map(|r| r.subscriber).collect();
+            for subscriber in keys {
                 self.remove(subscriber);
             }
         }
@@ -416,7 +447,6 @@ impl Sfu {
             next_timeout: now,
             recorder: None,
             keys,
-            sealing: Sealing::Pending,
             destination: None,
         };
         self.peers.insert(key, peer);
@@ -438,7 +468,7 @@ impl Sfu {
             Role::Subscriber { sid, source } => {
                 self.subscriptions.remove(&sid);
                 if let Some(subscribers) = self.subscribers_of(source) {
-                    subscribers.retain(|k| *k != key);
+                    subscribers.retain(|r| r.subscriber != key);
                 }
             }
         }
@@ -526,6 +556,18 @@ impl Sfu {
                 Propagate::KeyframeUp { source, kind } => self.request_keyframe(now, source, kind),
             }
         }
+        self.relocate_routes();
+    }
+
+    fn relocate_routes(&mut self) {
+        for (publisher, subscriber, destination) in std::mem::take(&mut self.relocated) {
+            let routes = self.subscribers_of(publisher).into_iter().flatten();
+            for route in routes.filter(|r| r.subscriber == subscriber) {
+                if let RouteAudio::Sealed(sealed) = &mut route.audio {
+                    sealed.destination = destination;
+                }
+            }
+        }
     }
 
     fn poll_peer(&mut self, key: PeerKey, work: &mut VecDeque<Propagate>) {
@@ -541,7 +583,12 @@ impl Sfu {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
-                    peer.destination = Some(t.destination);
+                    if peer.destination != Some(t.destination) {
+                        peer.destination = Some(t.destination);
+                        if let Role::Subscriber { source, .. } = peer.role {
+                            self.relocated.push((source, key, t.destination));
+                        }
+                    }
                     let datagram = (t.destination, t.contents.into());
                     enqueue(&mut self.transmits, &mut self.stats, datagram);
                 }
@@ -567,16 +614,13 @@ impl Sfu {
             return;
         }
         // Taken out for the loop and put back: nothing in it adds or removes a subscriber.
-        let Some(subscribers) = self.subscribers_of(from).map(std::mem::take) else {
+        let Some(mut subscribers) = self.subscribers_of(from).map(std::mem::take) else {
             return;
         };
         let seal = published.kind == MediaKind::Audio && !self.config.audio_via_str0m;
-        for &key in &subscribers {
-            let Some(subscriber) = self.peers.get_mut(&key) else {
-                continue;
-            };
+        for route in subscribers.iter_mut() {
             if seal {
-                if let Some(datagram) = seal_for(subscriber, published) {
+                if let Some(datagram) = sealed_datagram(route, &mut self.peers, published) {
                     self.stats.packets_forwarded += 1;
                     self.stats.packets_sealed += 1;
                     self.stats.bytes_forwarded += published.packet.payload.len() as u64;
@@ -584,6 +628,10 @@ impl Sfu {
                     continue;
                 }
             }
+            let key = route.subscriber;
+            let Some(subscriber) = self.peers.get_mut(&key) else {
+                continue;
+            };
             if write_to(subscriber, now, published).is_some() {
                 self.stats.packets_forwarded += 1;
                 self.stats.bytes_forwarded += published.packet.payload.len() as u64;
@@ -599,7 +647,7 @@ impl Sfu {
         }
     }
 
-    fn subscribers_of(&mut self, publisher: PeerKey) -> Option<&mut Vec<PeerKey>> {
+    fn subscribers_of(&mut self, publisher: PeerKey) -> Option<&mut Vec<Route>> {
         match self.peers.get_mut(&publisher).map(|p| &mut p.role) {
             Some(Role::Publisher { subscribers, .. }) => Some(subscribers),
             _ => None,
@@ -761,76 +809,110 @@ fn enqueue(
     transmits.push_back(datagram);
 }
 
-/// A publisher's audio packet sealed for one subscriber by the SFU itself (S8), renumbered and
-/// with the subscriber's payload type, SSRC and SRTP key. `None` where str0m writes it instead:
-/// before ICE and DTLS are done, for an SRTP profile the SFU does not seal, or for a line the
-/// packet does not fit (as in [`write_to`]).
-fn seal_for(subscriber: &mut Peer, published: &Published) -> Option<(SocketAddr, Vec<u8>)> {
-    let Peer {
-        rtc,
-        tracks,
-        keys,
-        sealing,
-        destination,
-        ..
-    } = subscriber;
-    if !rtc.is_connected() {
-        return None;
+/// A publisher's audio packet sealed for one subscriber by the SFU itself (S8); `None` where
+/// str0m writes it instead. The route is made sealed at the first packet that can be.
+fn sealed_datagram(
+    route: &mut Route,
+    peers: &mut HashMap<PeerKey, Peer>,
+    published: &Published,
+) -> Option<(SocketAddr, Vec<u8>)> {
+    if let RouteAudio::Unsealed = route.audio {
+        route.audio = SealedAudio::start(peers.get_mut(&route.subscriber)?, published);
     }
-    let destination = (*destination)?;
-    if matches!(sealing, Sealing::Pending) {
-        *sealing = keys.sealing();
+    match &mut route.audio {
+        RouteAudio::Sealed(sealed) => sealed.seal(published),
+        _ => None,
     }
-    let Sealing::Ready(sealer) = sealing else {
-        return None;
-    };
-    let Published {
-        kind,
-        params,
-        packet,
-    } = published;
-    let track = tracks.iter_mut().find(|t| t.kind == *kind)?;
-    let payload_type = track.payload_type_for(rtc.codec_config(), params)?;
-    let line = match track.sealed {
-        Some(line) => line,
-        None => *track.sealed.insert(SealedLine::of(rtc, track.mid)?),
-    };
-    let sequence = track.sequence_for(*packet.seq_no)?;
-    let ext = &packet.header.ext_vals;
-    // RFC 6464: the voice activity bit over the level in -dBov.
-    let level = ext
-        .audio_level
-        .zip(ext.voice_activity)
-        .map(|(level, voice)| [u8::from(voice) << 7 | (level.unsigned_abs() & 0x7F)]);
-    let mut extensions: Vec<(u8, &[u8])> = Vec::with_capacity(2);
-    if let Some(id) = line.mid_id {
-        extensions.push((id, track.mid.as_bytes()));
-    }
-    if let (Some(id), Some(level)) = (line.audio_level_id, level.as_ref()) {
-        extensions.push((id, level));
-    }
-    let fields = RtpFields {
-        payload_type: *payload_type,
-        marker: packet.header.marker,
-        sequence,
-        timestamp: packet.header.timestamp,
-        ssrc: line.ssrc,
-        extensions: &extensions,
-    };
-    let sealed = sealer.seal(&fields, &packet.payload)?;
-    Some((destination, sealed))
 }
 
-impl SealedLine {
-    /// The line's SSRC and the ids the subscriber agreed to for mid and audio level.
-    fn of(rtc: &mut Rtc, mid: Mid) -> Option<Self> {
-        let ssrc = *rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
-        let extensions = rtc.media(mid)?.remote_extmap();
-        Some(Self {
+impl SealedAudio {
+    /// The subscriber's route for `published`'s line once ICE and DTLS are done and the line
+    /// takes its codec.
+    fn start(subscriber: &mut Peer, published: &Published) -> RouteAudio {
+        let Peer {
+            rtc,
+            tracks,
+            keys,
+            destination,
+            ..
+        } = subscriber;
+        let (Some(destination), true) = (*destination, rtc.is_connected()) else {
+            return RouteAudio::Unsealed;
+        };
+        let Some(track) = tracks.iter_mut().find(|t| t.kind == published.kind) else {
+            return RouteAudio::ByStr0m;
+        };
+        let Some(payload_type) = track.payload_type_for(rtc.codec_config(), &published.params)
+        else {
+            return RouteAudio::Unsealed;
+        };
+        let (Some(ssrc), Some(media)) = (
+            rtc.direct_api()
+                .stream_tx_by_mid(track.mid, None)
+                .map(|s| *s.ssrc()),
+            rtc.media(track.mid),
+        ) else {
+            return RouteAudio::ByStr0m;
+        };
+        let extensions = media.remote_extmap();
+        let (mid_id, audio_level_id) = (
+            extensions.id_of(Extension::RtpMid),
+            extensions.id_of(Extension::AudioLevel),
+        );
+        let sealer = match keys.sealing() {
+            Sealing::Pending => return RouteAudio::Unsealed,
+            Sealing::ByStr0m => return RouteAudio::ByStr0m,
+            Sealing::Ready(sealer) => sealer,
+        };
+        // Sets the line's base if this is its first packet, so both paths number alike.
+        let _ = track.sequence_for(*published.packet.seq_no);
+        let Some(sequence_base) = track.sequence_base else {
+            return RouteAudio::Unsealed;
+        };
+        RouteAudio::Sealed(SealedAudio {
+            destination,
             ssrc,
-            mid_id: extensions.id_of(Extension::RtpMid),
-            audio_level_id: extensions.id_of(Extension::AudioLevel),
+            mid: track.mid,
+            mid_id,
+            audio_level_id,
+            sequence_base,
+            payload_type: (published.params.pt(), payload_type),
+            sealer,
         })
+    }
+
+    /// The packet renumbered, with the subscriber's payload type, SSRC and extension ids,
+    /// sealed with its SRTP key.
+    fn seal(&mut self, published: &Published) -> Option<(SocketAddr, Vec<u8>)> {
+        let packet = &published.packet;
+        if packet.header.payload_type != self.payload_type.0 {
+            return None;
+        }
+        let sequence = (*packet.seq_no).checked_sub(self.sequence_base)?;
+        let ext = &packet.header.ext_vals;
+        // RFC 6464: the voice activity bit over the level in -dBov.
+        let level = ext
+            .audio_level
+            .zip(ext.voice_activity)
+            .map(|(level, voice)| [u8::from(voice) << 7 | (level.unsigned_abs() & 0x7F)]);
+        let mid = self.mid_id.map(|id| (id, self.mid.as_bytes()));
+        let level = self.audio_level_id.zip(level.as_ref()).map(|(id, v)| (id, &v[..]));
+        let mut extensions: [(u8, &[u8]); 2] = [(0, &[]); 2];
+        let mut count = 0;
+        for extension in mid.into_iter().chain(level) {
+            extensions[count] = extension;
+            count += 1;
+        }
+        let fields = RtpFields {
+            payload_type: *self.payload_type.1,
+            marker: packet.header.marker,
+            sequence,
+            timestamp: packet.header.timestamp,
+            ssrc: self.ssrc,
+            extensions: &extensions[..count],
+        };
+        let datagram = self.sealer.seal(&fields, &packet.payload)?;
+        Some((self.destination, datagram))
     }
 }
 
