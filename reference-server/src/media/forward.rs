@@ -896,7 +896,10 @@ impl SealedAudio {
             .zip(ext.voice_activity)
             .map(|(level, voice)| [u8::from(voice) << 7 | (level.unsigned_abs() & 0x7F)]);
         let mid = self.mid_id.map(|id| (id, self.mid.as_bytes()));
-        let level = self.audio_level_id.zip(level.as_ref()).map(|(id, v)| (id, &v[..]));
+        let level = self
+            .audio_level_id
+            .zip(level.as_ref())
+            .map(|(id, v)| (id, &v[..]));
         let mut extensions: [(u8, &[u8]); 2] = [(0, &[]); 2];
         let mut count = 0;
         for extension in mid.into_iter().chain(level) {
