@@ -106,8 +106,10 @@ pub async fn set_up(scenario: &Scenario) -> anyhow::Result<Running> {
     }
     let pace = Duration::from_secs_f64(1.0 / scenario.joins_per_sec.max(0.1));
     let mut next_join = Instant::now();
+    let mut progress = SetUpProgress::new(scenario.rooms * scenario.subscribers);
     for in_room in streams.chunks(scenario.publishers.max(1)) {
         for _ in 0..scenario.subscribers {
+            progress.show(&running);
             tokio::time::sleep_until(next_join.into()).await;
             next_join += pace;
             let joined_at = Instant::now();
@@ -128,6 +130,43 @@ pub async fn set_up(scenario: &Scenario) -> anyhow::Result<Running> {
         }
     }
     Ok(running)
+}
+
+/// A line on stderr every few seconds while subscribers join: a big room takes minutes.
+struct SetUpProgress {
+    subscribers: usize,
+    joined: usize,
+    started: Instant,
+    last_shown: Instant,
+}
+
+impl SetUpProgress {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(subscribers: usize) -> Self {
+        let now = Instant::now();
+        Self {
+            subscribers,
+            joined: 0,
+            started: now,
+            last_shown: now,
+        }
+    }
+
+    /// Called before each join.
+    fn show(&mut self, running: &Running) {
+        if self.last_shown.elapsed() >= Self::EVERY {
+            self.last_shown = Instant::now();
+            eprintln!(
+                "[{:>4.0}s] set-up: {} of {} subscribers joined, {} subscriptions",
+                self.started.elapsed().as_secs_f64(),
+                self.joined,
+                self.subscribers,
+                running.subscriptions.len()
+            );
+        }
+        self.joined += 1;
+    }
 }
 
 /// Records join → first sample of the subscription at `index`, once it arrives.

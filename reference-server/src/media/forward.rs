@@ -174,7 +174,7 @@ enum RouteAudio {
     /// Through its `Rtc` until it can be sealed (DTLS not done, no packet of its codec yet).
     Unsealed,
     /// Sealed by the SFU. Kept in the publisher's route list, apart from the subscriber's
-    /// `Rtc`, so forwarding a packet touches a few hundred bytes per subscriber.
+    /// `Rtc`, so forwarding a packet reads about a hundred bytes per subscriber.
     Sealed(SealedAudio),
     /// Always through its `Rtc` (an SRTP profile the SFU does not seal).
     ByStr0m,
