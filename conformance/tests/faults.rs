@@ -375,6 +375,10 @@ async fn the_clean_reference_server_passes_every_cmdrelay_case_strictly() {
     clean_server_passes("cmdrelay").await;
 }
 
+/// Each fault on a server of its own, running only the cases it must fail: with the rest of
+/// the protocol's cases beside them, a fault with server-wide state is set off by whichever
+/// case comes first (`ecapture/stall-after-reset` stalls at any client's reset, so a case that
+/// dropped a connection early left `survives-abrupt-disconnects` with no event to start from).
 async fn faults_are_caught(protocol: &'static str) {
     let mut runs = tokio::task::JoinSet::new();
     for fault in Fault::ALL
@@ -383,10 +387,10 @@ async fn faults_are_caught(protocol: &'static str) {
         .filter(|f| protocol_of(*f) == protocol)
     {
         runs.spawn(async move {
-            (
-                fault,
-                run_against(protocol, [fault].into_iter().collect()).await,
-            )
+            let expected = expected_failures(fault);
+            let faults = [fault].into_iter().collect();
+            let report = run_selected(protocol, faults, |id| expected.contains(&id)).await;
+            (fault, report)
         });
     }
     let mut missed = Vec::new();

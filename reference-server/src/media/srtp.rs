@@ -231,27 +231,26 @@ enum GcmCipher {
 impl Sealer {
     fn new(keys: &ExportedKeys, provider: &CryptoProvider) -> Option<Self> {
         let srtp = provider.srtp_provider;
-        match keys.profile {
+        let (cipher, salt) = match keys.profile {
             SrtpProfile::AEAD_AES_128_GCM => {
-                let master = MasterKey::<16, 12>::split(keys)?;
-                let mut key = [0; AeadAes128Gcm::KEY_LEN];
-                master.derive(provider, LABEL_RTP_ENCRYPTION, &mut key);
-                Some(Self {
-                    cipher: GcmCipher::Aes128(srtp.aead_aes_128_gcm().create_cipher(key, true)),
-                    salt: master.session_salt(provider),
-                })
+                let (key, salt) =
+                    session_key_and_salt::<{ AeadAes128Gcm::KEY_LEN }>(keys, provider)?;
+                (
+                    GcmCipher::Aes128(srtp.aead_aes_128_gcm().create_cipher(key, true)),
+                    salt,
+                )
             }
             SrtpProfile::AEAD_AES_256_GCM => {
-                let master = MasterKey::<32, 12>::split(keys)?;
-                let mut key = [0; AeadAes256Gcm::KEY_LEN];
-                master.derive(provider, LABEL_RTP_ENCRYPTION, &mut key);
-                Some(Self {
-                    cipher: GcmCipher::Aes256(srtp.aead_aes_256_gcm().create_cipher(key, true)),
-                    salt: master.session_salt(provider),
-                })
+                let (key, salt) =
+                    session_key_and_salt::<{ AeadAes256Gcm::KEY_LEN }>(keys, provider)?;
+                (
+                    GcmCipher::Aes256(srtp.aead_aes_256_gcm().create_cipher(key, true)),
+                    salt,
+                )
             }
-            _ => None,
-        }
+            _ => return None,
+        };
+        Some(Self { cipher, salt })
     }
 
     /// The SRTP packet: header, encrypted payload, tag.
@@ -272,6 +271,17 @@ impl Sealer {
         };
         sealed.ok().map(|()| packet)
     }
+}
+
+/// This end's SRTP session key and salt for an AEAD-AES-GCM profile with a `KEY`-byte key.
+fn session_key_and_salt<const KEY: usize>(
+    keys: &ExportedKeys,
+    provider: &CryptoProvider,
+) -> Option<([u8; KEY], [u8; 12])> {
+    let master = MasterKey::<KEY, 12>::split(keys)?;
+    let mut key = [0; KEY];
+    master.derive(provider, LABEL_RTP_ENCRYPTION, &mut key);
+    Some((key, master.session_salt(provider)))
 }
 
 /// An SRTP master key and salt: one side's half of the DTLS-SRTP keying material.
