@@ -52,7 +52,9 @@ impl BrowserPrograms {
     }
 }
 
-/// A running headless Chromium with its driver; dropped, both are killed.
+/// A running headless Chromium with its driver. [`Browser::close`] ends both; dropped
+/// without it (a test that panics first), only chromedriver is killed and Chromium can be
+/// left running (seen on 2026-12-06: four after panicking `sfu_demo_chromium` runs).
 pub struct Browser {
     pub client: Client,
     _driver: Child,
