@@ -133,6 +133,13 @@ pub struct MediaStats {
     pub peer_timeouts: u64,
 }
 
+impl MediaStats {
+    fn count_forwarded(&mut self, published: &Published) {
+        self.packets_forwarded += 1;
+        self.bytes_forwarded += published.packet.payload.len() as u64;
+    }
+}
+
 type PeerKey = u64;
 
 #[derive(Debug)]
@@ -621,9 +628,8 @@ impl Sfu {
         for route in subscribers.iter_mut() {
             if seal {
                 if let Some(datagram) = sealed_datagram(route, &mut self.peers, published) {
-                    self.stats.packets_forwarded += 1;
+                    self.stats.count_forwarded(published);
                     self.stats.packets_sealed += 1;
-                    self.stats.bytes_forwarded += published.packet.payload.len() as u64;
                     enqueue(&mut self.transmits, &mut self.stats, datagram);
                     continue;
                 }
@@ -633,8 +639,7 @@ impl Sfu {
                 continue;
             };
             if write_to(subscriber, now, published).is_some() {
-                self.stats.packets_forwarded += 1;
-                self.stats.bytes_forwarded += published.packet.payload.len() as u64;
+                self.stats.count_forwarded(published);
                 // str0m sends a written packet only when it is handed the time. Doing it at
                 // once, while the subscriber's state is in cache, is one pass over its `Rtc`
                 // per forwarded packet instead of two (write now, timer wake-up later).

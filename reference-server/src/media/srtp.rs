@@ -10,7 +10,7 @@
 //! built with a crypto provider whose DTLS instances copy it as it passes to str0m.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 use str0m::crypto::dtls::{
     DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, DtlsVersion, ProtocolVersion,
@@ -46,14 +46,16 @@ pub struct KeySlot(Arc<Mutex<Option<ExportedKeys>>>);
 
 impl KeySlot {
     fn fill(&self, keys: ExportedKeys) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(keys);
-        }
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(keys);
     }
 
     /// How this end's packets can be sealed now.
     pub fn sealing(&self) -> Sealing {
-        let keys = self.0.lock().ok().and_then(|slot| slot.clone());
+        let keys = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         match keys {
             None => Sealing::Pending,
             Some(keys) => {
