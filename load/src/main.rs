@@ -919,8 +919,15 @@ struct SfuArgs {
     /// Skip the bare UDP relay baseline.
     #[arg(long)]
     no_baseline: bool,
-    /// Nine subscribers in ten count RTP datagrams instead of decrypting them, so that the load
-    /// generator is not the bottleneck; every tenth still decodes (loss is checked for all).
+    /// How the baseline relay's receivers read, to match the subscribers: `waiting` sleeps
+    /// until a datagram arrives, as a decoding subscriber's task does; `polling` reads without
+    /// ever waiting in the kernel, as the counting pool of `--light` does, so no sender pays to
+    /// wake it. Default: `polling` with `--light`, else `waiting`.
+    #[arg(long, value_enum)]
+    baseline_receivers: Option<udp_relay::Receivers>,
+    /// Nine subscribers in ten count RTP datagrams instead of decrypting them, and once
+    /// connected one thread reads all their sockets (napping 1 ms between reads), so that the
+    /// load generator is not the bottleneck; every tenth still decodes (loss is checked for all).
     #[arg(long)]
     light: bool,
 }
@@ -1080,10 +1087,16 @@ async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
     println!("join → first RTP ms: p50 {p50:.1}, p99 {p99:.1}, p99.9 {p999:.1}, max {max:.1} (n {}, errors {:?})", running.join_to_first_rtp.acked.load(std::sync::atomic::Ordering::Relaxed), running.join_to_first_rtp.errors());
     figures.print();
     if !args.no_baseline {
-        let load = figures.relay_load(&scenario);
-        eprintln!("baseline: a bare UDP relay, {} streams × {} receivers, {:.0} packets/s per stream of {} bytes, {:?}", load.streams, load.fanout, load.packets_per_sec, load.packet_bytes, load.duration);
+        let receivers = args.baseline_receivers.unwrap_or(if args.light {
+            udp_relay::Receivers::Polling
+        } else {
+            udp_relay::Receivers::Waiting
+        });
+        let load = figures.relay_load(&scenario, receivers);
+        eprintln!("baseline: a bare UDP relay, {} streams × {} {:?} receivers, {:.0} packets/s per stream of {} bytes, {:?}", load.streams, load.fanout, load.receivers, load.packets_per_sec, load.packet_bytes, load.duration);
         drop(running);
-        let relay = tokio::task::spawn_blocking(move || udp_relay::run(load)).await??;
+        let runtime = tokio::runtime::Handle::current();
+        let relay = tokio::task::spawn_blocking(move || udp_relay::run(load, &runtime)).await??;
         let relay_us = relay.cpu_per_packet_us();
         println!("baseline UDP relay: {} forwarded ({:.0}/s), {} received; relay CPU {:.2} s = {relay_us:.2} µs per forwarded packet", relay.forwarded, relay.forwarded as f64 / load.duration.as_secs_f64(), relay.received, relay.relay_cpu);
         if relay.relay_cpu < 0.1 {
@@ -1117,7 +1130,11 @@ impl SfuFigures {
             .map(|cpu| cpu * 1e6 / self.delta.rtp_packets.max(1) as f64)
     }
 
-    fn relay_load(&self, scenario: &sfu::Scenario) -> udp_relay::RelayLoad {
+    fn relay_load(
+        &self,
+        scenario: &sfu::Scenario,
+        receivers: udp_relay::Receivers,
+    ) -> udp_relay::RelayLoad {
         let pairs = (self.streams * self.fanout).max(1) as f64;
         udp_relay::RelayLoad {
             streams: self.streams,
@@ -1126,6 +1143,7 @@ impl SfuFigures {
             packet_bytes: (self.delta.rtp_bytes / self.delta.rtp_packets.max(1)).clamp(20, 1400)
                 as usize,
             duration: scenario.duration,
+            receivers,
         }
     }
 

@@ -1,6 +1,11 @@
 //! The baseline for `load sfu`: a bare UDP relay that forwards each packet of each stream to
 //! that stream's receivers, with no crypto and no RTP, measured in the same run. Its CPU per
 //! forwarded packet is the floor an SFU is compared against.
+//!
+//! Its receivers read the way the run's subscribers do: a task per socket asleep until a
+//! datagram arrives (decoding subscribers), or threads that never wait in the kernel (the
+//! counting pool of `--light`). That matters to the relay's own CPU: a datagram sent to a
+//! socket with a sleeping reader also pays, inside the sender's `sendto`, for waking it.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +20,18 @@ pub struct RelayLoad {
     pub packets_per_sec: f64,
     pub packet_bytes: usize,
     pub duration: Duration,
+    pub receivers: Receivers,
+}
+
+/// How the relay's receiving sockets are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Receivers {
+    /// A task per socket on the given runtime, asleep until a datagram arrives, as each
+    /// subscriber of `load sfu` is.
+    Waiting,
+    /// Two threads that sweep all sockets without blocking and nap 1 ms when all are empty:
+    /// no reader is ever woken, as with the counting pool (`conformance::client::counting`).
+    Polling,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -31,8 +48,9 @@ impl RelayFigures {
     }
 }
 
-/// Runs the relay, its senders and its receivers on loopback for `load.duration`.
-pub fn run(load: RelayLoad) -> std::io::Result<RelayFigures> {
+/// Runs the relay, its senders and its receivers on loopback for `load.duration`; waiting
+/// receivers run on `runtime`.
+pub fn run(load: RelayLoad, runtime: &tokio::runtime::Handle) -> std::io::Result<RelayFigures> {
     let relay = UdpSocket::bind("127.0.0.1:0")?;
     relay.set_read_timeout(Some(Duration::from_millis(50)))?;
     let relay_addr = relay.local_addr()?;
@@ -57,7 +75,16 @@ pub fn run(load: RelayLoad) -> std::io::Result<RelayFigures> {
         .enumerate()
         .filter_map(|(i, s)| s.local_addr().ok().map(|a| (a, i)))
         .collect();
-    let receive = spawn_receivers(receivers, stop.clone(), received.clone());
+    let (receiving_threads, receiving_tasks) = match load.receivers {
+        Receivers::Waiting => (
+            Vec::new(),
+            spawn_waiting_receivers(receivers, runtime, received.clone())?,
+        ),
+        Receivers::Polling => (
+            spawn_receivers(receivers, stop.clone(), received.clone()),
+            Vec::new(),
+        ),
+    };
     let relay_thread = {
         let stop = stop.clone();
         std::thread::spawn(move || forward(&relay, &routes, &by_sender, &stop))
@@ -66,8 +93,11 @@ pub fn run(load: RelayLoad) -> std::io::Result<RelayFigures> {
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     let (forwarded, relay_cpu) = relay_thread.join().unwrap_or((0, 0.0));
-    for handle in receive {
+    for handle in receiving_threads {
         let _ = handle.join();
+    }
+    for task in receiving_tasks {
+        task.abort();
     }
     Ok(RelayFigures {
         forwarded,
@@ -118,6 +148,28 @@ fn send(senders: &[UdpSocket], relay: SocketAddr, load: RelayLoad) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A task per socket on `runtime`, each counting what it reads; aborted by the caller.
+fn spawn_waiting_receivers(
+    sockets: Vec<UdpSocket>,
+    runtime: &tokio::runtime::Handle,
+    received: Arc<AtomicU64>,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let _entered = runtime.enter();
+    let mut tasks = Vec::with_capacity(sockets.len());
+    for socket in sockets {
+        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let received = received.clone();
+        tasks.push(runtime.spawn(async move {
+            let mut buf = [0_u8; 2048];
+            while socket.recv(&mut buf).await.is_ok() {
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    Ok(tasks)
 }
 
 /// Receiver threads, each draining a share of the sockets until stopped.

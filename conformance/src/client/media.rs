@@ -338,9 +338,52 @@ fn opus_packet(sequence: u64) -> Vec<u8> {
     packet
 }
 
+/// A peer's socket: read by its task, or (a connected counting subscriber on Linux) by the
+/// counting pool, which passes on what is not RTP.
+enum Io {
+    Own(UdpSocket),
+    #[cfg(target_os = "linux")]
+    Pooled(super::counting::Adopted),
+    /// The socket could not be handed over or taken back.
+    Lost,
+}
+
+impl Io {
+    async fn recv_from(&mut self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        match self {
+            Io::Own(socket) => socket.recv_from(buf).await.ok(),
+            #[cfg(target_os = "linux")]
+            Io::Pooled(adopted) => {
+                let Some((source, data)) = adopted.inbox.recv().await else {
+                    return std::future::pending().await;
+                };
+                let len = data.len().min(buf.len());
+                buf[..len].copy_from_slice(&data[..len]);
+                Some((len, source))
+            }
+            Io::Lost => std::future::pending().await,
+        }
+    }
+
+    /// A datagram that cannot go at once, on an adopted socket, is dropped: STUN, DTLS and
+    /// RTCP are built to survive that.
+    async fn send_to(&self, data: &[u8], destination: SocketAddr) {
+        match self {
+            Io::Own(socket) => {
+                let _ = socket.send_to(data, destination).await;
+            }
+            #[cfg(target_os = "linux")]
+            Io::Pooled(adopted) => {
+                let _ = adopted.socket.send_to(data, destination);
+            }
+            Io::Lost => {}
+        }
+    }
+}
+
 struct Driver {
     rtc: Rtc,
-    socket: UdpSocket,
+    io: Io,
     local: SocketAddr,
     report: Arc<Mutex<PeerReport>>,
     direction: Direction,
@@ -351,13 +394,15 @@ struct Driver {
     sent_video: u64,
     started: Option<Instant>,
     count_only: bool,
+    /// The counting pool would not take the socket: the task counts.
+    pool_refused: bool,
 }
 
 impl Driver {
     fn new(rtc: Rtc, socket: UdpSocket, local: SocketAddr, direction: Direction) -> Self {
         Self {
             rtc,
-            socket,
+            io: Io::Own(socket),
             local,
             report: Arc::new(Mutex::new(PeerReport::default())),
             direction,
@@ -368,6 +413,7 @@ impl Driver {
             sent_video: 0,
             started: None,
             count_only: false,
+            pool_refused: false,
         }
     }
 
@@ -391,9 +437,11 @@ impl Driver {
                 timeout = next;
             }
             let mut only_counted = false;
+            self.hand_over_counting();
+            let wake = self.wake_at(timeout);
             tokio::select! {
-                read = self.socket.recv_from(&mut buf) => {
-                    if let Ok((len, source)) = read {
+                read = self.io.recv_from(&mut buf) => {
+                    if let Some((len, source)) = read {
                         only_counted = self.receive(source, &buf[..len]);
                     }
                 }
@@ -405,7 +453,7 @@ impl Driver {
                     Some(Command::CountOnly) => self.count_only = true,
                     Some(Command::Close) | None => break,
                 },
-                () = tokio::time::sleep_until(self.wake_at(timeout).into()) => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
             }
             let now = Instant::now();
             // A datagram that was only counted changed nothing in str0m: until its timer is
@@ -436,6 +484,39 @@ impl Driver {
             .accept_answer(pending, answer)
             .map_err(|e| format!("the answer is not acceptable: {e}"))
     }
+
+    /// A connected counting subscriber's socket goes to the counting pool (Linux); elsewhere,
+    /// or if the pool refuses it, the task counts RTP itself (`receive`).
+    #[cfg(target_os = "linux")]
+    fn hand_over_counting(&mut self) {
+        if !(self.count_only
+            && !self.pool_refused
+            && self.started.is_some()
+            && matches!(self.io, Io::Own(_)))
+        {
+            return;
+        }
+        let Io::Own(socket) = std::mem::replace(&mut self.io, Io::Lost) else {
+            return;
+        };
+        let Ok(socket) = socket.into_std() else {
+            return;
+        };
+        let kept = socket.try_clone();
+        match super::counting::adopt(socket, Arc::clone(&self.report)) {
+            Ok(adopted) => self.io = Io::Pooled(adopted),
+            Err(_) => {
+                // The task goes on counting, on its socket taken back.
+                if let Some(socket) = kept.ok().and_then(|s| UdpSocket::from_std(s).ok()) {
+                    self.io = Io::Own(socket);
+                }
+                self.pool_refused = true;
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn hand_over_counting(&mut self) {}
 
     /// When the loop must wake without input: at str0m's timer, and for a publisher also at
     /// its next media frame (checked every 10 ms).
@@ -485,7 +566,7 @@ impl Driver {
                     if is_rtp(&t.contents) {
                         self.update(|r| r.rtp_datagrams_sent += 1);
                     }
-                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                    self.io.send_to(&t.contents, t.destination).await;
                 }
                 Output::Event(event) => self.on_event(event),
             }

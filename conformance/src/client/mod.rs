@@ -2,6 +2,8 @@
 //! types.
 
 pub mod browser;
+#[cfg(target_os = "linux")]
+pub mod counting;
 pub mod media;
 pub mod operator;
 pub mod stream;

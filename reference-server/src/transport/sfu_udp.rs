@@ -7,6 +7,7 @@ use crate::media::{MediaCommand, MediaHandle, Sfu, SfuConfig, MAX_DATAGRAM};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -18,6 +19,9 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 pub const RECEIVE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Datagrams read in one go before what they caused is sent.
 const READ_BATCH: usize = 64;
+/// Datagrams handed to the kernel in one `sendmmsg` call: one Opus packet for a room of 300 is
+/// five calls instead of 300.
+const SEND_BATCH: usize = 64;
 
 /// A running media loop; dropped, it stops.
 #[derive(Debug)]
@@ -88,8 +92,9 @@ pub fn bind_media_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocke
 
 async fn run(socket: UdpSocket, mut sfu: Sfu, mut inbox: mpsc::Receiver<MediaCommand>) {
     let mut buf = vec![0_u8; MAX_DATAGRAM];
+    let mut batch = Vec::with_capacity(SEND_BATCH);
     loop {
-        flush(&socket, &mut sfu).await;
+        flush(&socket, &mut sfu, &mut batch).await;
         let deadline = sfu
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + IDLE_TICK);
@@ -121,17 +126,72 @@ fn read_more(socket: &UdpSocket, sfu: &mut Sfu, buf: &mut [u8]) {
     }
 }
 
-async fn flush(socket: &UdpSocket, sfu: &mut Sfu) {
-    while let Some((destination, datagram)) = sfu.poll_transmit() {
-        // Most sends go out at once; wait for room only when the socket's buffer is full. A
-        // send that fails is a lost packet, which RTP and SCTP are built to survive.
-        match socket.try_send_to(&datagram, destination) {
+/// Sends everything the SFU has queued, a batch per system call.
+async fn flush(socket: &UdpSocket, sfu: &mut Sfu, batch: &mut Vec<(SocketAddr, Vec<u8>)>) {
+    loop {
+        batch.clear();
+        batch.extend(std::iter::from_fn(|| sfu.poll_transmit()).take(SEND_BATCH));
+        if batch.is_empty() {
+            return;
+        }
+        send_batch(socket, batch).await;
+    }
+}
+
+/// Most batches go out at once; the loop waits for room only when the socket's buffer is full.
+/// A datagram the kernel refuses is a lost packet, which RTP and SCTP are built to survive.
+async fn send_batch(socket: &UdpSocket, batch: &[(SocketAddr, Vec<u8>)]) {
+    let mut sent = 0;
+    while let Some(rest) = batch.get(sent..).filter(|rest| !rest.is_empty()) {
+        match socket.try_io(Interest::WRITABLE, || send_many(socket, rest)) {
+            // `sendmmsg` reports an error only when the first datagram failed; zero never
+            // comes back for a non-empty batch, but must not spin if it did.
+            Ok(count) => sent += count.max(1),
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                let _ = socket.send_to(&datagram, destination).await;
+                if socket.writable().await.is_err() {
+                    return;
+                }
             }
-            _ => {}
+            Err(_) => sent += 1,
         }
     }
+}
+
+/// Sends a prefix of `datagrams` in one `sendmmsg(2)`; the count sent.
+#[cfg(target_os = "linux")]
+fn send_many(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> std::io::Result<usize> {
+    use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
+    use std::io::IoSlice;
+    let addresses: Vec<SocketAddrAny> = datagrams.iter().map(|(to, _)| (*to).into()).collect();
+    let payloads: Vec<[IoSlice<'_>; 1]> = datagrams
+        .iter()
+        .map(|(_, data)| [IoSlice::new(data)])
+        .collect();
+    let mut no_control: Vec<SendAncillaryBuffer<'_, '_, '_>> = datagrams
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut messages: Vec<MMsgHdr<'_>> = addresses
+        .iter()
+        .zip(&payloads)
+        .zip(no_control.iter_mut())
+        .map(|((to, payload), control)| MMsgHdr::new_with_addr(to, payload, control))
+        .collect();
+    Ok(sendmmsg(socket, &mut messages, SendFlags::empty())?)
+}
+
+/// Elsewhere, one `sendto` a datagram until the socket would block.
+#[cfg(not(target_os = "linux"))]
+fn send_many(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> std::io::Result<usize> {
+    let mut sent = 0;
+    for (to, data) in datagrams {
+        match socket.try_send_to(data, *to) {
+            Ok(_) => sent += 1,
+            Err(error) if sent == 0 => return Err(error),
+            Err(_) => break,
+        }
+    }
+    Ok(sent)
 }
 
 fn perform(sfu: &mut Sfu, command: MediaCommand) {

@@ -141,6 +141,18 @@ impl Peer {
         }
     }
 
+    /// Stays in the room, sending keepalives and reading what arrives (and dropping it), until
+    /// the connection closes or breaks: for load, where nobody reads the notifications.
+    pub async fn stay_joined(&mut self) {
+        loop {
+            let an_hour = Instant::now() + Duration::from_secs(3600);
+            match self.read_until(an_hour).await {
+                Event::Close(_) | Event::Dropped(_) => return,
+                _ => self.inbox.clear(),
+            }
+        }
+    }
+
     /// The next event before `deadline`, sending keepalives as a protoo client would.
     async fn read_until(&mut self, deadline: Instant) -> Event {
         loop {
