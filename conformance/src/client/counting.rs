@@ -54,6 +54,13 @@ struct Pool {
 }
 
 static POOL: OnceLock<Result<Arc<Pool>, String>> = OnceLock::new();
+/// RTP datagrams the pool has counted in this process, for tests that must know who counted.
+static COUNTED: AtomicU64 = AtomicU64::new(0);
+
+/// RTP datagrams counted by the pool so far, across all its sockets.
+pub fn datagrams_counted() -> u64 {
+    COUNTED.load(Ordering::Relaxed)
+}
 
 /// Hands `socket` (non-blocking) to the pool, which counts its RTP into `report` from now on.
 pub fn adopt(socket: UdpSocket, report: Arc<Mutex<PeerReport>>) -> Result<Adopted, String> {
@@ -153,6 +160,7 @@ impl Member {
             let _ = self.to_peer.try_send((source, data.to_vec()));
             return;
         }
+        COUNTED.fetch_add(1, Ordering::Relaxed);
         let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
         report.first_sample.get_or_insert_with(Instant::now);
         report.rtp_datagrams += 1;
