@@ -332,3 +332,46 @@ fn artifact(name: &str) -> std::path::PathBuf {
     eprintln!("screenshot: {}", path.display());
     path
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_dropped_without_close_leaves_no_chromium_running() {
+    let _turn = ONE_BROWSER.lock().await;
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let group = browser.driver_pid().expect("chromedriver's process id");
+    let running = live_members_of_group(group);
+    assert!(
+        running.iter().any(|name| name.contains("chrom")),
+        "no Chromium in chromedriver's process group {group}: {running:?}"
+    );
+    // As a test that panics drops it: no close().
+    drop(browser);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut left = live_members_of_group(group);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = live_members_of_group(group);
+    }
+    assert!(left.is_empty(), "still running after the drop: {left:?}");
+}
+
+/// The names of the processes in process group `group` that are not zombies (a zombie has
+/// ended; only its parent's wait is missing).
+fn live_members_of_group(group: u32) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // pid (comm) state ppid pgrp ...
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_owned();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let (state, pgrp) = (*fields.first()?, fields.get(2)?.parse::<u32>().ok()?);
+            (pgrp == group && state != "Z").then_some(name)
+        })
+        .collect()
+}

@@ -4,85 +4,35 @@
 
 #![cfg(target_os = "linux")]
 
+#[path = "support/protoo.rs"]
+mod protoo;
+
 use conformance::client::counting;
 use conformance::client::media::{MediaPeer, Tracks};
-use conformance::client::{Transcript, WsClient};
+use conformance::client::Transcript;
 use conformance::wire::sfu as wire;
-use reference_server::server::{start_sfu, SfuSetup};
-use serde_json::Value;
-use std::time::Duration;
+use protoo::{joined, negotiate, publish_opus, WAIT};
+use reference_server::server::SfuSetup;
 
-const WAIT: Duration = Duration::from_secs(10);
 /// Three seconds of a publisher's Opus.
 const DATAGRAMS: u64 = 150;
 
-async fn request(ws: &mut WsClient, id: u64, method: &str, data: Value) -> Value {
-    ws.send_json(&wire::request(id, method, data))
-        .await
-        .expect("send");
-    loop {
-        let message = ws.expect_message("a response").await.expect("a message");
-        if wire::is_response_to(&message, id) {
-            assert_eq!(message["ok"], true, "{method}: {message}");
-            return message["data"].clone();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counting_subscriber_counts_forwarded_rtp_in_the_pool_without_decrypting_it() {
-    let setup = SfuSetup {
-        media_bind: "127.0.0.1:0".parse().expect("an address"),
-        ..SfuSetup::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let sfu = start_sfu(listener, setup).await.expect("the SFU starts");
+    let sfu = protoo::sfu(SfuSetup::default()).await;
     let transcript = Transcript::default();
-    let connect = |peer: &str| format!("{}?peer={peer}", sfu.ws_url());
-    let mut alice = WsClient::connect("alice", &connect("alice"), &transcript, WAIT)
-        .await
-        .expect("connect");
-    request(&mut alice, 1, "join", wire::join("counting")).await;
-    let publisher = MediaPeer::publisher(Tracks::AUDIO)
-        .await
-        .expect("a publisher");
-    let published = request(
-        &mut alice,
-        2,
-        "publish",
-        wire::publish("counting", publisher.offer(), true, false),
-    )
-    .await;
-    let sdp = published["jsep"]["sdp"].as_str().expect("an answer");
-    publisher
-        .accept_answer(sdp)
-        .await
-        .expect("the answer applies");
+    let mut alice = joined(&sfu, "alice", "counting", &transcript).await;
+    let (publisher, published) = publish_opus(&mut alice, "counting").await;
     let mid = published["mid"].as_str().expect("a mid");
     let sfuid = published["sfuid"].as_str().unwrap_or("sfu_1");
 
-    let mut bob = WsClient::connect("bob", &connect("bob"), &transcript, WAIT)
-        .await
-        .expect("connect");
-    request(&mut bob, 1, "join", wire::join("counting")).await;
+    let mut bob = joined(&sfu, "bob", "counting", &transcript).await;
     let counted_before = counting::datagrams_counted();
     let subscriber = MediaPeer::counting_subscriber(Tracks::AUDIO_VIDEO)
         .await
         .expect("a subscriber");
-    let subscribed = request(
-        &mut bob,
-        2,
-        "subscribe",
-        wire::subscribe("counting", mid, subscriber.offer(), sfuid),
-    )
-    .await;
-    let sdp = subscribed["jsep"]["sdp"].as_str().expect("an answer");
-    subscriber
-        .accept_answer(sdp)
-        .await
-        .expect("the answer applies");
+    let data = wire::subscribe("counting", mid, subscriber.offer(), sfuid);
+    negotiate(&mut bob, 2, "subscribe", data, &subscriber).await;
 
     let report = subscriber
         .wait_for(WAIT, |r| r.rtp_datagrams >= DATAGRAMS)

@@ -2,31 +2,20 @@
 //! that ffprobe (Debian's ffmpeg), an independent reader, takes for stereo Opus of the length
 //! the SFU received.
 
-use conformance::client::media::{MediaPeer, Tracks};
-use conformance::client::{Transcript, WsClient};
+#[path = "support/protoo.rs"]
+mod protoo;
+
+use conformance::client::Transcript;
 use conformance::wire::sfu as wire;
+use protoo::{joined, publish_opus, request, WAIT};
 use reference_server::externals::{find_program, skip_or_fail};
-use reference_server::server::{start_sfu, SfuSetup};
+use reference_server::server::SfuSetup;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(10);
 /// Opus packets to send: two seconds of 20 ms frames.
 const PACKETS: u64 = 100;
-
-async fn request(ws: &mut WsClient, id: u64, method: &str, data: Value) -> Value {
-    ws.send_json(&wire::request(id, method, data))
-        .await
-        .expect("send");
-    loop {
-        let message = ws.expect_message("a response").await.expect("a message");
-        if wire::is_response_to(&message, id) {
-            assert_eq!(message["ok"], true, "{method}: {message}");
-            return message["data"].clone();
-        }
-    }
-}
 
 fn ffprobe(program: &Path, file: &Path) -> Value {
     let output = std::process::Command::new(program)
@@ -56,34 +45,12 @@ async fn a_published_opus_track_is_recorded_as_ogg_that_ffprobe_reads_at_its_len
     let dir = tempfile::tempdir().expect("a temporary directory");
     let setup = SfuSetup {
         record_dir: Some(dir.path().to_owned()),
-        media_bind: "127.0.0.1:0".parse().expect("an address"),
         ..SfuSetup::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let sfu = start_sfu(listener, setup).await.expect("the SFU starts");
+    let sfu = protoo::sfu(setup).await;
     let transcript = Transcript::default();
-    let url = format!("{}?peer=recorder", sfu.ws_url());
-    let mut ws = WsClient::connect("recorder", &url, &transcript, WAIT)
-        .await
-        .expect("connect");
-    request(&mut ws, 1, "join", wire::join("recording")).await;
-    let publisher = MediaPeer::publisher(Tracks::AUDIO)
-        .await
-        .expect("a publisher");
-    let answer = request(
-        &mut ws,
-        2,
-        "publish",
-        wire::publish("recording", publisher.offer(), true, false),
-    )
-    .await;
-    let sdp = answer["jsep"]["sdp"].as_str().expect("an answer");
-    publisher
-        .accept_answer(sdp)
-        .await
-        .expect("the answer applies");
+    let mut ws = joined(&sfu, "recorder", "recording", &transcript).await;
+    let (publisher, answer) = publish_opus(&mut ws, "recording").await;
     publisher
         .wait_for(WAIT, |r| r.samples_sent >= PACKETS)
         .await

@@ -52,9 +52,10 @@ impl BrowserPrograms {
     }
 }
 
-/// A running headless Chromium with its driver. [`Browser::close`] ends both; dropped
-/// without it (a test that panics first), only chromedriver is killed and Chromium can be
-/// left running (seen on 2026-12-06: four after panicking `sfu_demo_chromium` runs).
+/// A running headless Chromium with its driver. [`Browser::close`] ends the session; dropped
+/// (closed or not, as when a test panics first), it kills chromedriver's process group, which
+/// holds Chromium and its helpers: killing chromedriver alone left Chromium running (seen on
+/// 2026-12-06: four after panicking `sfu_demo_chromium` runs, and a later test stalled).
 pub struct Browser {
     pub client: Client,
     _driver: Child,
@@ -69,6 +70,7 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .map_err(BrowserError::Driver)?;
         let url = format!("http://127.0.0.1:{port}");
@@ -110,7 +112,23 @@ impl Browser {
     }
 
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
+    }
+
+    /// chromedriver's process id, which is also its process group's.
+    pub fn driver_pid(&self) -> Option<u32> {
+        self._driver.id()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let group = self
+            .driver_pid()
+            .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?));
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
     }
 }
 
