@@ -1122,6 +1122,9 @@ struct SfuFigures {
     server_cpu: Option<f64>,
     /// The SFU's resident memory at the start and end of the window, in KiB.
     server_rss: Option<(u64, u64)>,
+    /// Datagrams dropped by full UDP receive buffers in the window, every socket of this
+    /// network namespace: the SFU's, the subscribers', anyone's.
+    udp_drops: Option<u64>,
 }
 
 impl SfuFigures {
@@ -1179,6 +1182,9 @@ impl SfuFigures {
             let change = (end as f64 - start as f64) / start.max(1) as f64 * 100.0;
             println!("SFU memory: {start} KiB → {end} KiB over the window ({change:+.2} %)");
         }
+        if let Some(drops) = self.udp_drops {
+            println!("UDP datagrams dropped by full receive buffers in the window (every socket on this machine's network namespace): {drops}");
+        }
         if self.own_cpu / secs > 0.9 {
             println!(
                 "warning: the load generator used {:.2} cores of 2: it may be the bottleneck",
@@ -1212,6 +1218,7 @@ async fn measure_sfu(
     let own = || sfu::cpu_seconds("/proc/self/stat").unwrap_or(0.0);
     let (start, own_start, server_start) = (sfu::tally(running), own(), server_cpu());
     let rss_start = server_pid.and_then(stats::rss_kib);
+    let drops_start = stats::udp_receive_buffer_errors();
     let started = Instant::now();
     let mut last = start;
     while started.elapsed() < window {
@@ -1242,5 +1249,8 @@ async fn measure_sfu(
             .zip(server_start)
             .map(|(end, start)| end - start),
         server_rss: rss_start.zip(server_pid.and_then(stats::rss_kib)),
+        udp_drops: stats::udp_receive_buffer_errors()
+            .zip(drops_start)
+            .map(|(end, start)| end.saturating_sub(start)),
     }
 }

@@ -88,9 +88,42 @@ impl Stats {
     }
 }
 
+/// UDP datagrams the kernel dropped because a socket's receive buffer was full, over every
+/// socket of this network namespace (`RcvbufErrors` in /proc/net/snmp).
+pub fn udp_receive_buffer_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    snmp_field(&snmp, "Udp:", "RcvbufErrors")
+}
+
+/// A counter of /proc/net/snmp: a header line of names, then a line of values, both led by
+/// `prefix`.
+fn snmp_field(snmp: &str, prefix: &str, name: &str) -> Option<u64> {
+    let mut lines = snmp.lines().filter(|l| l.starts_with(prefix));
+    let names = lines.next()?.split_whitespace();
+    let values = lines.next()?.split_whitespace();
+    let (_, value) = names.zip(values).find(|(n, _)| *n == name)?;
+    value.parse().ok()
+}
+
 /// Resident memory of a process, in KiB, from /proc/<pid>/status.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snmp_field;
+
+    #[test]
+    fn an_snmp_counter_is_read_by_name_from_its_protocols_lines() {
+        let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    Udp: 1000 2 30 900 25 0\n\
+                    UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    UdpLite: 0 0 0 0 7 0\n";
+        assert_eq!(snmp_field(snmp, "Udp:", "RcvbufErrors"), Some(25));
+        assert_eq!(snmp_field(snmp, "UdpLite:", "RcvbufErrors"), Some(7));
+        assert_eq!(snmp_field(snmp, "Udp:", "NoSuchCounter"), None);
+    }
 }
