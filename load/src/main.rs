@@ -586,12 +586,23 @@ where
             ratios[index].1.push(ratio);
         }
     }
-    for (what, mut values) in ratios {
-        values.sort_by(f64::total_cmp);
+    for (what, values) in ratios {
         println!(
             "median ratio, {what}: {:.2}x of the bare echo rate",
-            values[values.len() / 2]
+            median(values)
         );
+    }
+}
+
+/// The middle value, or the mean of the two middle ones when there is an even number (with
+/// two rounds, the upper one alone would report the better round); 0 for none.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[middle],
+        _ => (values[middle - 1] + values[middle]) / 2.0,
     }
 }
 
@@ -1252,5 +1263,17 @@ async fn measure_sfu(
         udp_drops: stats::udp_receive_buffer_errors()
             .zip(drops_start)
             .map(|(end, start)| end.saturating_sub(start)),
+    }
+}
+
+#[cfg(test)]
+mod median_tests {
+    use super::median;
+
+    #[test]
+    fn an_even_count_takes_the_mean_of_the_two_middle_values() {
+        assert_eq!(median(vec![0.76, 0.49]), 0.625);
+        assert_eq!(median(vec![0.6, 0.57, 0.72]), 0.6);
+        assert_eq!(median(Vec::new()), 0.0);
     }
 }
