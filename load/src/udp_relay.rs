@@ -157,19 +157,24 @@ fn spawn_waiting_receivers(
     received: Arc<AtomicU64>,
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let _entered = runtime.enter();
-    let mut tasks = Vec::with_capacity(sockets.len());
-    for socket in sockets {
-        socket.set_nonblocking(true)?;
-        let socket = tokio::net::UdpSocket::from_std(socket)?;
+    let sockets = sockets
+        .into_iter()
+        .map(|socket| {
+            socket.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(socket)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let receive = |socket: tokio::net::UdpSocket| {
         let received = received.clone();
-        tasks.push(runtime.spawn(async move {
+        runtime.spawn(async move {
             let mut buf = [0_u8; 2048];
             while socket.recv(&mut buf).await.is_ok() {
                 received.fetch_add(1, Ordering::Relaxed);
             }
-        }));
-    }
-    Ok(tasks)
+        })
+    };
+    // Every socket is converted before any task starts: a failure leaves none behind.
+    Ok(sockets.into_iter().map(receive).collect())
 }
 
 /// Receiver threads, each draining a share of the sockets until stopped.

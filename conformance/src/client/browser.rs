@@ -58,7 +58,7 @@ impl BrowserPrograms {
 /// 2026-12-06: four after panicking `sfu_demo_chromium` runs, and a later test stalled).
 pub struct Browser {
     pub client: Client,
-    _driver: Child,
+    driver: Child,
     _profile: tempfile::TempDir,
 }
 
@@ -91,7 +91,7 @@ impl Browser {
                 Ok(client) => {
                     return Ok(Browser {
                         client,
-                        _driver: driver,
+                        driver,
                         _profile: profile,
                     })
                 }
@@ -117,7 +117,7 @@ impl Browser {
 
     /// chromedriver's process id, which is also its process group's.
     pub fn driver_pid(&self) -> Option<u32> {
-        self._driver.id()
+        self.driver.id()
     }
 }
 

@@ -344,7 +344,8 @@ enum Io {
     Own(UdpSocket),
     #[cfg(target_os = "linux")]
     Pooled(super::counting::Adopted),
-    /// The socket could not be handed over or taken back.
+    /// The socket could not be handed over or taken back, or the pool is gone: the peer
+    /// ends (its report says `closed`) instead of waiting for datagrams that cannot come.
     Lost,
 }
 
@@ -355,13 +356,14 @@ impl Io {
             #[cfg(target_os = "linux")]
             Io::Pooled(adopted) => {
                 let Some((source, data)) = adopted.inbox.recv().await else {
-                    return std::future::pending().await;
+                    *self = Io::Lost;
+                    return None;
                 };
                 let len = data.len().min(buf.len());
                 buf[..len].copy_from_slice(&data[..len]);
                 Some((len, source))
             }
-            Io::Lost => std::future::pending().await,
+            Io::Lost => None,
         }
     }
 
@@ -438,6 +440,9 @@ impl Driver {
             }
             let mut only_counted = false;
             self.hand_over_counting();
+            if matches!(self.io, Io::Lost) {
+                break;
+            }
             let wake = self.wake_at(timeout);
             tokio::select! {
                 read = self.io.recv_from(&mut buf) => {

@@ -160,7 +160,8 @@ async fn every_client_full_stream(ctx: Ctx) -> CaseResult {
     let overlap = shortest_tail(&tails);
     let shortest = streams.iter().map(Vec::len).min().unwrap_or(0);
     ensure(
-        tails.len() == streams.len() && overlap >= FANOUT_OVERLAP.min(shortest).max(1),
+        // At least one shared event: `tails` is empty when no connection's first reached all.
+        overlap >= FANOUT_OVERLAP.min(shortest).max(1),
         format!("one connection's first event on every connection, then {FANOUT_OVERLAP} shared"),
         format!(
             "tails of {:?} events",
