@@ -2,21 +2,21 @@
 //! `reference_server::media::Sfu` to N subscribers, SRTP both ways included. Peers are str0m
 //! `Rtc`s wired to the SFU in memory (no sockets), connected before the measurement.
 //!
-//! `cargo bench -p load --bench sfu_forward`: Opus sealed by the SFU, and through str0m.
+//! `cargo bench -p load --bench sfu_forward`: Opus sealed by the SFU (in one shard and in
+//! three), and through str0m.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use reference_server::media::Sfu;
 use std::time::Instant;
 use str0m::media::Mid;
 
 #[path = "support/in_memory_sfu.rs"]
 mod in_memory_sfu;
-use in_memory_sfu::{connected, pump, write_opus, AudioPath, Client};
+use in_memory_sfu::{connected, pump, write_opus, AudioPath, Client, InMemorySfu};
 
 /// The publisher (client 0) writes one Opus packet; the SFU's datagrams are counted, and
 /// dropped rather than delivered, so that only the publisher and the SFU are timed.
 fn write_and_pump(
-    sfu: &mut Sfu,
+    sfu: &mut InMemorySfu,
     clients: &mut [Client],
     mid: Mid,
     packet: &[u8],
@@ -31,6 +31,8 @@ fn forward(c: &mut Criterion) {
     // Sealed by the SFU (the default), then through each subscriber's str0m `Rtc` (S8).
     for (audio, name) in [
         (AudioPath::Sealed, "sfu_forward_opus_packet"),
+        // The same with three fanout shards run in line: what handing work to them costs.
+        (AudioPath::SealedInShards, "sfu_forward_opus_packet_in_shards"),
         (AudioPath::Str0m, "sfu_forward_opus_packet_via_str0m"),
     ] {
         forward_group(c, audio, name);
@@ -50,6 +52,11 @@ fn forward_group(c: &mut Criterion, audio: AudioPath, name: &str) {
         assert!(
             forwarded >= subscribers,
             "{forwarded} datagrams for {subscribers} subscribers"
+        );
+        assert_eq!(
+            sfu.routes_in_other_shards() > 0,
+            audio == AudioPath::SealedInShards,
+            "{audio:?}: routes in other shards"
         );
         group.throughput(Throughput::Elements(subscribers as u64));
         group.bench_with_input(

@@ -31,7 +31,11 @@ fn datagrams_of(rtc: &mut Rtc) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_published_packet_is_sent_to_every_subscriber_from_the_call_that_received_it() {
-    for audio in [AudioPath::Sealed, AudioPath::Str0m] {
+    for audio in [
+        AudioPath::Sealed,
+        AudioPath::SealedInShards,
+        AudioPath::Str0m,
+    ] {
         sent_from_the_call_that_received_it(audio);
     }
 }
@@ -70,7 +74,11 @@ fn sent_from_the_call_that_received_it(audio: AudioPath) {
 
 #[test]
 fn subscribers_get_each_payload_unchanged_in_order_and_in_time() {
-    for audio in [AudioPath::Sealed, AudioPath::Str0m] {
+    for audio in [
+        AudioPath::Sealed,
+        AudioPath::SealedInShards,
+        AudioPath::Str0m,
+    ] {
         payloads_unchanged_in_order_and_in_time(audio);
     }
 }
@@ -107,10 +115,16 @@ fn payloads_unchanged_in_order_and_in_time(audio: AudioPath) {
     }
     // Each path was the one taken: every packet to every subscriber sealed by the SFU, or none.
     let sealed = match audio {
-        AudioPath::Sealed => (payloads.len() * SUBSCRIBERS) as u64,
+        AudioPath::Sealed | AudioPath::SealedInShards => (payloads.len() * SUBSCRIBERS) as u64,
         AudioPath::Str0m => 0,
     };
     assert_eq!(sfu.stats().packets_sealed, sealed, "{audio:?}");
+    // Split three ways, shards 1 and 2 hold two of the three subscribers' routes.
+    let elsewhere = match audio {
+        AudioPath::SealedInShards => SUBSCRIBERS - SUBSCRIBERS / 3,
+        AudioPath::Sealed | AudioPath::Str0m => 0,
+    };
+    assert_eq!(sfu.routes_in_other_shards(), elsewhere, "{audio:?}");
 }
 
 #[test]
@@ -126,4 +140,24 @@ fn only_publishers_are_offered_transport_wide_congestion_control() {
         .expect("subscribed");
     assert!(to_publisher.contains(TWCC), "{to_publisher}");
     assert!(!to_subscriber.contains(TWCC), "{to_subscriber}");
+}
+
+#[test]
+fn a_shard_forgets_the_routes_of_subscribers_that_leave_and_of_a_publication_that_ends() {
+    let (mut sfu, mut clients, mid) = connected(AudioPath::SealedInShards, SUBSCRIBERS);
+    let now = Instant::now();
+    write_opus(&mut clients[0], mid, &[0xFC, 1, 2, 3], 1, now);
+    pump(&mut sfu, &mut clients, now);
+    let held = sfu.routes_in_other_shards();
+    assert!(held > 0, "no route went to another shard");
+
+    // Subscriber keys follow the publisher's (1): 2, 3, 4, in shards 2, 0 and 1.
+    sfu.unsubscribe("bench#S00000");
+    while sfu.poll_transmit().is_some() {}
+    assert_eq!(sfu.routes_in_other_shards(), held - 1);
+
+    sfu.unpublish("bench#000001");
+    while sfu.poll_transmit().is_some() {}
+    assert_eq!(sfu.routes_in_other_shards(), 0);
+    assert_eq!(sfu.stats().subscribers, 0);
 }

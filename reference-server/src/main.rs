@@ -17,6 +17,7 @@ use reference_server::server::{
 };
 use reference_server::store::{SqliteSync, StoreConfig};
 use reference_server::transport::ecapture::EcaptureConfig;
+use reference_server::transport::sfu_udp::default_fanout_threads;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -156,6 +157,11 @@ struct ServeArgs {
     /// of sealing it with the subscriber's SRTP key directly (slower; see CLARIFICATIONS S8).
     #[arg(long)]
     sfu_audio_via_str0m: bool,
+    /// sfu: threads that seal and send forwarded Opus beside the media loop, each for its
+    /// share of the subscribers, all on the one socket (0 to 7; by default one for each core
+    /// past the first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=7))]
+    sfu_fanout_threads: Option<u16>,
     /// sfu: the `signalid` this server writes in the join answer's users.
     #[arg(long, default_value = "signal_1")]
     signal_id: String,
@@ -396,6 +402,9 @@ fn sfu_setup(args: &ServeArgs) -> SfuSetup {
         media_bind: SocketAddr::new(args.bind, args.sfu_media_port),
         record_dir: args.sfu_record_dir.clone(),
         audio_via_str0m: args.sfu_audio_via_str0m,
+        fanout_threads: args
+            .sfu_fanout_threads
+            .map_or_else(default_fanout_threads, usize::from),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::store::tokens::TokenStore;
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::transport::ecapture::{spawn_source, EcaptureApp, EcaptureConfig};
 use crate::transport::logrtc_ws::{self, LogrtcApp};
-use crate::transport::sfu_udp::{start_media, MediaLoop};
+use crate::transport::sfu_udp::{default_fanout_threads, start_media, MediaLoop, MediaSetup};
 use crate::transport::sfu_ws::{self, SfuApp};
 use crate::transport::{
     cmdrelay_ws, ecapture_ws, nodemgr_ws, operator_api, token_api, CmdrelayApp, NodemgrApp,
@@ -321,6 +321,8 @@ pub struct SfuSetup {
     pub record_dir: Option<std::path::PathBuf>,
     /// Forward Opus through each subscriber's str0m `Rtc` instead of sealing it directly.
     pub audio_via_str0m: bool,
+    /// Threads that seal and send forwarded audio beside the media loop.
+    pub fanout_threads: usize,
 }
 
 impl Default for SfuSetup {
@@ -331,6 +333,7 @@ impl Default for SfuSetup {
             media_bind: SocketAddr::from(([127, 0, 0, 1], sfu::DEFAULT_PORT)),
             record_dir: None,
             audio_via_str0m: false,
+            fanout_threads: default_fanout_threads(),
         }
     }
 }
@@ -387,12 +390,13 @@ async fn sfu_stats(
 pub async fn start_sfu(listener: TcpListener, setup: SfuSetup) -> Result<RunningSfu, ServerError> {
     let addr = listener.local_addr().map_err(ServerError::Listener)?;
     let faults = setup.session.faults.clone();
-    let media = start_media(
-        setup.media_bind,
+    let media = start_media(MediaSetup {
+        bind: setup.media_bind,
         faults,
-        setup.record_dir,
-        setup.audio_via_str0m,
-    )
+        record_dir: setup.record_dir,
+        audio_via_str0m: setup.audio_via_str0m,
+        fanout_threads: setup.fanout_threads,
+    })
     .await
     .map_err(ServerError::MediaSocket)?;
     let app = SfuApp::new(setup.session, setup.ids, media.handle.clone());

@@ -3,8 +3,10 @@
 //! `sfu_in_memory` test through `#[path]`.
 
 use reference_server::faults::Faults;
-use reference_server::media::{Sfu, SfuConfig};
+use reference_server::media::{SealShard, Sfu, SfuConfig};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
@@ -54,9 +56,50 @@ pub fn answer(client: &mut Client, pending: str0m::change::SdpPendingOffer, sdp:
         .expect("accepted");
 }
 
+/// The SFU with its fanout shards run in line, as its media loop's threads would run them.
+pub struct InMemorySfu {
+    core: Sfu,
+    /// Shards 1 and on.
+    shards: Vec<SealShard>,
+    /// What the shards sealed, to go out before the core's own datagrams.
+    from_shards: VecDeque<(SocketAddr, Vec<u8>)>,
+}
+
+impl InMemorySfu {
+    /// The next datagram to send, the shards' first.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        while let Some((index, message)) = self.core.poll_fanout() {
+            let out = &mut self.from_shards;
+            self.shards[index - 1].handle(message, &mut |datagram| out.push_back(datagram));
+        }
+        self.from_shards
+            .pop_front()
+            .or_else(|| self.core.poll_transmit())
+    }
+
+    /// Routes held by shards 1 and on.
+    pub fn routes_in_other_shards(&self) -> usize {
+        self.shards.iter().map(SealShard::len).sum()
+    }
+}
+
+impl Deref for InMemorySfu {
+    type Target = Sfu;
+
+    fn deref(&self) -> &Sfu {
+        &self.core
+    }
+}
+
+impl DerefMut for InMemorySfu {
+    fn deref_mut(&mut self) -> &mut Sfu {
+        &mut self.core
+    }
+}
+
 /// Moves every datagram between the clients and the SFU until nothing is left to send.
 /// Returns how many datagrams the SFU sent.
-pub fn pump(sfu: &mut Sfu, clients: &mut [Client], now: Instant) -> usize {
+pub fn pump(sfu: &mut InMemorySfu, clients: &mut [Client], now: Instant) -> usize {
     let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("an address");
     let mut sent_by_sfu = 0;
     loop {
@@ -105,22 +148,37 @@ pub fn pump(sfu: &mut Sfu, clients: &mut [Client], now: Instant) -> usize {
 pub enum AudioPath {
     /// Sealed by the SFU with each subscriber's SRTP key (the default).
     Sealed,
+    /// Sealed by the SFU, the subscribers split among three fanout shards.
+    SealedInShards,
     /// Written through each subscriber's str0m `Rtc`, as video is.
     Str0m,
 }
 
 /// An SFU with no peers, its socket said to be at [`SFU_ADDR`].
-pub fn sfu(audio: AudioPath) -> Sfu {
-    Sfu::new(SfuConfig {
+pub fn sfu(audio: AudioPath) -> InMemorySfu {
+    let fanout_shards = match audio {
+        AudioPath::SealedInShards => 3,
+        AudioPath::Sealed | AudioPath::Str0m => 1,
+    };
+    let core = Sfu::new(SfuConfig {
         local_addr: SFU_ADDR.parse().expect("an address"),
         faults: Faults::none(),
         record_dir: None,
         audio_via_str0m: audio == AudioPath::Str0m,
-    })
+        fanout_shards,
+    });
+    let shards = (1..fanout_shards)
+        .map(|_| core.new_fanout_shard())
+        .collect();
+    InMemorySfu {
+        core,
+        shards,
+        from_shards: VecDeque::new(),
+    }
 }
 
 /// An SFU with one connected publisher (client 0) and `subscribers` connected subscribers.
-pub fn connected(audio: AudioPath, subscribers: usize) -> (Sfu, Vec<Client>, Mid) {
+pub fn connected(audio: AudioPath, subscribers: usize) -> (InMemorySfu, Vec<Client>, Mid) {
     let mut sfu = sfu(audio);
     let now = Instant::now();
     let (mut publisher, offer, mid, pending) = client(10_000, Direction::SendOnly);

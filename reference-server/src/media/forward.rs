@@ -9,8 +9,9 @@
 //! the SFU seals it with each subscriber's SRTP key and sends it without the subscriber's `Rtc`
 //! ([`super::srtp`], CLARIFICATIONS S8); video goes through str0m, which answers NACKs for it.
 
+use super::fanout::{FanoutCounters, FanoutMessage, PeerKey, Published, SealShard, SealedAudio};
 use super::ogg::{is_stereo, OggOpusWriter};
-use super::srtp::{self, KeySlot, RtpFields, Sealer, Sealing};
+use super::srtp::{self, KeySlot, Sealing};
 use super::{KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS};
 use crate::faults::{Fault, Faults};
 use crate::protocol::sfu::{ErrorCode, MediaRefusal};
@@ -19,6 +20,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecConfig, PayloadParams};
@@ -39,6 +41,9 @@ pub struct SfuConfig {
     /// sealed by the SFU itself (CLARIFICATIONS S8): for comparison, or a client that needs
     /// str0m's sender reports on audio.
     pub audio_via_str0m: bool,
+    /// Sealed audio is split among this many shards (at least one): shard 0 is the caller's
+    /// own, the others are handed out by [`Sfu::poll_fanout`] to run elsewhere.
+    pub fanout_shards: usize,
 }
 
 /// One publication's Opus recording; the file is opened at the first packet (which says
@@ -140,8 +145,6 @@ impl MediaStats {
     }
 }
 
-type PeerKey = u64;
-
 #[derive(Debug)]
 enum Role {
     Publisher {
@@ -176,31 +179,16 @@ struct Route {
 }
 
 /// How forwarded Opus reaches one subscriber (CLARIFICATIONS S8).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RouteAudio {
     /// Through its `Rtc` until it can be sealed (DTLS not done, no packet of its codec yet).
     Unsealed,
-    /// Sealed by the SFU. Kept in the publisher's route list, apart from the subscriber's
-    /// `Rtc`, so forwarding a packet reads about a hundred bytes per subscriber.
-    Sealed(SealedAudio),
+    /// Sealed by the SFU, for packets of the publisher's payload type `Pt`. What sealing
+    /// needs lives in the subscriber's fanout shard ([`super::fanout`]), apart from its `Rtc`,
+    /// so forwarding a packet reads about a hundred bytes per subscriber.
+    Sealed(Pt),
     /// Always through its `Rtc` (an SRTP profile the SFU does not seal).
     ByStr0m,
-}
-
-/// What the SFU needs to write a subscriber's audio packets itself.
-#[derive(Debug)]
-struct SealedAudio {
-    destination: SocketAddr,
-    ssrc: u32,
-    mid: Mid,
-    mid_id: Option<u8>,
-    audio_level_id: Option<u8>,
-    /// As [`Track::sequence_base`], copied from the line so both paths number alike.
-    sequence_base: u64,
-    /// The publisher's payload type, and the subscriber's for it; packets of another go
-    /// through the `Rtc`.
-    payload_type: (Pt, Pt),
-    sealer: Sealer,
 }
 
 impl Track {
@@ -262,21 +250,12 @@ impl Peer {
     }
 }
 
-/// A publisher's packet, with what its subscribers need to know of it.
-#[derive(Debug)]
-struct Published {
-    kind: MediaKind,
-    /// The publisher's codec parameters for the packet's payload type.
-    params: PayloadParams,
-    packet: RtpPacket,
-}
-
 /// What one peer's output asks of others.
 #[derive(Debug)]
 enum Propagate {
     Forward {
         from: PeerKey,
-        packet: Box<Published>,
+        packet: Arc<Published>,
     },
     KeyframeUp {
         source: PeerKey,
@@ -301,10 +280,16 @@ pub struct Sfu {
     /// Subscribers whose `Rtc` started sending elsewhere (publisher, subscriber, address):
     /// their sealed routes follow once the forwarding loop has put the route list back.
     relocated: Vec<(PeerKey, PeerKey, SocketAddr)>,
+    /// Shard 0 of the sealed audio: the one run here.
+    local_shard: SealShard,
+    /// Messages for the other shards, by shard index.
+    fanout: VecDeque<(usize, FanoutMessage)>,
+    fanout_counters: Arc<FanoutCounters>,
 }
 
 impl Sfu {
     pub fn new(config: SfuConfig) -> Self {
+        let fanout_counters = Arc::new(FanoutCounters::default());
         Self {
             config,
             peers: HashMap::new(),
@@ -317,16 +302,46 @@ impl Sfu {
             stats: MediaStats::default(),
             transmits: VecDeque::new(),
             relocated: Vec::new(),
+            local_shard: SealShard::new(fanout_counters.clone()),
+            fanout: VecDeque::new(),
+            fanout_counters,
         }
     }
 
     pub fn stats(&self) -> MediaStats {
+        let fanout = self.fanout_counters.totals();
         MediaStats {
             publishers: self.publications.len(),
             subscribers: self.subscriptions.len(),
             recordings: self.peers.values().filter(|p| p.recorder.is_some()).count(),
+            packets_forwarded: self.stats.packets_forwarded + fanout.sealed,
+            packets_sealed: fanout.sealed,
+            bytes_forwarded: self.stats.bytes_forwarded + fanout.bytes,
+            datagrams_out: self.stats.datagrams_out + fanout.datagrams_out,
+            datagrams_dropped: self.stats.datagrams_dropped + fanout.dropped,
             ..self.stats
         }
+    }
+
+    /// How many shards sealed audio is split among, this loop's own included.
+    pub fn fanout_shards(&self) -> usize {
+        self.config.fanout_shards.max(1)
+    }
+
+    /// A new shard for sealed audio that counts with this SFU's, to run the messages
+    /// [`Sfu::poll_fanout`] gives for one shard index from 1 on.
+    pub fn new_fanout_shard(&self) -> SealShard {
+        SealShard::new(self.fanout_counters.clone())
+    }
+
+    /// The counters the shards share: where a shard's runner counts what it sent or lost.
+    pub fn fanout_counters(&self) -> Arc<FanoutCounters> {
+        self.fanout_counters.clone()
+    }
+
+    /// The next message for a shard other than this loop's own, with its index.
+    pub fn poll_fanout(&mut self) -> Option<(usize, FanoutMessage)> {
+        self.fanout.pop_front()
     }
 
     /// Answers a publisher's offer: a new receiving peer connection for stream `mid`.
@@ -469,16 +484,59 @@ impl Sfu {
         peer.rtc.disconnect();
         self.by_addr.retain(|_, k| *k != key);
         match peer.role {
-            Role::Publisher { mid, .. } => {
+            Role::Publisher {
+                mid, subscribers, ..
+            } => {
                 self.publications.remove(&mid);
+                for route in subscribers {
+                    self.end_sealed_route(&route);
+                }
             }
             Role::Subscriber { sid, source } => {
                 self.subscriptions.remove(&sid);
-                if let Some(subscribers) = self.subscribers_of(source) {
-                    subscribers.retain(|r| r.subscriber != key);
+                let routes = self.subscribers_of(source).map(|subscribers| {
+                    let (gone, kept) = std::mem::take(subscribers)
+                        .into_iter()
+                        .partition(|r| r.subscriber == key);
+                    *subscribers = kept;
+                    gone
+                });
+                for route in routes.into_iter().flatten() {
+                    self.end_sealed_route(&route);
                 }
             }
         }
+    }
+
+    /// Tells the route's shard to forget it, if it went there.
+    fn end_sealed_route(&mut self, route: &Route) {
+        if let RouteAudio::Sealed(_) = route.audio {
+            let subscriber = route.subscriber;
+            self.send_to_shard(subscriber, FanoutMessage::RemoveRoute { subscriber });
+        }
+    }
+
+    /// The shard that seals a subscriber's audio.
+    fn shard_of(&self, subscriber: PeerKey) -> usize {
+        (subscriber % self.fanout_shards() as u64) as usize
+    }
+
+    /// Carries out a message at once on this loop's shard, or queues it for another.
+    fn send_to_shard(&mut self, subscriber: PeerKey, message: FanoutMessage) {
+        match self.shard_of(subscriber) {
+            0 => self.run_local_shard(message),
+            shard => self.fanout.push_back((shard, message)),
+        }
+    }
+
+    fn run_local_shard(&mut self, message: FanoutMessage) {
+        let Self {
+            local_shard,
+            transmits,
+            stats,
+            ..
+        } = self;
+        local_shard.handle(message, &mut |datagram| enqueue(transmits, stats, datagram));
     }
 
     /// One datagram read from the socket.
@@ -568,11 +626,17 @@ impl Sfu {
 
     fn relocate_routes(&mut self) {
         for (publisher, subscriber, destination) in std::mem::take(&mut self.relocated) {
-            let routes = self.subscribers_of(publisher).into_iter().flatten();
-            for route in routes.filter(|r| r.subscriber == subscriber) {
-                if let RouteAudio::Sealed(sealed) = &mut route.audio {
-                    sealed.destination = destination;
-                }
+            let sealed = self
+                .subscribers_of(publisher)
+                .into_iter()
+                .flatten()
+                .any(|r| r.subscriber == subscriber && matches!(r.audio, RouteAudio::Sealed(_)));
+            if sealed {
+                let message = FanoutMessage::Relocate {
+                    subscriber,
+                    destination,
+                };
+                self.send_to_shard(subscriber, message);
             }
         }
     }
@@ -614,7 +678,7 @@ impl Sfu {
         &mut self,
         now: Instant,
         from: PeerKey,
-        published: &Published,
+        published: &Arc<Published>,
         work: &mut VecDeque<Propagate>,
     ) {
         if self.config.faults.has(Fault::SfuDropMedia) {
@@ -625,14 +689,11 @@ impl Sfu {
             return;
         };
         let seal = published.kind == MediaKind::Audio && !self.config.audio_via_str0m;
+        let mut sealed_per_shard = vec![0_u64; self.fanout_shards()];
         for route in subscribers.iter_mut() {
-            if seal {
-                if let Some(datagram) = sealed_datagram(route, &mut self.peers, published) {
-                    self.stats.count_forwarded(published);
-                    self.stats.packets_sealed += 1;
-                    enqueue(&mut self.transmits, &mut self.stats, datagram);
-                    continue;
-                }
+            if seal && self.seals(from, route, published) {
+                sealed_per_shard[self.shard_of(route.subscriber)] += 1;
+                continue;
             }
             let key = route.subscriber;
             let Some(subscriber) = self.peers.get_mut(&key) else {
@@ -649,6 +710,54 @@ impl Sfu {
         }
         if let Some(list) = self.subscribers_of(from) {
             *list = subscribers;
+        }
+        self.fan_out(from, published, &sealed_per_shard);
+    }
+
+    /// Whether the SFU seals this packet for the route itself (S8) rather than str0m writing
+    /// it. A route starts sealing at the first packet that can be sealed; what sealing needs
+    /// then goes to the subscriber's shard.
+    fn seals(&mut self, publisher: PeerKey, route: &mut Route, published: &Published) -> bool {
+        if route.audio == RouteAudio::Unsealed {
+            let Some(subscriber) = self.peers.get_mut(&route.subscriber) else {
+                return false;
+            };
+            match start_sealing(subscriber, published) {
+                Ok(audio) => {
+                    route.audio = RouteAudio::Sealed(audio.payload_type.0);
+                    let message = FanoutMessage::AddRoute {
+                        publisher,
+                        subscriber: route.subscriber,
+                        audio: Box::new(audio),
+                    };
+                    self.send_to_shard(route.subscriber, message);
+                }
+                Err(audio) => route.audio = audio,
+            }
+        }
+        route.audio == RouteAudio::Sealed(published.packet.header.payload_type)
+    }
+
+    /// Hands the packet to each shard that seals it for some subscriber.
+    fn fan_out(
+        &mut self,
+        publisher: PeerKey,
+        published: &Arc<Published>,
+        sealed_per_shard: &[u64],
+    ) {
+        for (shard, &routes) in sealed_per_shard.iter().enumerate() {
+            if routes == 0 {
+                continue;
+            }
+            let message = FanoutMessage::Packet {
+                publisher,
+                packet: published.clone(),
+                routes,
+            };
+            match shard {
+                0 => self.run_local_shard(message),
+                shard => self.fanout.push_back((shard, message)),
+            }
         }
     }
 
@@ -730,7 +839,7 @@ fn on_event(
                     recorder.write(&packet);
                 }
             }
-            let packet = Box::new(Published {
+            let packet = Arc::new(Published {
                 kind,
                 params,
                 packet,
@@ -814,114 +923,58 @@ fn enqueue(
     transmits.push_back(datagram);
 }
 
-/// A publisher's audio packet sealed for one subscriber by the SFU itself (S8); `None` where
-/// str0m writes it instead. The route is made sealed at the first packet that can be.
-fn sealed_datagram(
-    route: &mut Route,
-    peers: &mut HashMap<PeerKey, Peer>,
-    published: &Published,
-) -> Option<(SocketAddr, Vec<u8>)> {
-    if let RouteAudio::Unsealed = route.audio {
-        route.audio = SealedAudio::start(peers.get_mut(&route.subscriber)?, published);
-    }
-    match &mut route.audio {
-        RouteAudio::Sealed(sealed) => sealed.seal(published),
-        _ => None,
-    }
-}
-
-impl SealedAudio {
-    /// The subscriber's route for `published`'s line once ICE and DTLS are done and the line
-    /// takes its codec.
-    fn start(subscriber: &mut Peer, published: &Published) -> RouteAudio {
-        let Peer {
-            rtc,
-            tracks,
-            keys,
-            destination,
-            ..
-        } = subscriber;
-        let (Some(destination), true) = (*destination, rtc.is_connected()) else {
-            return RouteAudio::Unsealed;
-        };
-        let Some(track) = tracks.iter_mut().find(|t| t.kind == published.kind) else {
-            return RouteAudio::ByStr0m;
-        };
-        let Some(payload_type) = track.payload_type_for(rtc.codec_config(), &published.params)
-        else {
-            return RouteAudio::Unsealed;
-        };
-        let (Some(ssrc), Some(media)) = (
-            rtc.direct_api()
-                .stream_tx_by_mid(track.mid, None)
-                .map(|s| *s.ssrc()),
-            rtc.media(track.mid),
-        ) else {
-            return RouteAudio::ByStr0m;
-        };
-        let extensions = media.remote_extmap();
-        let (mid_id, audio_level_id) = (
-            extensions.id_of(Extension::RtpMid),
-            extensions.id_of(Extension::AudioLevel),
-        );
-        let sealer = match keys.sealing() {
-            Sealing::Pending => return RouteAudio::Unsealed,
-            Sealing::ByStr0m => return RouteAudio::ByStr0m,
-            Sealing::Ready(sealer) => sealer,
-        };
-        // Sets the line's base if this is its first packet, so both paths number alike.
-        let _ = track.sequence_for(*published.packet.seq_no);
-        let Some(sequence_base) = track.sequence_base else {
-            return RouteAudio::Unsealed;
-        };
-        RouteAudio::Sealed(SealedAudio {
-            destination,
-            ssrc,
-            mid: track.mid,
-            mid_id,
-            audio_level_id,
-            sequence_base,
-            payload_type: (published.params.pt(), payload_type),
-            sealer,
-        })
-    }
-
-    /// The packet renumbered, with the subscriber's payload type, SSRC and extension ids,
-    /// sealed with its SRTP key.
-    fn seal(&mut self, published: &Published) -> Option<(SocketAddr, Vec<u8>)> {
-        let packet = &published.packet;
-        if packet.header.payload_type != self.payload_type.0 {
-            return None;
-        }
-        let sequence = (*packet.seq_no).checked_sub(self.sequence_base)?;
-        let ext = &packet.header.ext_vals;
-        // RFC 6464: the voice activity bit over the level in -dBov.
-        let level = ext
-            .audio_level
-            .zip(ext.voice_activity)
-            .map(|(level, voice)| [u8::from(voice) << 7 | (level.unsigned_abs() & 0x7F)]);
-        let mid = self.mid_id.map(|id| (id, self.mid.as_bytes()));
-        let level = self
-            .audio_level_id
-            .zip(level.as_ref())
-            .map(|(id, v)| (id, &v[..]));
-        let mut extensions: [(u8, &[u8]); 2] = [(0, &[]); 2];
-        let mut count = 0;
-        for extension in mid.into_iter().chain(level) {
-            extensions[count] = extension;
-            count += 1;
-        }
-        let fields = RtpFields {
-            payload_type: *self.payload_type.1,
-            marker: packet.header.marker,
-            sequence,
-            timestamp: packet.header.timestamp,
-            ssrc: self.ssrc,
-            extensions: &extensions[..count],
-        };
-        let datagram = self.sealer.seal(&fields, &packet.payload)?;
-        Some((self.destination, datagram))
-    }
+/// What the SFU needs to seal `published`'s line for a subscriber itself once ICE and DTLS
+/// are done and the line takes its codec; otherwise how the route goes for now.
+fn start_sealing(subscriber: &mut Peer, published: &Published) -> Result<SealedAudio, RouteAudio> {
+    let Peer {
+        rtc,
+        tracks,
+        keys,
+        destination,
+        ..
+    } = subscriber;
+    let (Some(destination), true) = (*destination, rtc.is_connected()) else {
+        return Err(RouteAudio::Unsealed);
+    };
+    let Some(track) = tracks.iter_mut().find(|t| t.kind == published.kind) else {
+        return Err(RouteAudio::ByStr0m);
+    };
+    let Some(payload_type) = track.payload_type_for(rtc.codec_config(), &published.params) else {
+        return Err(RouteAudio::Unsealed);
+    };
+    let (Some(ssrc), Some(media)) = (
+        rtc.direct_api()
+            .stream_tx_by_mid(track.mid, None)
+            .map(|s| *s.ssrc()),
+        rtc.media(track.mid),
+    ) else {
+        return Err(RouteAudio::ByStr0m);
+    };
+    let extensions = media.remote_extmap();
+    let (mid_id, audio_level_id) = (
+        extensions.id_of(Extension::RtpMid),
+        extensions.id_of(Extension::AudioLevel),
+    );
+    let sealer = match keys.sealing() {
+        Sealing::Pending => return Err(RouteAudio::Unsealed),
+        Sealing::ByStr0m => return Err(RouteAudio::ByStr0m),
+        Sealing::Ready(sealer) => sealer,
+    };
+    // Sets the line's base if this is its first packet, so both paths number alike.
+    let _ = track.sequence_for(*published.packet.seq_no);
+    let Some(sequence_base) = track.sequence_base else {
+        return Err(RouteAudio::Unsealed);
+    };
+    Ok(SealedAudio {
+        destination,
+        ssrc,
+        mid: track.mid,
+        mid_id,
+        audio_level_id,
+        sequence_base,
+        payload_type: (published.params.pt(), payload_type),
+        sealer,
+    })
 }
 
 fn refusal(code: ErrorCode, reason: String) -> MediaRefusal {

@@ -4,11 +4,13 @@
 //! as packets arrive; `crate::transport::sfu_udp` is the loop that owns the socket. Signaling reaches
 //! it through [`MediaHandle`], the narrow seam a distributed deployment replaces with gRPC.
 
+pub mod fanout;
 pub mod forward;
 pub mod handle;
 pub mod ogg;
 pub mod srtp;
 
+pub use fanout::{FanoutCounters, FanoutMessage, SealShard};
 pub use forward::{MediaStats, Sfu, SfuConfig};
 pub use handle::{MediaCommand, MediaHandle};
 

@@ -1,14 +1,21 @@
 //! The SFU's media loop: one UDP socket, the [`Sfu`] core, and the command channel from
 //! signaling. One thread of its own owns all of it (a single-threaded runtime), so no lock is
-//! taken per packet and no packet wakes another thread.
+//! taken per packet. The one thing shared is the sealing and sending of forwarded audio
+//! ([`crate::media::fanout`]): each fanout thread seals its share of the subscribers and sends
+//! on the same socket, woken once per published packet, not per datagram.
 
 use crate::faults::Faults;
-use crate::media::{MediaCommand, MediaHandle, Sfu, SfuConfig, MAX_DATAGRAM};
+use crate::media::{
+    FanoutCounters, FanoutMessage, MediaCommand, MediaHandle, SealShard, Sfu, SfuConfig,
+    MAX_DATAGRAM,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 /// The longest the loop sleeps when no peer has a timer.
@@ -22,6 +29,19 @@ const READ_BATCH: usize = 64;
 /// Datagrams handed to the kernel in one `sendmmsg` call: one Opus packet for a room of 300 is
 /// five calls instead of 300.
 const SEND_BATCH: usize = 64;
+/// Messages queued toward one fanout thread; past it a packet is dropped for that thread's
+/// subscribers, and counted (`datagrams_dropped`).
+const FANOUT_QUEUE_DEPTH: usize = 1024;
+/// Fanout threads at most, whatever the machine.
+pub const MAX_FANOUT_THREADS: usize = 7;
+
+/// Fanout threads by default: one for each core past the first, so that the media loop and
+/// its fanout threads can all run at once.
+pub fn default_fanout_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(0, |cores| cores.get() - 1)
+        .min(MAX_FANOUT_THREADS)
+}
 
 /// A running media loop; dropped, it stops.
 #[derive(Debug)]
@@ -32,14 +52,30 @@ pub struct MediaLoop {
     _stop: oneshot::Sender<()>,
 }
 
-/// Binds the media socket at `bind` (port 0 for any) and starts the loop; with `record_dir`,
-/// published Opus tracks are recorded there; `audio_via_str0m` as in [`crate::media::SfuConfig`].
-pub async fn start_media(
-    bind: SocketAddr,
-    faults: Faults,
-    record_dir: Option<PathBuf>,
-    audio_via_str0m: bool,
-) -> std::io::Result<MediaLoop> {
+/// How the media plane starts.
+#[derive(Debug, Clone)]
+pub struct MediaSetup {
+    /// The socket's address (port 0 for any).
+    pub bind: SocketAddr,
+    pub faults: Faults,
+    /// Published Opus tracks are recorded here.
+    pub record_dir: Option<PathBuf>,
+    /// As in [`crate::media::SfuConfig`].
+    pub audio_via_str0m: bool,
+    /// Threads that seal and send forwarded audio beside the media loop, at most
+    /// [`MAX_FANOUT_THREADS`].
+    pub fanout_threads: usize,
+}
+
+/// Binds the media socket and starts the loop and its fanout threads.
+pub async fn start_media(setup: MediaSetup) -> std::io::Result<MediaLoop> {
+    let MediaSetup {
+        bind,
+        faults,
+        record_dir,
+        audio_via_str0m,
+        fanout_threads,
+    } = setup;
     if let Some(dir) = &record_dir {
         std::fs::create_dir_all(dir)?;
     }
@@ -51,7 +87,9 @@ pub async fn start_media(
         faults,
         record_dir,
         audio_via_str0m,
+        fanout_shards: fanout_threads.min(MAX_FANOUT_THREADS) + 1,
     });
+    let shards = spawn_fanout_threads(&socket, &sfu)?;
     let (stop, stopped) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -64,7 +102,7 @@ pub async fn start_media(
                     return;
                 };
                 tokio::select! {
-                    () = run(socket, sfu, inbox) => {}
+                    () = run(socket, sfu, inbox, shards) => {}
                     _ = stopped => {}
                 }
             });
@@ -90,10 +128,63 @@ pub fn bind_media_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocke
     Ok(socket.into())
 }
 
-async fn run(socket: UdpSocket, mut sfu: Sfu, mut inbox: mpsc::Receiver<MediaCommand>) {
+/// One thread for each shard of the sealed audio past the loop's own; their inboxes, by
+/// shard index from 1. A thread ends when its inbox is dropped.
+fn spawn_fanout_threads(
+    socket: &std::net::UdpSocket,
+    sfu: &Sfu,
+) -> std::io::Result<Vec<mpsc::Sender<FanoutMessage>>> {
+    (1..sfu.fanout_shards())
+        .map(|index| {
+            let (inbox_sender, inbox) = mpsc::channel(FANOUT_QUEUE_DEPTH);
+            let shard = sfu.new_fanout_shard();
+            let counters = sfu.fanout_counters();
+            let socket = socket.try_clone()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("sfu-fanout-{index}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        if let Ok(socket) = UdpSocket::from_std(socket) {
+                            run_shard(socket, shard, inbox, counters).await;
+                        }
+                    });
+                })?;
+            Ok(inbox_sender)
+        })
+        .collect()
+}
+
+/// A fanout thread: each message carried out, and what it sealed sent before the next.
+async fn run_shard(
+    socket: UdpSocket,
+    mut shard: SealShard,
+    mut inbox: mpsc::Receiver<FanoutMessage>,
+    counters: Arc<FanoutCounters>,
+) {
+    let mut datagrams = Vec::new();
+    while let Some(message) = inbox.recv().await {
+        shard.handle(message, &mut |datagram| datagrams.push(datagram));
+        for batch in datagrams.chunks(SEND_BATCH) {
+            send_batch(&socket, batch).await;
+        }
+        counters.count_sent(datagrams.len());
+        datagrams.clear();
+    }
+}
+
+async fn run(
+    socket: UdpSocket,
+    mut sfu: Sfu,
+    mut inbox: mpsc::Receiver<MediaCommand>,
+    shards: Vec<mpsc::Sender<FanoutMessage>>,
+) {
     let mut buf = vec![0_u8; MAX_DATAGRAM];
     let mut batch = Vec::with_capacity(SEND_BATCH);
     loop {
+        dispatch_fanout(&mut sfu, &shards).await;
         flush(&socket, &mut sfu, &mut batch).await;
         let deadline = sfu
             .poll_timeout()
@@ -111,6 +202,25 @@ async fn run(socket: UdpSocket, mut sfu: Sfu, mut inbox: mpsc::Receiver<MediaCom
                 None => return,
             },
             () = tokio::time::sleep_until(deadline.into()) => sfu.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// Hands the fanout threads their messages. A packet for a thread whose queue is full is
+/// dropped and counted; a route change waits for room, since later packets depend on it.
+async fn dispatch_fanout(sfu: &mut Sfu, shards: &[mpsc::Sender<FanoutMessage>]) {
+    while let Some((index, message)) = sfu.poll_fanout() {
+        let Some(shard) = index.checked_sub(1).and_then(|i| shards.get(i)) else {
+            continue;
+        };
+        match shard.try_send(message) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(FanoutMessage::Packet { routes, .. })) => {
+                sfu.fanout_counters().count_dropped(routes);
+            }
+            Err(TrySendError::Full(message)) => {
+                let _ = shard.send(message).await;
+            }
         }
     }
 }
