@@ -32,7 +32,10 @@ fn forward(c: &mut Criterion) {
     for (audio, name) in [
         (AudioPath::Sealed, "sfu_forward_opus_packet"),
         // The same with three fanout shards run in line: what handing work to them costs.
-        (AudioPath::SealedInShards, "sfu_forward_opus_packet_in_shards"),
+        (
+            AudioPath::SealedInShards,
+            "sfu_forward_opus_packet_in_shards",
+        ),
         (AudioPath::Str0m, "sfu_forward_opus_packet_via_str0m"),
     ] {
         forward_group(c, audio, name);

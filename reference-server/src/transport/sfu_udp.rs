@@ -11,11 +11,10 @@ use crate::media::{
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 /// The longest the loop sleeps when no peer has a timer.
@@ -32,6 +31,8 @@ const SEND_BATCH: usize = 64;
 /// Messages queued toward one fanout thread; past it a packet is dropped for that thread's
 /// subscribers, and counted (`datagrams_dropped`).
 const FANOUT_QUEUE_DEPTH: usize = 1024;
+/// The longest a sender waits at once for a full socket buffer to take datagrams again.
+const WRITABLE_WAIT: Duration = Duration::from_millis(100);
 /// Fanout threads at most, whatever the machine.
 pub const MAX_FANOUT_THREADS: usize = 7;
 
@@ -98,7 +99,7 @@ pub async fn start_media(setup: MediaSetup) -> std::io::Result<MediaLoop> {
         .name("sfu-media".to_owned())
         .spawn(move || {
             runtime.block_on(async move {
-                let Ok(socket) = UdpSocket::from_std(socket) else {
+                let Ok(socket) = readable_only(socket) else {
                     return;
                 };
                 tokio::select! {
@@ -112,6 +113,15 @@ pub async fn start_media(setup: MediaSetup) -> std::io::Result<MediaLoop> {
         local_addr,
         _stop: stop,
     })
+}
+
+/// The socket registered with this thread's runtime for readability alone (see [`run`]).
+#[allow(unsafe_code)]
+fn readable_only(socket: std::net::UdpSocket) -> std::io::Result<AsyncFd<std::net::UdpSocket>> {
+    // SAFETY: the `AsyncFd` takes the socket, which owns its descriptor, so the descriptor
+    // stays open and the same for as long as the registration lives (tokio#8587).
+    let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
+    Ok(registered?)
 }
 
 /// A non-blocking UDP socket with a large receive buffer.
@@ -133,68 +143,64 @@ pub fn bind_media_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocke
 fn spawn_fanout_threads(
     socket: &std::net::UdpSocket,
     sfu: &Sfu,
-) -> std::io::Result<Vec<mpsc::Sender<FanoutMessage>>> {
+) -> std::io::Result<Vec<SyncSender<FanoutMessage>>> {
     (1..sfu.fanout_shards())
         .map(|index| {
-            let (inbox_sender, inbox) = mpsc::channel(FANOUT_QUEUE_DEPTH);
+            let (inbox_sender, inbox) = std::sync::mpsc::sync_channel(FANOUT_QUEUE_DEPTH);
             let shard = sfu.new_fanout_shard();
             let counters = sfu.fanout_counters();
             let socket = socket.try_clone()?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             std::thread::Builder::new()
                 .name(format!("sfu-fanout-{index}"))
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        if let Ok(socket) = UdpSocket::from_std(socket) {
-                            run_shard(socket, shard, inbox, counters).await;
-                        }
-                    });
-                })?;
+                .spawn(move || run_shard(&socket, shard, &inbox, &counters))?;
             Ok(inbox_sender)
         })
         .collect()
 }
 
-/// A fanout thread: each message carried out, and what it sealed sent before the next.
-async fn run_shard(
-    socket: UdpSocket,
+/// A fanout thread: each message carried out, and what it sealed sent before the next. It
+/// blocks on its inbox, not on the socket: no socket event ever wakes it.
+fn run_shard(
+    socket: &std::net::UdpSocket,
     mut shard: SealShard,
-    mut inbox: mpsc::Receiver<FanoutMessage>,
-    counters: Arc<FanoutCounters>,
+    inbox: &Receiver<FanoutMessage>,
+    counters: &FanoutCounters,
 ) {
     let mut datagrams = Vec::new();
-    while let Some(message) = inbox.recv().await {
+    for message in inbox {
         shard.handle(message, &mut |datagram| datagrams.push(datagram));
         for batch in datagrams.chunks(SEND_BATCH) {
-            send_batch(&socket, batch).await;
+            send_batch(socket, batch);
         }
         counters.count_sent(datagrams.len());
         datagrams.clear();
     }
 }
 
+/// The media loop. It waits for the socket to be readable only: registered for writability
+/// as well, it would be woken by every datagram a fanout thread sends (each one frees send
+/// buffer space, which the kernel reports to every waiter on the socket).
 async fn run(
-    socket: UdpSocket,
+    socket: AsyncFd<std::net::UdpSocket>,
     mut sfu: Sfu,
     mut inbox: mpsc::Receiver<MediaCommand>,
-    shards: Vec<mpsc::Sender<FanoutMessage>>,
+    shards: Vec<SyncSender<FanoutMessage>>,
 ) {
     let mut buf = vec![0_u8; MAX_DATAGRAM];
     let mut batch = Vec::with_capacity(SEND_BATCH);
     loop {
-        dispatch_fanout(&mut sfu, &shards).await;
-        flush(&socket, &mut sfu, &mut batch).await;
+        dispatch_fanout(&mut sfu, &shards);
+        flush(socket.get_ref(), &mut sfu, &mut batch);
         let deadline = sfu
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + IDLE_TICK);
         tokio::select! {
-            read = socket.recv_from(&mut buf) => {
-                // Errors here are ICMP reports about earlier sends: nothing to do.
-                if let Ok((len, source)) = read {
-                    sfu.handle_datagram(Instant::now(), source, &buf[..len]);
-                    read_more(&socket, &mut sfu, &mut buf);
+            readable = socket.readable() => {
+                let Ok(mut ready) = readable else {
+                    return;
+                };
+                if read_batch(ready.get_inner(), &mut sfu, &mut buf) == Drained::Empty {
+                    ready.clear_ready();
                 }
             }
             command = inbox.recv() => match command {
@@ -208,57 +214,67 @@ async fn run(
 
 /// Hands the fanout threads their messages. A packet for a thread whose queue is full is
 /// dropped and counted; a route change waits for room, since later packets depend on it.
-async fn dispatch_fanout(sfu: &mut Sfu, shards: &[mpsc::Sender<FanoutMessage>]) {
+fn dispatch_fanout(sfu: &mut Sfu, shards: &[SyncSender<FanoutMessage>]) {
     while let Some((index, message)) = sfu.poll_fanout() {
         let Some(shard) = index.checked_sub(1).and_then(|i| shards.get(i)) else {
             continue;
         };
         match shard.try_send(message) {
-            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(FanoutMessage::Packet { routes, .. })) => {
                 sfu.fanout_counters().count_dropped(routes);
             }
             Err(TrySendError::Full(message)) => {
-                let _ = shard.send(message).await;
+                let _ = shard.send(message);
             }
         }
     }
 }
 
-/// Reads what else is already queued, up to a batch, without waiting.
-fn read_more(socket: &UdpSocket, sfu: &mut Sfu, buf: &mut [u8]) {
-    for _ in 1..READ_BATCH {
-        match socket.try_recv_from(buf) {
+/// Whether a read found the socket empty.
+#[derive(Debug, PartialEq, Eq)]
+enum Drained {
+    Empty,
+    More,
+}
+
+/// Reads what is queued, up to a batch, without waiting.
+fn read_batch(socket: &std::net::UdpSocket, sfu: &mut Sfu, buf: &mut [u8]) -> Drained {
+    for _ in 0..READ_BATCH {
+        match socket.recv_from(buf) {
             Ok((len, source)) => sfu.handle_datagram(Instant::now(), source, &buf[..len]),
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Drained::Empty,
+            // ICMP reports about earlier sends: nothing to do.
             Err(_) => continue,
         }
     }
+    Drained::More
 }
 
 /// Sends everything the SFU has queued, a batch per system call.
-async fn flush(socket: &UdpSocket, sfu: &mut Sfu, batch: &mut Vec<(SocketAddr, Vec<u8>)>) {
+fn flush(socket: &std::net::UdpSocket, sfu: &mut Sfu, batch: &mut Vec<(SocketAddr, Vec<u8>)>) {
     loop {
         batch.clear();
         batch.extend(std::iter::from_fn(|| sfu.poll_transmit()).take(SEND_BATCH));
         if batch.is_empty() {
             return;
         }
-        send_batch(socket, batch).await;
+        send_batch(socket, batch);
     }
 }
 
-/// Most batches go out at once; the loop waits for room only when the socket's buffer is full.
-/// A datagram the kernel refuses is a lost packet, which RTP and SCTP are built to survive.
-async fn send_batch(socket: &UdpSocket, batch: &[(SocketAddr, Vec<u8>)]) {
+/// Most batches go out at once; the sender waits for room only when the socket's buffer is
+/// full, which on loopback is rare (a datagram leaves the buffer as it is delivered). A
+/// datagram the kernel refuses is a lost packet, which RTP and SCTP are built to survive.
+fn send_batch(socket: &std::net::UdpSocket, batch: &[(SocketAddr, Vec<u8>)]) {
     let mut sent = 0;
     while let Some(rest) = batch.get(sent..).filter(|rest| !rest.is_empty()) {
-        match socket.try_io(Interest::WRITABLE, || send_many(socket, rest)) {
+        match send_many(socket, rest) {
             // `sendmmsg` reports an error only when the first datagram failed; zero never
             // comes back for a non-empty batch, but must not spin if it did.
             Ok(count) => sent += count.max(1),
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                if socket.writable().await.is_err() {
+                if !wait_writable(socket) {
                     return;
                 }
             }
@@ -267,9 +283,24 @@ async fn send_batch(socket: &UdpSocket, batch: &[(SocketAddr, Vec<u8>)]) {
     }
 }
 
+/// Waits until the socket takes datagrams again, or a while; `false` when it cannot tell.
+/// A one-off `poll(2)`, so that no waiter stays on the socket.
+fn wait_writable(socket: &std::net::UdpSocket) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(socket, PollFlags::OUT)];
+    let timeout = Timespec {
+        tv_sec: 0,
+        tv_nsec: WRITABLE_WAIT.as_nanos() as i64,
+    };
+    poll(&mut fds, Some(&timeout)).is_ok()
+}
+
 /// Sends a prefix of `datagrams` in one `sendmmsg(2)`; the count sent.
 #[cfg(target_os = "linux")]
-fn send_many(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> std::io::Result<usize> {
+fn send_many(
+    socket: &std::net::UdpSocket,
+    datagrams: &[(SocketAddr, Vec<u8>)],
+) -> std::io::Result<usize> {
     use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
     use std::io::IoSlice;
     let addresses: Vec<SocketAddrAny> = datagrams.iter().map(|(to, _)| (*to).into()).collect();
@@ -292,7 +323,10 @@ fn send_many(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> std::io
 
 /// Elsewhere, one `sendto` a datagram until the socket would block.
 #[cfg(not(target_os = "linux"))]
-fn send_many(socket: &UdpSocket, datagrams: &[(SocketAddr, Vec<u8>)]) -> std::io::Result<usize> {
+fn send_many(
+    socket: &std::net::UdpSocket,
+    datagrams: &[(SocketAddr, Vec<u8>)],
+) -> std::io::Result<usize> {
     let mut sent = 0;
     for (to, data) in datagrams {
         match socket.try_send_to(data, *to) {
