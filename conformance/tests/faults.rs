@@ -313,9 +313,11 @@ fn expected_failures(fault: Fault) -> &'static [&'static str] {
         SfuDropMedia => &[
             "sfu/media/subscriber-receives-opus-and-vp8",
             "sfu/media/keyframe-request-reaches-publisher",
+            "sfu/media/lost-video-resent",
             "sfu/media/unpublish-stops-media",
         ],
         SfuNoKeyframeRequest => &["sfu/media/keyframe-request-reaches-publisher"],
+        SfuNoRetransmission => &["sfu/media/lost-video-resent"],
         // Collector faults: tests/ecapture_client_probe.rs checks them against the probe.
         CollectorNoOrigin
         | CollectorTrustLogType

@@ -160,6 +160,7 @@ faults! {
     SfuSubscribeWithoutSid => "sfu/subscribe-without-sid": "answer subscribe without sid",
     SfuDropMedia => "sfu/drop-media": "forward no media to subscribers",
     SfuNoKeyframeRequest => "sfu/no-keyframe-request": "never pass a subscriber's keyframe request to the publisher",
+    SfuNoRetransmission => "sfu/no-retransmission": "never resend video a subscriber reports lost (NACK)",
     CollectorNoOrigin => "ecapture-collector/no-origin": "collector: send no Origin header",
     CollectorTrustLogType => "ecapture-collector/trust-log-type": "collector: decode by log_type and skip entries where it is absent",
     CollectorLossyText => "ecapture-collector/lossy-text": "collector: report every payload as lossy UTF-8 text",

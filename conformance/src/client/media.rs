@@ -4,6 +4,7 @@
 //! the Opus packets are 20 ms stereo CELT frames (TOC 0xFC) with a fixed payload: valid
 //! streams, no codec needed.
 
+use super::loss::{Loss, Verdict};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -85,6 +86,9 @@ pub struct PeerReport {
     pub rtp_datagram_bytes: u64,
     /// RTP datagrams this peer sent (a publisher), retransmissions in.
     pub rtp_datagrams_sent: u64,
+    /// A lossy subscriber: VP8 packets it dropped unread, and retransmissions that arrived.
+    pub video_dropped: u64,
+    pub retransmissions_received: u64,
     /// str0m's latest RTP statistics per media line (every second once connected).
     pub rtp: HashMap<String, LineStats>,
 }
@@ -125,6 +129,8 @@ enum Command {
     RequestKeyframe,
     /// Count RTP datagrams instead of decrypting them, once connected.
     CountOnly,
+    /// Lose some of the video that arrives.
+    Lose(Loss),
     Close,
 }
 
@@ -160,6 +166,16 @@ impl MediaPeer {
     pub async fn counting_subscriber(tracks: Tracks) -> Result<Self, MediaError> {
         let peer = Self::start(tracks, Direction::RecvOnly).await?;
         let _ = peer.commands.send(Command::CountOnly).await;
+        Ok(peer)
+    }
+
+    /// A subscriber that drops every `every`-th VP8 packet before str0m sees it, so that
+    /// str0m asks for it again; what the sender resends is counted
+    /// (`retransmissions_received`; [`super::loss`]).
+    pub async fn lossy_subscriber(tracks: Tracks, every: u64) -> Result<Self, MediaError> {
+        let peer = Self::start(tracks, Direction::RecvOnly).await?;
+        let loss = Loss::new(every, &peer.offer);
+        let _ = peer.commands.send(Command::Lose(loss)).await;
         Ok(peer)
     }
 
@@ -398,6 +414,7 @@ struct Driver {
     count_only: bool,
     /// The counting pool would not take the socket: the task counts.
     pool_refused: bool,
+    loss: Option<Loss>,
 }
 
 impl Driver {
@@ -416,6 +433,7 @@ impl Driver {
             started: None,
             count_only: false,
             pool_refused: false,
+            loss: None,
         }
     }
 
@@ -456,6 +474,7 @@ impl Driver {
                     }
                     Some(Command::RequestKeyframe) => self.request_keyframe(),
                     Some(Command::CountOnly) => self.count_only = true,
+                    Some(Command::Lose(loss)) => self.loss = Some(loss),
                     Some(Command::Close) | None => break,
                 },
                 () = tokio::time::sleep_until(wake.into()) => {}
@@ -535,6 +554,14 @@ impl Driver {
 
     /// Hands a datagram to str0m, or only counts it; `true` when it was only counted.
     fn receive(&mut self, source: SocketAddr, data: &[u8]) -> bool {
+        match self.loss.as_mut().map(|loss| loss.judge(data)) {
+            Some(Verdict::Drop) => {
+                self.update(|r| r.video_dropped += 1);
+                return true;
+            }
+            Some(Verdict::Resent) => self.update(|r| r.retransmissions_received += 1),
+            Some(Verdict::Keep) | None => {}
+        }
         if self.count_only && self.started.is_some() && is_rtp(data) {
             let bytes = data.len() as u64;
             self.update(|r| {

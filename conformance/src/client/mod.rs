@@ -4,6 +4,7 @@
 pub mod browser;
 #[cfg(target_os = "linux")]
 pub mod counting;
+pub mod loss;
 pub mod media;
 pub mod operator;
 pub mod stream;

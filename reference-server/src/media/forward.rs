@@ -699,7 +699,8 @@ impl Sfu {
             let Some(subscriber) = self.peers.get_mut(&key) else {
                 continue;
             };
-            if write_to(subscriber, now, published).is_some() {
+            let resendable = !self.config.faults.has(Fault::SfuNoRetransmission);
+            if write_to(subscriber, now, published, resendable).is_some() {
                 self.stats.count_forwarded(published);
                 // str0m sends a written packet only when it is handed the time. Doing it at
                 // once, while the subscriber's state is in cache, is one pass over its `Rtc`
@@ -866,8 +867,13 @@ fn on_event(
 /// Writes one publisher packet to a subscriber's track of its kind, renumbered into the
 /// track's sequence space and with the subscriber's payload type. `None` when the subscriber
 /// cannot take it (not connected yet, no line of that kind or codec, a packet from before its
-/// first).
-fn write_to(subscriber: &mut Peer, now: Instant, published: &Published) -> Option<()> {
+/// first). Video that is `resendable` is kept to answer NACKs.
+fn write_to(
+    subscriber: &mut Peer,
+    now: Instant,
+    published: &Published,
+    resendable: bool,
+) -> Option<()> {
     let Peer { rtc, tracks, .. } = subscriber;
     // Before ICE and DTLS are done a packet would only queue up in str0m, to go out late in
     // a burst once they are.
@@ -902,7 +908,7 @@ fn write_to(subscriber: &mut Peer, now: Instant, published: &Published) -> Optio
     .marker(packet.header.marker)
     .ext_vals(carried)
     // Video is answered from the RTX cache when a subscriber NACKs; Opus is not resent.
-    .nackable(*kind == MediaKind::Video);
+    .nackable(*kind == MediaKind::Video && resendable);
     rtc.direct_api()
         .stream_tx_by_mid(track.mid, None)?
         .write_rtp(write);

@@ -27,6 +27,11 @@ pub fn cases() -> Vec<Case> {
             .sends("a PLI from a subscriber that already receives video")
             .requires("the publisher gets a keyframe request")
             .run(|c| Box::pin(keyframe_request_reaches_publisher(c))),
+        Case::should("sfu/media/lost-video-resent")
+            .inferred("S8: a subscriber's NACK for video is answered from the SFU's send buffer (RTX when negotiated), or a lost packet costs a keyframe")
+            .sends("a subscriber that drops every fifth VP8 packet before decrypting it, so that it sends NACKs")
+            .requires("a dropped packet comes again (its sequence number and SSRC, or on an RTX payload type) within the slow wait")
+            .run(|c| Box::pin(lost_video_resent(c))),
         Case::must("sfu/media/unpublish-stops-media")
             .documented("004 §5 取消发布流, 有人取消发布流")
             .sends("unpublish while a subscriber receives")
@@ -104,6 +109,33 @@ async fn keyframe_request_reaches_publisher(ctx: Ctx) -> CaseResult {
         arrived.is_ok(),
         format!("more than {before} keyframe requests at the publisher"),
         after,
+    )?;
+    Ok(Outcome::Pass)
+}
+
+/// One VP8 packet in this many is lost at the lossy subscriber.
+const LOSE_EVERY: u64 = 5;
+
+async fn lost_video_resent(ctx: Ctx) -> CaseResult {
+    let (mut publisher, mut watcher) = two_in_a_room(&ctx).await?;
+    let (_sending, answer) = publisher.publish(Tracks::AUDIO_VIDEO).await?;
+    let (mid, sfuid) = stream_of(&answer)?;
+    let lossy = MediaPeer::lossy_subscriber(Tracks::AUDIO_VIDEO, LOSE_EVERY)
+        .await
+        .map_err(Failure::Harness)?;
+    let (receiving, _) = watcher.subscribe_as(&mid, &sfuid, lossy).await?;
+    let resent = receiving
+        .wait_for(ctx.slow_wait, |r| r.retransmissions_received > 0)
+        .await;
+    let report = resent.as_ref().unwrap_or_else(|r| r);
+    let nacks: u64 = report.rtp.values().map(|line| line.nacks).sum();
+    ensure(
+        resent.is_ok(),
+        "a retransmission of a dropped VP8 packet",
+        format!(
+            "none: {} VP8 packets dropped, {} video samples decoded, {nacks} NACKs sent",
+            report.video_dropped, report.video_received
+        ),
     )?;
     Ok(Outcome::Pass)
 }

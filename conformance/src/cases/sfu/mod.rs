@@ -265,7 +265,17 @@ impl Peer {
         } else {
             MediaPeer::subscriber(Tracks::AUDIO_VIDEO).await
         };
-        let subscriber = subscriber.map_err(Failure::Harness)?;
+        self.subscribe_as(mid, sfuid, subscriber.map_err(Failure::Harness)?)
+            .await
+    }
+
+    /// Subscribes `subscriber`, a receiving peer not yet connected, to the stream `mid`.
+    pub async fn subscribe_as(
+        &mut self,
+        mid: &str,
+        sfuid: &str,
+        subscriber: MediaPeer,
+    ) -> Result<(MediaPeer, Value), Failure> {
         let rid = self.room().to_owned();
         let answer = self
             .ok(
