@@ -1122,6 +1122,10 @@ async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Thread names shown in the SFU's CPU breakdown: its media loop and fanout threads, and
+/// signaling's workers, come first on any load that matters.
+const SFU_THREADS_SHOWN: usize = 6;
+
 /// What one measured window showed.
 struct SfuFigures {
     window: Duration,
@@ -1131,6 +1135,8 @@ struct SfuFigures {
     fanout: usize,
     own_cpu: f64,
     server_cpu: Option<f64>,
+    /// The SFU's CPU seconds in the window by thread name, the busiest first.
+    server_threads: Vec<(String, f64)>,
     /// The SFU's resident memory at the start and end of the window, in KiB.
     server_rss: Option<(u64, u64)>,
     /// Datagrams dropped by full UDP receive buffers in the window, every socket of this
@@ -1189,6 +1195,16 @@ impl SfuFigures {
                 println!("SFU CPU: not measured (no --server-pid, or the SFU runs in this process)")
             }
         }
+        if !self.server_threads.is_empty() {
+            let threads: Vec<String> = self
+                .server_threads
+                .iter()
+                .take(SFU_THREADS_SHOWN)
+                .filter(|(_, cpu)| cpu / secs >= 0.005)
+                .map(|(name, cpu)| format!("{name} {:.2}", cpu / secs))
+                .collect();
+            println!("SFU cores by thread: {}", threads.join(", "));
+        }
         if let Some((start, end)) = self.server_rss {
             let change = (end as f64 - start as f64) / start.max(1) as f64 * 100.0;
             println!("SFU memory: {start} KiB → {end} KiB over the window ({change:+.2} %)");
@@ -1227,7 +1243,9 @@ async fn measure_sfu(
     let server_stat = server_pid.map(|pid| format!("/proc/{pid}/stat"));
     let server_cpu = || server_stat.as_deref().and_then(sfu::cpu_seconds);
     let own = || sfu::cpu_seconds("/proc/self/stat").unwrap_or(0.0);
+    let threads = || server_pid.map(sfu::thread_cpu_seconds).unwrap_or_default();
     let (start, own_start, server_start) = (sfu::tally(running), own(), server_cpu());
+    let threads_start = threads();
     let rss_start = server_pid.and_then(stats::rss_kib);
     let drops_start = stats::udp_receive_buffer_errors();
     let started = Instant::now();
@@ -1259,6 +1277,7 @@ async fn measure_sfu(
         server_cpu: server_cpu()
             .zip(server_start)
             .map(|(end, start)| end - start),
+        server_threads: sfu::cpu_by_thread_name(&threads_start, &threads()),
         server_rss: rss_start.zip(server_pid.and_then(stats::rss_kib)),
         udp_drops: stats::udp_receive_buffer_errors()
             .zip(drops_start)

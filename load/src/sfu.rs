@@ -257,7 +257,79 @@ pub fn cpu_seconds(stat_path: &str) -> Option<f64> {
     Some(ticks / clock_ticks_per_second())
 }
 
+/// Each thread of a process: its id, name and CPU seconds so far.
+pub type ThreadCpu = std::collections::HashMap<u32, (String, f64)>;
+
+/// CPU seconds of every thread of process `pid` (`/proc/<pid>/task/*`); empty where there is
+/// no such process or no `/proc`.
+pub fn thread_cpu_seconds(pid: u32) -> ThreadCpu {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return ThreadCpu::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let path = task.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let cpu = cpu_seconds(path.join("stat").to_str()?)?;
+            Some((tid, (name.trim().to_owned(), cpu)))
+        })
+        .collect()
+}
+
+/// CPU seconds spent between two readings, by thread name (threads of one name summed), the
+/// busiest first. A thread born in between counts from zero.
+pub fn cpu_by_thread_name(start: &ThreadCpu, end: &ThreadCpu) -> Vec<(String, f64)> {
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    for (tid, (name, cpu)) in end {
+        let before = start.get(tid).map_or(0.0, |(_, cpu)| *cpu);
+        let spent = (cpu - before).max(0.0);
+        match by_name.iter_mut().find(|(n, _)| n == name) {
+            Some((_, total)) => *total += spent,
+            None => by_name.push((name.clone(), spent)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    by_name
+}
+
 /// `sysconf(_SC_CLK_TCK)` is 100 on every Linux this runs on.
 fn clock_ticks_per_second() -> f64 {
     100.0
+}
+
+#[cfg(test)]
+mod thread_tests {
+    use super::*;
+
+    #[test]
+    fn threads_of_one_name_are_summed_and_a_new_thread_counts_from_zero() {
+        let start: ThreadCpu = [
+            (1, ("sfu-media".to_owned(), 10.0)),
+            (2, ("tokio-rt-worker".to_owned(), 1.0)),
+            (3, ("tokio-rt-worker".to_owned(), 2.0)),
+        ]
+        .into();
+        let end: ThreadCpu = [
+            (1, ("sfu-media".to_owned(), 14.0)),
+            (2, ("tokio-rt-worker".to_owned(), 1.5)),
+            (3, ("tokio-rt-worker".to_owned(), 2.5)),
+            (4, ("sfu-fanout-1".to_owned(), 3.0)),
+        ]
+        .into();
+        assert_eq!(
+            cpu_by_thread_name(&start, &end),
+            [
+                ("sfu-media".to_owned(), 4.0),
+                ("sfu-fanout-1".to_owned(), 3.0),
+                ("tokio-rt-worker".to_owned(), 1.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_process_that_is_not_there_has_no_threads() {
+        assert!(thread_cpu_seconds(u32::MAX).is_empty());
+    }
 }
