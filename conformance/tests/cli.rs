@@ -284,7 +284,7 @@ fn a_spawned_sfu_is_judged_with_real_media_from_its_ready_line() {
     ];
     let server = ["--sfu-keepalive-timeout", "2s"];
     let output = run_against_spawned_server(&suite, &server);
-    assert_passed(&output, "12 passed, 0 failed");
+    assert_passed(&output, "13 passed, 0 failed");
 }
 
 #[test]
