@@ -1131,6 +1131,8 @@ struct SfuFigures {
     window: Duration,
     delta: sfu::Tally,
     end: sfu::Tally,
+    /// From the window's start to when nothing more arrived after the publishers stopped.
+    drained: Drained,
     streams: usize,
     fanout: usize,
     own_cpu: f64,
@@ -1184,6 +1186,14 @@ impl SfuFigures {
             d.rtp_packets as f64 / secs,
             d.rtp_bytes as f64 * 8.0 / secs / 1e6
         );
+        let drained = &self.drained.delta;
+        let late = drained.received.saturating_sub(d.received);
+        let loss_drained = 1.0 - drained.received as f64 / drained.expected.max(1) as f64;
+        println!(
+            "after the window the publishers stopped; in the next {} ms {late} more samples arrived → loss once drained {:.3} %",
+            self.drained.waited.as_millis(),
+            loss_drained.max(0.0) * 100.0
+        );
         println!("NACKs sent by subscribers {}, PLIs {} (whole run); jitter max audio {:.2} ms, video {:.2} ms", self.end.nacks_sent, self.end.plis_sent, self.end.jitter_audio_ms, self.end.jitter_video_ms);
         println!("load generator CPU: {:.2} cores", self.own_cpu / secs);
         match (self.server_cpu, self.sfu_cpu_per_packet_us()) {
@@ -1235,6 +1245,40 @@ fn minus(end: sfu::Tally, start: sfu::Tally) -> sfu::Tally {
     }
 }
 
+/// The longest `load sfu` waits, once its publishers stop, for what they sent to arrive.
+const DRAIN_AT_MOST: Duration = Duration::from_secs(3);
+/// Arrivals are settled when none came in this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(300);
+
+/// What arrived once the publishers stopped, counted from the window's start.
+struct Drained {
+    delta: sfu::Tally,
+    waited: Duration,
+}
+
+/// Stops every publisher, then waits until nothing more arrives (or [`DRAIN_AT_MOST`]): a
+/// packet still queued when the window closed is late, not lost.
+async fn drain(running: &sfu::Running, start: sfu::Tally) -> Drained {
+    for publisher in &running.publishers {
+        publisher.stop_sending().await;
+    }
+    let stopped = Instant::now();
+    let mut last = sfu::tally(running);
+    let mut quiet_since = Instant::now();
+    while stopped.elapsed() < DRAIN_AT_MOST && quiet_since.elapsed() < DRAIN_QUIET {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = sfu::tally(running);
+        if now.received != last.received {
+            quiet_since = Instant::now();
+        }
+        last = now;
+    }
+    Drained {
+        delta: minus(last, start),
+        waited: stopped.elapsed(),
+    }
+}
+
 async fn measure_sfu(
     running: &sfu::Running,
     window: Duration,
@@ -1266,6 +1310,17 @@ async fn measure_sfu(
     }
     let end = sfu::tally(running);
     let elapsed = started.elapsed();
+    // Read before the drain, whose waiting would count as idle time.
+    let own_cpu = own() - own_start;
+    let server_cpu = server_cpu()
+        .zip(server_start)
+        .map(|(end, start)| end - start);
+    let server_threads = sfu::cpu_by_thread_name(&threads_start, &threads());
+    let server_rss = rss_start.zip(server_pid.and_then(stats::rss_kib));
+    let udp_drops = stats::udp_receive_buffer_errors()
+        .zip(drops_start)
+        .map(|(end, start)| end.saturating_sub(start));
+    let drained = drain(running, start).await;
     let streams = running.publishers.len();
     SfuFigures {
         window: elapsed,
@@ -1273,15 +1328,12 @@ async fn measure_sfu(
         end,
         streams,
         fanout: running.subscriptions.len() / streams.max(1),
-        own_cpu: own() - own_start,
-        server_cpu: server_cpu()
-            .zip(server_start)
-            .map(|(end, start)| end - start),
-        server_threads: sfu::cpu_by_thread_name(&threads_start, &threads()),
-        server_rss: rss_start.zip(server_pid.and_then(stats::rss_kib)),
-        udp_drops: stats::udp_receive_buffer_errors()
-            .zip(drops_start)
-            .map(|(end, start)| end.saturating_sub(start)),
+        drained,
+        own_cpu,
+        server_cpu,
+        server_threads,
+        server_rss,
+        udp_drops,
     }
 }
 

@@ -131,6 +131,8 @@ enum Command {
     CountOnly,
     /// Lose some of the video that arrives.
     Lose(Loss),
+    /// A publisher: send no more media.
+    StopSending,
     Close,
 }
 
@@ -254,6 +256,11 @@ impl MediaPeer {
     /// Asks the remote side (the SFU) for a keyframe on the video line.
     pub async fn request_keyframe(&self) {
         let _ = self.commands.send(Command::RequestKeyframe).await;
+    }
+
+    /// A publisher sends no more media (the connection stays up).
+    pub async fn stop_sending(&self) {
+        let _ = self.commands.send(Command::StopSending).await;
     }
 
     /// Closes the peer connection.
@@ -415,6 +422,7 @@ struct Driver {
     /// The counting pool would not take the socket: the task counts.
     pool_refused: bool,
     loss: Option<Loss>,
+    sending_stopped: bool,
 }
 
 impl Driver {
@@ -434,6 +442,7 @@ impl Driver {
             count_only: false,
             pool_refused: false,
             loss: None,
+            sending_stopped: false,
         }
     }
 
@@ -475,6 +484,7 @@ impl Driver {
                     Some(Command::RequestKeyframe) => self.request_keyframe(),
                     Some(Command::CountOnly) => self.count_only = true,
                     Some(Command::Lose(loss)) => self.loss = Some(loss),
+                    Some(Command::StopSending) => self.sending_stopped = true,
                     Some(Command::Close) | None => break,
                 },
                 () = tokio::time::sleep_until(wake.into()) => {}
@@ -699,7 +709,7 @@ impl Driver {
     fn send_due_media(&mut self, now: Instant) {
         let Some(started) = self
             .started
-            .filter(|_| self.direction == Direction::SendOnly)
+            .filter(|_| self.direction == Direction::SendOnly && !self.sending_stopped)
         else {
             return;
         };
