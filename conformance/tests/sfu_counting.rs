@@ -10,8 +10,7 @@ mod protoo;
 use conformance::client::counting;
 use conformance::client::media::{MediaPeer, Tracks};
 use conformance::client::Transcript;
-use conformance::wire::sfu as wire;
-use protoo::{joined, negotiate, publish_opus, WAIT};
+use protoo::{joined, publish_opus, subscribe, WAIT};
 use reference_server::server::SfuSetup;
 
 /// Three seconds of a publisher's Opus.
@@ -23,16 +22,13 @@ async fn a_counting_subscriber_counts_forwarded_rtp_in_the_pool_without_decrypti
     let transcript = Transcript::default();
     let mut alice = joined(&sfu, "alice", "counting", &transcript).await;
     let (publisher, published) = publish_opus(&mut alice, "counting").await;
-    let mid = published["mid"].as_str().expect("a mid");
-    let sfuid = published["sfuid"].as_str().unwrap_or("sfu_1");
 
     let mut bob = joined(&sfu, "bob", "counting", &transcript).await;
     let counted_before = counting::datagrams_counted();
     let subscriber = MediaPeer::counting_subscriber(Tracks::AUDIO_VIDEO)
         .await
         .expect("a subscriber");
-    let data = wire::subscribe("counting", mid, subscriber.offer(), sfuid);
-    negotiate(&mut bob, 2, "subscribe", data, &subscriber).await;
+    subscribe(&mut bob, 2, "counting", &published, &subscriber).await;
 
     let report = subscriber
         .wait_for(WAIT, |r| r.rtp_datagrams >= DATAGRAMS)

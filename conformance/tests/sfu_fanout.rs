@@ -7,8 +7,7 @@ mod protoo;
 
 use conformance::client::media::{MediaPeer, Tracks};
 use conformance::client::Transcript;
-use conformance::wire::sfu as wire;
-use protoo::{joined, negotiate, publish_opus, WAIT};
+use protoo::{joined, publish_opus, subscribe, WAIT};
 use reference_server::server::SfuSetup;
 
 /// Subscribers: with the publisher's peer key first, theirs fall into all three shards.
@@ -26,8 +25,6 @@ async fn every_subscriber_gets_the_audio_whichever_fanout_thread_seals_it() {
     let transcript = Transcript::default();
     let mut alice = joined(&sfu, "alice", "fanout", &transcript).await;
     let (_publisher, published) = publish_opus(&mut alice, "fanout").await;
-    let mid = published["mid"].as_str().expect("a mid");
-    let sfuid = published["sfuid"].as_str().unwrap_or("sfu_1");
 
     let mut bob = joined(&sfu, "bob", "fanout", &transcript).await;
     let mut subscribers = Vec::new();
@@ -35,8 +32,7 @@ async fn every_subscriber_gets_the_audio_whichever_fanout_thread_seals_it() {
         let subscriber = MediaPeer::subscriber(Tracks::AUDIO)
             .await
             .expect("a subscriber");
-        let data = wire::subscribe("fanout", mid, subscriber.offer(), sfuid);
-        negotiate(&mut bob, 2 + n, "subscribe", data, &subscriber).await;
+        subscribe(&mut bob, 2 + n, "fanout", &published, &subscriber).await;
         subscribers.push(subscriber);
     }
 

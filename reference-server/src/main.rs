@@ -17,7 +17,7 @@ use reference_server::server::{
 };
 use reference_server::store::{SqliteSync, StoreConfig};
 use reference_server::transport::ecapture::EcaptureConfig;
-use reference_server::transport::sfu_udp::default_fanout_threads;
+use reference_server::transport::sfu_udp::{default_fanout_threads, MAX_FANOUT_THREADS};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -160,7 +160,7 @@ struct ServeArgs {
     /// sfu: threads that seal and send forwarded Opus beside the media loop, each for its
     /// share of the subscribers, all on the one socket (0 to 7; by default one for each core
     /// past the first).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=7))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=MAX_FANOUT_THREADS as i64))]
     sfu_fanout_threads: Option<u16>,
     /// sfu: the `signalid` this server writes in the join answer's users.
     #[arg(long, default_value = "signal_1")]

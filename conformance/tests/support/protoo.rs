@@ -1,5 +1,5 @@
 //! Shared by the tests that drive an in-process SFU over raw protoo: the SFU with its media
-//! socket on loopback, a joined client, a request, and an Opus publisher.
+//! socket on loopback, a joined client, a request, an Opus publisher and a subscription.
 
 use conformance::client::media::{MediaPeer, Tracks};
 use conformance::client::{Transcript, WsClient};
@@ -70,4 +70,20 @@ pub async fn negotiate(
     let sdp = answer["jsep"]["sdp"].as_str().expect("an answer");
     peer.accept_answer(sdp).await.expect("the answer applies");
     answer
+}
+
+/// Subscribes `subscriber` (request `id`, in room `rid`) to the stream a `publish` response's
+/// `data` announced; the response's `data`.
+#[allow(dead_code)] // not every test that includes this module subscribes
+pub async fn subscribe(
+    ws: &mut WsClient,
+    id: u64,
+    rid: &str,
+    published: &Value,
+    subscriber: &MediaPeer,
+) -> Value {
+    let mid = published["mid"].as_str().expect("a mid");
+    let sfuid = published["sfuid"].as_str().unwrap_or("sfu_1");
+    let data = wire::subscribe(rid, mid, subscriber.offer(), sfuid);
+    negotiate(ws, id, "subscribe", data, subscriber).await
 }

@@ -521,9 +521,14 @@ impl Sfu {
         (subscriber % self.fanout_shards() as u64) as usize
     }
 
-    /// Carries out a message at once on this loop's shard, or queues it for another.
+    /// Sends a message to the shard of `subscriber`.
     fn send_to_shard(&mut self, subscriber: PeerKey, message: FanoutMessage) {
-        match self.shard_of(subscriber) {
+        self.deliver(self.shard_of(subscriber), message);
+    }
+
+    /// Carries out a message at once on this loop's shard (0), or queues it for another.
+    fn deliver(&mut self, shard: usize, message: FanoutMessage) {
+        match shard {
             0 => self.run_local_shard(message),
             shard => self.fanout.push_back((shard, message)),
         }
@@ -689,6 +694,7 @@ impl Sfu {
             return;
         };
         let seal = published.kind == MediaKind::Audio && !self.config.audio_via_str0m;
+        let resendable = !self.config.faults.has(Fault::SfuNoRetransmission);
         let mut sealed_per_shard = vec![0_u64; self.fanout_shards()];
         for route in subscribers.iter_mut() {
             if seal && self.seals(from, route, published) {
@@ -699,7 +705,6 @@ impl Sfu {
             let Some(subscriber) = self.peers.get_mut(&key) else {
                 continue;
             };
-            let resendable = !self.config.faults.has(Fault::SfuNoRetransmission);
             if write_to(subscriber, now, published, resendable).is_some() {
                 self.stats.count_forwarded(published);
                 // str0m sends a written packet only when it is handed the time. Doing it at
@@ -755,10 +760,7 @@ impl Sfu {
                 packet: published.clone(),
                 routes,
             };
-            match shard {
-                0 => self.run_local_shard(message),
-                shard => self.fanout.push_back((shard, message)),
-            }
+            self.deliver(shard, message);
         }
     }
 

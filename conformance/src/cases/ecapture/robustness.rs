@@ -233,7 +233,7 @@ fn with_path(url: &str, path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{shared_tails, EventKey};
+    use super::{shared_tails, shortest_tail, EventKey};
 
     fn events(range: std::ops::Range<i64>) -> Vec<EventKey> {
         range.map(|t| (t, format!("uuid-{t}"), 10)).collect()
@@ -246,13 +246,13 @@ mod tests {
         let tails = shared_tails(&streams);
         let starts: Vec<i64> = tails.iter().map(|t| t[0].0).collect();
         assert_eq!(starts, [5, 5, 5]);
-        assert_eq!(tails.iter().map(|t| t.len()).min(), Some(25));
+        assert_eq!(shortest_tail(&tails), 25);
     }
 
     #[test]
     fn streams_with_no_common_event_share_nothing() {
         let streams = vec![events(0..10), events(20..30), events(0..10)];
         let tails = shared_tails(&streams);
-        assert_eq!(tails.iter().map(|t| t.len()).min().unwrap_or(0), 0);
+        assert_eq!(shortest_tail(&tails), 0);
     }
 }
