@@ -3,15 +3,18 @@
 //! forwarded packets keep their payload, order and timing; only publishers are asked for
 //! transport-wide congestion control. Opus is checked both ways the SFU can forward it: sealed
 //! by the SFU with each subscriber's SRTP key, and written through str0m (CLARIFICATIONS S8);
-//! the subscribers are str0m peers, which decrypt and check what arrives.
+//! the subscribers are str0m peers, which decrypt and check what arrives. VP8 is sealed the
+//! same way, and a subscriber that loses a packet gets it again when it NACKs.
 
 #[path = "../benches/support/in_memory_sfu.rs"]
 mod in_memory_sfu;
 
 use conformance::client::media::is_rtp;
-use in_memory_sfu::{client, connected, pump, sfu, write_opus, AudioPath};
-use std::time::Instant;
-use str0m::media::{Direction, MediaTime};
+use in_memory_sfu::{
+    client, connected, connected_with, pump, pump_losing, sfu, write_opus, write_vp8, AudioPath,
+};
+use std::time::{Duration, Instant};
+use str0m::media::{Direction, MediaKind, MediaTime};
 use str0m::{Output, Rtc};
 
 const SUBSCRIBERS: usize = 3;
@@ -161,4 +164,52 @@ fn a_shard_forgets_the_routes_of_subscribers_that_leave_and_of_a_publication_tha
     while sfu.poll_transmit().is_some() {}
     assert_eq!(sfu.routes_in_other_shards(), 0);
     assert_eq!(sfu.stats().subscribers, 0);
+}
+
+#[test]
+fn sealed_vp8_reaches_every_subscriber_and_a_lost_packet_is_sent_again_when_nacked() {
+    let (mut sfu, mut clients, mid) = connected_with(
+        MediaKind::Video,
+        sfu(AudioPath::SealedInShards),
+        SUBSCRIBERS,
+    );
+    let lossy = clients[1].addr;
+    // A keyframe (bit 0 of the first byte clear, RFC 7741 §4.3) and deltas, each cut in three.
+    let frames: Vec<Vec<u8>> = (0..6_u8)
+        .map(|n| {
+            let first = if n == 0 { 0x10 } else { 0x11 };
+            std::iter::once(first)
+                .chain((0..3_000_u32).map(|i| (i as u8) ^ n))
+                .collect()
+        })
+        .collect();
+    // The second RTP packet toward the first subscriber is lost, once.
+    let mut rtp_to_lossy = 0;
+    let mut lose = |to, datagram: &[u8]| {
+        if to != lossy || !is_rtp(datagram) {
+            return false;
+        }
+        rtp_to_lossy += 1;
+        rtp_to_lossy == 2
+    };
+    let start = Instant::now();
+    for (n, frame) in frames.iter().enumerate() {
+        let now = start + Duration::from_millis(33 * n as u64);
+        write_vp8(&mut clients[0], mid, frame, n as u64 + 1, now);
+        pump_losing(&mut sfu, &mut clients, now, &mut lose);
+    }
+    // Time for the subscriber's NACK and the resend.
+    for step in 1..=20 {
+        let now = start + Duration::from_millis(33 * frames.len() as u64 + 20 * step);
+        pump_losing(&mut sfu, &mut clients, now, &mut lose);
+    }
+    let stats = sfu.stats();
+    assert!(stats.packets_resent >= 1, "nothing was resent: {stats:?}");
+    for subscriber in &clients[1..] {
+        let received: Vec<&[u8]> = subscriber.received.iter().map(|d| &d.data[..]).collect();
+        let sent: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        assert_eq!(received, sent, "frames at {}", subscriber.addr);
+    }
+    // All forwarded video was sealed by the SFU: each packet once per subscriber, plus resends.
+    assert_eq!(stats.packets_sealed, stats.packets_forwarded, "{stats:?}");
 }

@@ -7,6 +7,7 @@ use reference_server::clients::collector;
 use reference_server::clients::device::{DeviceConfig, EchoHandler, ExecuteHandler, ShellHandler};
 use reference_server::clients::node_agent::{self, AgentConfig};
 use reference_server::faults::{Fault, Faults};
+use reference_server::media::ViaStr0m;
 use reference_server::protocol::cmdrelay;
 use reference_server::protocol::ecapture::{self, source::SourceConfig};
 use reference_server::protocol::logrtc;
@@ -153,11 +154,14 @@ struct ServeArgs {
     /// sfu: record each published Opus track to DIR/<mid>.ogg (Ogg Opus, RFC 7845).
     #[arg(long, value_name = "DIR")]
     sfu_record_dir: Option<PathBuf>,
-    /// sfu: forward Opus through each subscriber's str0m peer connection, as video is, instead
-    /// of sealing it with the subscriber's SRTP key directly (slower; see CLARIFICATIONS S8).
+    /// sfu: forward Opus through each subscriber's str0m peer connection instead of sealing it
+    /// with the subscriber's SRTP key directly (slower; see CLARIFICATIONS S8).
     #[arg(long)]
     sfu_audio_via_str0m: bool,
-    /// sfu: threads that seal and send forwarded Opus beside the media loop, each for its
+    /// sfu: the same for VP8: str0m writes it, and resends it from its own buffer when NACKed.
+    #[arg(long)]
+    sfu_video_via_str0m: bool,
+    /// sfu: threads that seal and send forwarded media beside the media loop, each for its
     /// share of the subscribers, all on the one socket (0 to 7; by default one for each core
     /// past the first).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=MAX_FANOUT_THREADS as i64))]
@@ -401,7 +405,10 @@ fn sfu_setup(args: &ServeArgs) -> SfuSetup {
         },
         media_bind: SocketAddr::new(args.bind, args.sfu_media_port),
         record_dir: args.sfu_record_dir.clone(),
-        audio_via_str0m: args.sfu_audio_via_str0m,
+        via_str0m: ViaStr0m {
+            audio: args.sfu_audio_via_str0m,
+            video: args.sfu_video_via_str0m,
+        },
         fanout_threads: args
             .sfu_fanout_threads
             .map_or_else(default_fanout_threads, usize::from),

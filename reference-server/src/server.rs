@@ -319,9 +319,9 @@ pub struct SfuSetup {
     pub media_bind: SocketAddr,
     /// Record each published Opus track to `<dir>/<mid>.ogg`.
     pub record_dir: Option<std::path::PathBuf>,
-    /// Forward Opus through each subscriber's str0m `Rtc` instead of sealing it directly.
-    pub audio_via_str0m: bool,
-    /// Threads that seal and send forwarded audio beside the media loop.
+    /// Kinds of media forwarded through each subscriber's str0m `Rtc` instead of sealed directly.
+    pub via_str0m: crate::media::ViaStr0m,
+    /// Threads that seal and send forwarded media beside the media loop.
     pub fanout_threads: usize,
 }
 
@@ -332,7 +332,7 @@ impl Default for SfuSetup {
             ids: sfu::ServerIds::default(),
             media_bind: SocketAddr::from(([127, 0, 0, 1], sfu::DEFAULT_PORT)),
             record_dir: None,
-            audio_via_str0m: false,
+            via_str0m: crate::media::ViaStr0m::default(),
             fanout_threads: default_fanout_threads(),
         }
     }
@@ -394,7 +394,7 @@ pub async fn start_sfu(listener: TcpListener, setup: SfuSetup) -> Result<Running
         bind: setup.media_bind,
         faults,
         record_dir: setup.record_dir,
-        audio_via_str0m: setup.audio_via_str0m,
+        via_str0m: setup.via_str0m,
         fanout_threads: setup.fanout_threads,
     })
     .await

@@ -3,7 +3,7 @@
 //! `sfu_in_memory` test through `#[path]`.
 
 use reference_server::faults::Faults;
-use reference_server::media::{SealShard, Sfu, SfuConfig};
+use reference_server::media::{SealShard, Sfu, SfuConfig, ViaStr0m};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
@@ -29,14 +29,24 @@ pub fn client(
     port: u16,
     direction: Direction,
 ) -> (Client, String, Mid, str0m::change::SdpPendingOffer) {
+    client_of(MediaKind::Audio, port, direction)
+}
+
+/// A str0m peer with one line of `kind` (Opus or VP8) in `direction`.
+pub fn client_of(
+    kind: MediaKind,
+    port: u16,
+    direction: Direction,
+) -> (Client, String, Mid, str0m::change::SdpPendingOffer) {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
     let mut rtc = Rtc::builder()
         .clear_codecs()
         .enable_opus(true, false)
+        .enable_vp8(true)
         .build(Instant::now());
     rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a candidate"));
     let mut change = rtc.sdp_api();
-    let mid = change.add_media(MediaKind::Audio, direction, None, None, None);
+    let mid = change.add_media(kind, direction, None, None, None);
     let (offer, pending) = change.apply().expect("an offer");
     let client = Client {
         rtc,
@@ -100,6 +110,17 @@ impl DerefMut for InMemorySfu {
 /// Moves every datagram between the clients and the SFU until nothing is left to send.
 /// Returns how many datagrams the SFU sent.
 pub fn pump(sfu: &mut InMemorySfu, clients: &mut [Client], now: Instant) -> usize {
+    pump_losing(sfu, clients, now, &mut |_, _| false)
+}
+
+/// As [`pump`], but a datagram from the SFU for which `lose(to, datagram)` is true never
+/// arrives.
+pub fn pump_losing(
+    sfu: &mut InMemorySfu,
+    clients: &mut [Client],
+    now: Instant,
+    lose: &mut dyn FnMut(SocketAddr, &[u8]) -> bool,
+) -> usize {
     let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("an address");
     let mut sent_by_sfu = 0;
     loop {
@@ -123,6 +144,9 @@ pub fn pump(sfu: &mut InMemorySfu, clients: &mut [Client], now: Instant) -> usiz
         while let Some((to, datagram)) = sfu.poll_transmit() {
             sent_by_sfu += 1;
             moved = true;
+            if lose(to, &datagram) {
+                continue;
+            }
             let Some(client) = clients.iter_mut().find(|c| c.addr == to) else {
                 continue;
             };
@@ -143,7 +167,7 @@ pub fn pump(sfu: &mut InMemorySfu, clients: &mut [Client], now: Instant) -> usiz
     }
 }
 
-/// How the SFU forwards Opus (`SfuConfig::audio_via_str0m`).
+/// How the SFU forwards Opus (`SfuConfig::via_str0m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudioPath {
     /// Sealed by the SFU with each subscriber's SRTP key (the default).
@@ -164,7 +188,10 @@ pub fn sfu(audio: AudioPath) -> InMemorySfu {
         local_addr: SFU_ADDR.parse().expect("an address"),
         faults: Faults::none(),
         record_dir: None,
-        audio_via_str0m: audio == AudioPath::Str0m,
+        via_str0m: ViaStr0m {
+            audio: audio == AudioPath::Str0m,
+            video: false,
+        },
         fanout_shards,
     });
     let shards = (1..fanout_shards)
@@ -179,14 +206,24 @@ pub fn sfu(audio: AudioPath) -> InMemorySfu {
 
 /// An SFU with one connected publisher (client 0) and `subscribers` connected subscribers.
 pub fn connected(audio: AudioPath, subscribers: usize) -> (InMemorySfu, Vec<Client>, Mid) {
-    let mut sfu = sfu(audio);
+    connected_with(MediaKind::Audio, sfu(audio), subscribers)
+}
+
+/// `sfu` with one connected publisher (client 0) of one `kind` line and `subscribers`
+/// connected subscribers.
+pub fn connected_with(
+    kind: MediaKind,
+    mut sfu: InMemorySfu,
+    subscribers: usize,
+) -> (InMemorySfu, Vec<Client>, Mid) {
     let now = Instant::now();
-    let (mut publisher, offer, mid, pending) = client(10_000, Direction::SendOnly);
+    let (mut publisher, offer, mid, pending) = client_of(kind, 10_000, Direction::SendOnly);
     let sdp = sfu.publish(now, "bench#000001", &offer).expect("published");
     answer(&mut publisher, pending, &sdp);
     let mut clients = vec![publisher];
     for n in 0..subscribers {
-        let (mut subscriber, offer, _, pending) = client(10_001 + n as u16, Direction::RecvOnly);
+        let port = 10_001 + n as u16;
+        let (mut subscriber, offer, _, pending) = client_of(kind, port, Direction::RecvOnly);
         let sdp = sfu
             .subscribe(now, &format!("bench#S{n:05}"), "bench#000001", &offer)
             .expect("subscribed");
@@ -216,5 +253,20 @@ pub fn write_opus(publisher: &mut Client, mid: Mid, packet: &[u8], sequence: u64
     let time = MediaTime::new(sequence * 960, Frequency::FORTY_EIGHT_KHZ);
     writer
         .write(pt, now, time, packet.to_vec())
+        .expect("written");
+}
+
+/// The publisher writes VP8 frame number `sequence` (30 a second) on its line `mid`; str0m
+/// cuts it into packets.
+pub fn write_vp8(publisher: &mut Client, mid: Mid, frame: &[u8], sequence: u64, now: Instant) {
+    let writer = publisher.rtc.writer(mid).expect("a writer");
+    let pt = writer
+        .payload_params()
+        .find(|p| p.spec().codec == Codec::Vp8)
+        .map(|p| p.pt())
+        .expect("vp8");
+    let time = MediaTime::new(sequence * 3_000, Frequency::NINETY_KHZ);
+    writer
+        .write(pt, now, time, frame.to_vec())
         .expect("written");
 }

@@ -1,12 +1,12 @@
-//! Sealed audio fanned out over more than one thread.
+//! Sealed media fanned out over more than one thread.
 //!
 //! Forwarding an Opus packet to a room of 300 is 300 seals and 300 datagrams: at 150,000
 //! packets a second that is more than one core, nearly all of it in the kernel's send path
 //! (docs/performance.md). The seals and sends of one subscriber need nothing but that
-//! subscriber's [`SealedAudio`], so the subscribers are split into shards by key. Shard 0 is
+//! subscriber's [`SealedTrack`]s, so the subscribers are split into shards by key. Shard 0 is
 //! the media loop's own; each other shard is a [`SealShard`] that a thread of its own runs
-//! from [`FanoutMessage`]s, sending on the same socket. ICE, DTLS, RTCP, video and every
-//! decision stay with the media loop: a shard only seals and sends what it is told to.
+//! from [`FanoutMessage`]s, sending on the same socket. ICE, DTLS, RTCP (NACKs included) and
+//! every decision stay with the media loop: a shard only seals and sends what it is told to.
 
 use super::srtp::{RtpFields, Sealer};
 use std::collections::HashMap;
@@ -29,14 +29,17 @@ pub struct Published {
     pub(super) packet: RtpPacket,
 }
 
-/// What the SFU needs to write a subscriber's audio packets itself.
+/// What the SFU needs to write one of a subscriber's tracks (its audio or its video) itself.
 #[derive(Debug)]
-pub struct SealedAudio {
+pub struct SealedTrack {
+    pub(super) kind: MediaKind,
     pub(super) destination: SocketAddr,
     pub(super) ssrc: u32,
     pub(super) mid: Mid,
     pub(super) mid_id: Option<u8>,
+    /// The ids the subscriber gave the publisher's extensions the SFU carries over.
     pub(super) audio_level_id: Option<u8>,
+    pub(super) orientation_id: Option<u8>,
     /// As the subscriber line's sequence base, copied so both paths number alike.
     pub(super) sequence_base: u64,
     /// The publisher's payload type, and the subscriber's for it; packets of another go
@@ -45,7 +48,7 @@ pub struct SealedAudio {
     pub(super) sealer: Sealer,
 }
 
-impl SealedAudio {
+impl SealedTrack {
     /// The packet renumbered, with the subscriber's payload type, SSRC and extension ids,
     /// sealed with its SRTP key.
     fn seal(&mut self, published: &Published) -> Option<(SocketAddr, Vec<u8>)> {
@@ -60,14 +63,20 @@ impl SealedAudio {
             .audio_level
             .zip(ext.voice_activity)
             .map(|(level, voice)| [u8::from(voice) << 7 | (level.unsigned_abs() & 0x7F)]);
+        // 3GPP TS 26.114 §7.4.5: the rotation in the low two bits (all str0m reads of it).
+        let orientation = ext.video_orientation.map(|o| [o as u8]);
         let mid = self.mid_id.map(|id| (id, self.mid.as_bytes()));
         let level = self
             .audio_level_id
             .zip(level.as_ref())
             .map(|(id, v)| (id, &v[..]));
-        let mut extensions: [(u8, &[u8]); 2] = [(0, &[]); 2];
+        let orientation = self
+            .orientation_id
+            .zip(orientation.as_ref())
+            .map(|(id, v)| (id, &v[..]));
+        let mut extensions: [(u8, &[u8]); 3] = [(0, &[]); 3];
         let mut count = 0;
-        for extension in mid.into_iter().chain(level) {
+        for extension in mid.into_iter().chain(level).chain(orientation) {
             extensions[count] = extension;
             count += 1;
         }
@@ -87,14 +96,14 @@ impl SealedAudio {
 /// What the media loop tells a shard, in order: a route is added before the packets it takes.
 #[derive(Debug)]
 pub enum FanoutMessage {
+    /// Replaces the subscriber's route of the track's kind, if any.
     AddRoute {
         publisher: PeerKey,
         subscriber: PeerKey,
-        audio: Box<SealedAudio>,
+        track: Box<SealedTrack>,
     },
-    RemoveRoute {
-        subscriber: PeerKey,
-    },
+    /// Forgets every route of the subscriber.
+    RemoveRoute { subscriber: PeerKey },
     /// The subscriber's `Rtc` now sends to another address (ICE chose another pair).
     Relocate {
         subscriber: PeerKey,
@@ -108,6 +117,13 @@ pub enum FanoutMessage {
         /// message is.
         routes: u64,
     },
+    /// Seal and send these packets again to the subscriber's track of SSRC `ssrc`: the ones
+    /// it reported lost (RFC 4585 §6.2.1 generic NACK).
+    Resend {
+        subscriber: PeerKey,
+        ssrc: u32,
+        packets: Vec<Arc<Published>>,
+    },
 }
 
 /// Counters every shard adds to, read by [`super::Sfu::stats`].
@@ -115,6 +131,8 @@ pub enum FanoutMessage {
 pub struct FanoutCounters {
     sealed: AtomicU64,
     bytes: AtomicU64,
+    /// Of the sealed, those sent again after a NACK.
+    resent: AtomicU64,
     /// Datagrams sent by shards other than the media loop's own (which counts its own).
     datagrams_out: AtomicU64,
     /// Datagrams never sealed because a shard's queue was full.
@@ -126,6 +144,7 @@ pub struct FanoutCounters {
 pub struct FanoutTotals {
     pub sealed: u64,
     pub bytes: u64,
+    pub resent: u64,
     pub datagrams_out: u64,
     pub dropped: u64,
 }
@@ -144,6 +163,7 @@ impl FanoutCounters {
         FanoutTotals {
             sealed: self.sealed.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            resent: self.resent.load(Ordering::Relaxed),
             datagrams_out: self.datagrams_out.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
         }
@@ -153,7 +173,7 @@ impl FanoutCounters {
 /// One shard's sealed routes, publisher by publisher. Sans-IO: messages in, datagrams out.
 #[derive(Debug)]
 pub struct SealShard {
-    routes: HashMap<PeerKey, Vec<(PeerKey, SealedAudio)>>,
+    routes: HashMap<PeerKey, Vec<(PeerKey, SealedTrack)>>,
     /// Each subscriber's publisher.
     publisher_of: HashMap<PeerKey, PeerKey>,
     counters: Arc<FanoutCounters>,
@@ -174,29 +194,29 @@ impl SealShard {
             FanoutMessage::AddRoute {
                 publisher,
                 subscriber,
-                audio,
-            } => {
-                self.remove(subscriber);
-                self.publisher_of.insert(subscriber, publisher);
-                let routes = self.routes.entry(publisher).or_default();
-                routes.push((subscriber, *audio));
-            }
+                track,
+            } => self.add(publisher, subscriber, *track),
             FanoutMessage::RemoveRoute { subscriber } => self.remove(subscriber),
             FanoutMessage::Relocate {
                 subscriber,
                 destination,
             } => {
-                if let Some(audio) = self.route_mut(subscriber) {
-                    audio.destination = destination;
+                for track in self.tracks_of(subscriber) {
+                    track.destination = destination;
                 }
             }
             FanoutMessage::Packet {
                 publisher, packet, ..
             } => self.seal_all(publisher, &packet, emit),
+            FanoutMessage::Resend {
+                subscriber,
+                ssrc,
+                packets,
+            } => self.resend(subscriber, ssrc, &packets, emit),
         }
     }
 
-    /// Routes held, over all publishers.
+    /// Subscribers with a route here, over all publishers.
     pub fn len(&self) -> usize {
         self.publisher_of.len()
     }
@@ -215,24 +235,61 @@ impl SealShard {
             return;
         };
         let mut sealed = 0;
-        for (_, audio) in routes.iter_mut() {
-            if let Some(datagram) = audio.seal(published) {
+        for (_, track) in routes.iter_mut() {
+            if let Some(datagram) = track.seal(published) {
                 sealed += 1;
                 emit(datagram);
             }
         }
-        let bytes = sealed * published.packet.payload.len() as u64;
-        self.counters.sealed.fetch_add(sealed, Ordering::Relaxed);
+        self.count_sealed(sealed, sealed * published.packet.payload.len() as u64);
+    }
+
+    fn resend(
+        &mut self,
+        subscriber: PeerKey,
+        ssrc: u32,
+        packets: &[Arc<Published>],
+        emit: &mut dyn FnMut((SocketAddr, Vec<u8>)),
+    ) {
+        let Some(track) = self.tracks_of(subscriber).find(|t| t.ssrc == ssrc) else {
+            return;
+        };
+        let (mut resent, mut bytes) = (0, 0);
+        for published in packets {
+            if let Some(datagram) = track.seal(published) {
+                resent += 1;
+                bytes += published.packet.payload.len() as u64;
+                emit(datagram);
+            }
+        }
+        self.counters.resent.fetch_add(resent, Ordering::Relaxed);
+        self.count_sealed(resent, bytes);
+    }
+
+    fn count_sealed(&self, datagrams: u64, bytes: u64) {
+        self.counters.sealed.fetch_add(datagrams, Ordering::Relaxed);
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    fn route_mut(&mut self, subscriber: PeerKey) -> Option<&mut SealedAudio> {
-        let publisher = self.publisher_of.get(&subscriber)?;
-        let routes = self.routes.get_mut(publisher)?;
+    fn add(&mut self, publisher: PeerKey, subscriber: PeerKey, track: SealedTrack) {
+        if self.publisher_of.get(&subscriber) != Some(&publisher) {
+            self.remove(subscriber);
+            self.publisher_of.insert(subscriber, publisher);
+        }
+        let routes = self.routes.entry(publisher).or_default();
+        routes.retain(|(key, held)| *key != subscriber || held.kind != track.kind);
+        routes.push((subscriber, track));
+    }
+
+    /// The subscriber's sealed tracks here.
+    fn tracks_of(&mut self, subscriber: PeerKey) -> impl Iterator<Item = &mut SealedTrack> {
+        let publisher = self.publisher_of.get(&subscriber);
+        let routes = publisher.and_then(|p| self.routes.get_mut(p));
         routes
-            .iter_mut()
-            .find(|(key, _)| *key == subscriber)
-            .map(|(_, audio)| audio)
+            .into_iter()
+            .flatten()
+            .filter(move |(key, _)| *key == subscriber)
+            .map(|(_, track)| track)
     }
 
     fn remove(&mut self, subscriber: PeerKey) {

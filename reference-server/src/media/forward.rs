@@ -5,14 +5,17 @@
 //!
 //! Every `Rtc` is in str0m's RTP mode: a publisher's RTP packets are forwarded as packets, with
 //! the payload shared by all subscribers, and never reassembled into frames and cut up again
-//! per subscriber (that was a fifth of the SFU's CPU per forwarded packet). Opus goes further:
-//! the SFU seals it with each subscriber's SRTP key and sends it without the subscriber's `Rtc`
-//! ([`super::srtp`], CLARIFICATIONS S8); video goes through str0m, which answers NACKs for it.
+//! per subscriber (that was a fifth of the SFU's CPU per forwarded packet). Once DTLS is done
+//! the SFU goes further: it seals each packet with the subscriber's SRTP key and sends it
+//! without the subscriber's `Rtc` ([`super::srtp`], CLARIFICATIONS S8). The `Rtc` still reads
+//! the subscriber's RTCP; the SFU answers its NACKs from the publisher's recent video.
 
-use super::fanout::{FanoutCounters, FanoutMessage, PeerKey, Published, SealShard, SealedAudio};
+use super::fanout::{FanoutCounters, FanoutMessage, PeerKey, Published, SealShard, SealedTrack};
 use super::ogg::{is_stereo, OggOpusWriter};
 use super::srtp::{self, KeySlot, Sealing};
-use super::{KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS};
+use super::{
+    KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS, MAX_RESENT_PER_NACK, RESEND_BUFFER,
+};
 use crate::faults::{Fault, Faults};
 use crate::protocol::sfu::{ErrorCode, MediaRefusal};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -26,7 +29,8 @@ use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::rtcp::{Nack, Rtcp};
+use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RawPacket, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 /// How the media plane is set up.
@@ -37,11 +41,10 @@ pub struct SfuConfig {
     pub faults: Faults,
     /// With a directory, each published Opus track is recorded to `<dir>/<mid>.ogg`.
     pub record_dir: Option<PathBuf>,
-    /// Forwarded Opus goes through each subscriber's `Rtc` like video, instead of being
-    /// sealed by the SFU itself (CLARIFICATIONS S8): for comparison, or a client that needs
-    /// str0m's sender reports on audio.
-    pub audio_via_str0m: bool,
-    /// Sealed audio is split among this many shards (at least one): shard 0 is the caller's
+    /// Which kinds of forwarded media go through each subscriber's `Rtc` instead of being
+    /// sealed by the SFU itself (CLARIFICATIONS S8).
+    pub via_str0m: ViaStr0m,
+    /// Sealed media is split among this many shards (at least one): shard 0 is the caller's
     /// own, the others are handed out by [`Sfu::poll_fanout`] to run elsewhere.
     pub fanout_shards: usize,
 }
@@ -121,8 +124,10 @@ pub struct MediaStats {
     pub packets_in: u64,
     /// RTP packets written toward subscribers.
     pub packets_forwarded: u64,
-    /// Of those, the audio packets the SFU sealed itself rather than through str0m (S8).
+    /// Of those, the packets the SFU sealed itself rather than through str0m (S8).
     pub packets_sealed: u64,
+    /// Of the sealed, those sent again because a subscriber reported them lost.
+    pub packets_resent: u64,
     pub bytes_forwarded: u64,
     /// Publications being recorded.
     pub recordings: usize,
@@ -145,12 +150,24 @@ impl MediaStats {
     }
 }
 
+/// Kinds of media forwarded through each subscriber's `Rtc`, for comparison or for a client
+/// that needs what only str0m's send path gives (sender reports that count the packets).
+/// Video written by str0m is resent from str0m's own buffer when NACKed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViaStr0m {
+    pub audio: bool,
+    pub video: bool,
+}
+
 #[derive(Debug)]
 enum Role {
     Publisher {
         mid: String,
         subscribers: Vec<Route>,
         last_keyframe_request: HashMap<Mid, Instant>,
+        /// The last [`RESEND_BUFFER`] video packets, oldest first: what a subscriber's NACK
+        /// of a sealed packet is answered from.
+        recent_video: VecDeque<Arc<Published>>,
     },
     Subscriber {
         sid: String,
@@ -171,24 +188,56 @@ struct Track {
     payload_types: Vec<(Pt, Option<Pt>)>,
 }
 
-/// One subscriber of a publisher, and how its audio goes.
+/// One subscriber of a publisher, and how each kind of its media goes.
 #[derive(Debug)]
 struct Route {
     subscriber: PeerKey,
-    audio: RouteAudio,
+    audio: RoutePath,
+    video: RoutePath,
 }
 
-/// How forwarded Opus reaches one subscriber (CLARIFICATIONS S8).
+impl Route {
+    fn new(subscriber: PeerKey) -> Self {
+        Self {
+            subscriber,
+            audio: RoutePath::Unsealed,
+            video: RoutePath::Unsealed,
+        }
+    }
+
+    fn path_mut(&mut self, kind: MediaKind) -> &mut RoutePath {
+        match kind {
+            MediaKind::Audio => &mut self.audio,
+            MediaKind::Video => &mut self.video,
+        }
+    }
+
+    fn is_sealed(&self) -> bool {
+        [self.audio, self.video]
+            .iter()
+            .any(|path| matches!(path, RoutePath::Sealed { .. }))
+    }
+}
+
+/// How one kind of forwarded media reaches one subscriber (CLARIFICATIONS S8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RouteAudio {
+enum RoutePath {
     /// Through its `Rtc` until it can be sealed (DTLS not done, no packet of its codec yet).
     Unsealed,
-    /// Sealed by the SFU, for packets of the publisher's payload type `Pt`. What sealing
-    /// needs lives in the subscriber's fanout shard ([`super::fanout`]), apart from its `Rtc`,
-    /// so forwarding a packet reads about a hundred bytes per subscriber.
-    Sealed(Pt),
-    /// Always through its `Rtc` (an SRTP profile the SFU does not seal).
+    /// Sealed by the SFU, for packets of the publisher's payload type `pt`, from the
+    /// publisher's sequence number `from` on (earlier ones went through the `Rtc`, which
+    /// answers NACKs for them). What sealing needs lives in the subscriber's fanout shard
+    /// ([`super::fanout`]), apart from its `Rtc`, so forwarding a packet reads about a
+    /// hundred bytes per subscriber.
+    Sealed { pt: Pt, from: u64 },
+    /// Always through its `Rtc` (an SRTP profile the SFU does not seal, or configured so).
     ByStr0m,
+}
+
+impl RoutePath {
+    fn seals(&self, published: &Published) -> bool {
+        matches!(self, RoutePath::Sealed { pt, .. } if *pt == published.packet.header.payload_type)
+    }
 }
 
 impl Track {
@@ -261,6 +310,12 @@ enum Propagate {
         source: PeerKey,
         kind: KeyframeRequestKind,
     },
+    /// A subscriber's NACK, to answer for what the SFU sealed.
+    Resend {
+        subscriber: PeerKey,
+        source: PeerKey,
+        nack: Nack,
+    },
 }
 
 #[derive(Debug)]
@@ -316,6 +371,7 @@ impl Sfu {
             recordings: self.peers.values().filter(|p| p.recorder.is_some()).count(),
             packets_forwarded: self.stats.packets_forwarded + fanout.sealed,
             packets_sealed: fanout.sealed,
+            packets_resent: fanout.resent,
             bytes_forwarded: self.stats.bytes_forwarded + fanout.bytes,
             datagrams_out: self.stats.datagrams_out + fanout.datagrams_out,
             datagrams_dropped: self.stats.datagrams_dropped + fanout.dropped,
@@ -351,11 +407,12 @@ impl Sfu {
         mid: &str,
         offer: &str,
     ) -> Result<String, MediaRefusal> {
-        let (accepted, answer) = self.accept(now, offer, ExtensionMap::standard())?;
+        let (accepted, answer) = self.accept(now, offer, ExtensionMap::standard(), false)?;
         let role = Role::Publisher {
             mid: mid.to_owned(),
             subscribers: Vec::new(),
             last_keyframe_request: HashMap::new(),
+            recent_video: VecDeque::new(),
         };
         let key = self.insert(now, accepted, role);
         if let (Some(dir), Some(peer)) = (&self.config.record_dir, self.peers.get_mut(&key)) {
@@ -379,17 +436,16 @@ impl Sfu {
                 format!("no media for stream {mid:?}"),
             ));
         };
-        let (accepted, answer) = self.accept(now, offer, subscriber_extensions())?;
+        // The NACKs of sealed video reach the SFU only as the raw RTCP str0m has read.
+        let reads_nacks = !self.config.via_str0m.video;
+        let (accepted, answer) = self.accept(now, offer, subscriber_extensions(), reads_nacks)?;
         let role = Role::Subscriber {
             sid: sid.to_owned(),
             source,
         };
         let key = self.insert(now, accepted, role);
         if let Some(subscribers) = self.subscribers_of(source) {
-            subscribers.push(Route {
-                subscriber: key,
-                audio: RouteAudio::Unsealed,
-            });
+            subscribers.push(Route::new(key));
         }
         self.subscriptions.insert(sid.to_owned(), key);
         Ok(answer)
@@ -415,12 +471,14 @@ impl Sfu {
         }
     }
 
-    /// A new peer connection answering `offer`, offering the RTP header extensions of `extensions`.
+    /// A new peer connection answering `offer`, offering the RTP header extensions of
+    /// `extensions`; with `raw_rtcp` it reports the RTCP it reads as events.
     fn accept(
         &self,
         now: Instant,
         offer: &str,
         extensions: ExtensionMap,
+        raw_rtcp: bool,
     ) -> Result<((Rtc, KeySlot), String), MediaRefusal> {
         if self.peers.len() >= MAX_PEERS {
             return Err(refusal(
@@ -436,7 +494,8 @@ impl Sfu {
             .set_extension_map(extensions)
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true);
+            .enable_vp8(true)
+            .enable_raw_packets(raw_rtcp);
         let (mut rtc, keys) = srtp::build_rtc(config, now);
         let candidate = Candidate::host(self.config.local_addr, "udp")
             .map_err(|e| refusal(ErrorCode::MediaError, format!("no host candidate: {e}")))?;
@@ -510,13 +569,13 @@ impl Sfu {
 
     /// Tells the route's shard to forget it, if it went there.
     fn end_sealed_route(&mut self, route: &Route) {
-        if let RouteAudio::Sealed(_) = route.audio {
+        if route.is_sealed() {
             let subscriber = route.subscriber;
             self.send_to_shard(subscriber, FanoutMessage::RemoveRoute { subscriber });
         }
     }
 
-    /// The shard that seals a subscriber's audio.
+    /// The shard that seals a subscriber's media.
     fn shard_of(&self, subscriber: PeerKey) -> usize {
         (subscriber % self.fanout_shards() as u64) as usize
     }
@@ -624,6 +683,11 @@ impl Sfu {
             match item {
                 Propagate::Forward { from, packet } => self.forward(now, from, &packet, &mut work),
                 Propagate::KeyframeUp { source, kind } => self.request_keyframe(now, source, kind),
+                Propagate::Resend {
+                    subscriber,
+                    source,
+                    nack,
+                } => self.resend(subscriber, source, &nack),
             }
         }
         self.relocate_routes();
@@ -635,7 +699,7 @@ impl Sfu {
                 .subscribers_of(publisher)
                 .into_iter()
                 .flatten()
-                .any(|r| r.subscriber == subscriber && matches!(r.audio, RouteAudio::Sealed(_)));
+                .any(|r| r.subscriber == subscriber && r.is_sealed());
             if sealed {
                 let message = FanoutMessage::Relocate {
                     subscriber,
@@ -693,8 +757,11 @@ impl Sfu {
         let Some(mut subscribers) = self.subscribers_of(from).map(std::mem::take) else {
             return;
         };
-        let seal = published.kind == MediaKind::Audio && !self.config.audio_via_str0m;
+        let seal = !self.via_str0m(published.kind);
         let resendable = !self.config.faults.has(Fault::SfuNoRetransmission);
+        if published.kind == MediaKind::Video && resendable {
+            self.keep_for_resending(from, published);
+        }
         let mut sealed_per_shard = vec![0_u64; self.fanout_shards()];
         for route in subscribers.iter_mut() {
             if seal && self.seals(from, route, published) {
@@ -720,28 +787,94 @@ impl Sfu {
         self.fan_out(from, published, &sealed_per_shard);
     }
 
+    fn via_str0m(&self, kind: MediaKind) -> bool {
+        match kind {
+            MediaKind::Audio => self.config.via_str0m.audio,
+            MediaKind::Video => self.config.via_str0m.video,
+        }
+    }
+
     /// Whether the SFU seals this packet for the route itself (S8) rather than str0m writing
     /// it. A route starts sealing at the first packet that can be sealed; what sealing needs
     /// then goes to the subscriber's shard.
     fn seals(&mut self, publisher: PeerKey, route: &mut Route, published: &Published) -> bool {
-        if route.audio == RouteAudio::Unsealed {
-            let Some(subscriber) = self.peers.get_mut(&route.subscriber) else {
+        let subscriber = route.subscriber;
+        let path = route.path_mut(published.kind);
+        if *path == RoutePath::Unsealed {
+            let Some(peer) = self.peers.get_mut(&subscriber) else {
                 return false;
             };
-            match start_sealing(subscriber, published) {
-                Ok(audio) => {
-                    route.audio = RouteAudio::Sealed(audio.payload_type.0);
+            match start_sealing(peer, published) {
+                Ok(track) => {
+                    *path = RoutePath::Sealed {
+                        pt: track.payload_type.0,
+                        from: *published.packet.seq_no,
+                    };
                     let message = FanoutMessage::AddRoute {
                         publisher,
-                        subscriber: route.subscriber,
-                        audio: Box::new(audio),
+                        subscriber,
+                        track: Box::new(track),
                     };
-                    self.send_to_shard(route.subscriber, message);
+                    self.send_to_shard(subscriber, message);
                 }
-                Err(audio) => route.audio = audio,
+                Err(unsealed) => *path = unsealed,
             }
         }
-        route.audio == RouteAudio::Sealed(published.packet.header.payload_type)
+        path.seals(published)
+    }
+
+    fn keep_for_resending(&mut self, publisher: PeerKey, published: &Arc<Published>) {
+        let Some(Role::Publisher { recent_video, .. }) =
+            self.peers.get_mut(&publisher).map(|p| &mut p.role)
+        else {
+            return;
+        };
+        if recent_video.len() >= RESEND_BUFFER {
+            recent_video.pop_front();
+        }
+        recent_video.push_back(published.clone());
+    }
+
+    /// Answers a subscriber's NACK for the video the SFU sealed for it: the packets still
+    /// held go again to its shard, sealed as before. str0m answers for what it wrote.
+    fn resend(&mut self, subscriber: PeerKey, source: PeerKey, nack: &Nack) {
+        if self.config.faults.has(Fault::SfuNoRetransmission) {
+            return;
+        }
+        let Some(base) = self
+            .peers
+            .get(&subscriber)
+            .and_then(|p| p.track_of_kind(MediaKind::Video))
+            .and_then(|t| t.sequence_base)
+        else {
+            return;
+        };
+        let Some(Role::Publisher {
+            subscribers,
+            recent_video,
+            ..
+        }) = self.peers.get(&source).map(|p| &p.role)
+        else {
+            return;
+        };
+        let Some(RoutePath::Sealed { from, .. }) = subscribers
+            .iter()
+            .find(|r| r.subscriber == subscriber)
+            .map(|r| r.video)
+        else {
+            return;
+        };
+        let packets = lost_packets(nack, recent_video, base, from);
+        if packets.is_empty() {
+            return;
+        }
+        let ssrc = *nack.ssrc;
+        let message = FanoutMessage::Resend {
+            subscriber,
+            ssrc,
+            packets,
+        };
+        self.send_to_shard(subscriber, message);
     }
 
     /// Hands the packet to each shard that seals it for some subscriber.
@@ -849,6 +982,15 @@ fn on_event(
             });
             work.push_back(Propagate::Forward { from: key, packet });
         }
+        (Event::RawPacket(raw), Role::Subscriber { source, .. }) => {
+            if let RawPacket::RtcpRx(Rtcp::Nack(nack)) = *raw {
+                work.push_back(Propagate::Resend {
+                    subscriber: key,
+                    source: *source,
+                    nack,
+                });
+            }
+        }
         (Event::KeyframeRequest(request), Role::Subscriber { source, .. }) => {
             work.push_back(Propagate::KeyframeUp {
                 source: *source,
@@ -931,9 +1073,39 @@ fn enqueue(
     transmits.push_back(datagram);
 }
 
+/// The packets a NACK asks for, of those held (`recent`, oldest first) that the SFU sealed:
+/// from publisher sequence number `from` on, in the subscriber's numbering less `base`. At
+/// most [`MAX_RESENT_PER_NACK`].
+fn lost_packets(
+    nack: &Nack,
+    recent: &VecDeque<Arc<Published>>,
+    base: u64,
+    from: u64,
+) -> Vec<Arc<Published>> {
+    let Some(newest) = recent
+        .back()
+        .and_then(|p| (*p.packet.seq_no).checked_sub(base))
+    else {
+        return Vec::new();
+    };
+    nack.reports
+        .iter()
+        .flat_map(|entry| entry.into_iter(newest.into()))
+        .filter_map(|lost| {
+            let published = (*lost).checked_add(base).filter(|seq| *seq >= from)?;
+            recent
+                .iter()
+                .rev()
+                .find(|p| *p.packet.seq_no == published)
+                .cloned()
+        })
+        .take(MAX_RESENT_PER_NACK)
+        .collect()
+}
+
 /// What the SFU needs to seal `published`'s line for a subscriber itself once ICE and DTLS
 /// are done and the line takes its codec; otherwise how the route goes for now.
-fn start_sealing(subscriber: &mut Peer, published: &Published) -> Result<SealedAudio, RouteAudio> {
+fn start_sealing(subscriber: &mut Peer, published: &Published) -> Result<SealedTrack, RoutePath> {
     let Peer {
         rtc,
         tracks,
@@ -942,13 +1114,13 @@ fn start_sealing(subscriber: &mut Peer, published: &Published) -> Result<SealedA
         ..
     } = subscriber;
     let (Some(destination), true) = (*destination, rtc.is_connected()) else {
-        return Err(RouteAudio::Unsealed);
+        return Err(RoutePath::Unsealed);
     };
     let Some(track) = tracks.iter_mut().find(|t| t.kind == published.kind) else {
-        return Err(RouteAudio::ByStr0m);
+        return Err(RoutePath::ByStr0m);
     };
     let Some(payload_type) = track.payload_type_for(rtc.codec_config(), &published.params) else {
-        return Err(RouteAudio::Unsealed);
+        return Err(RoutePath::Unsealed);
     };
     let (Some(ssrc), Some(media)) = (
         rtc.direct_api()
@@ -956,29 +1128,32 @@ fn start_sealing(subscriber: &mut Peer, published: &Published) -> Result<SealedA
             .map(|s| *s.ssrc()),
         rtc.media(track.mid),
     ) else {
-        return Err(RouteAudio::ByStr0m);
+        return Err(RoutePath::ByStr0m);
     };
     let extensions = media.remote_extmap();
-    let (mid_id, audio_level_id) = (
+    let (mid_id, audio_level_id, orientation_id) = (
         extensions.id_of(Extension::RtpMid),
         extensions.id_of(Extension::AudioLevel),
+        extensions.id_of(Extension::VideoOrientation),
     );
     let sealer = match keys.sealing() {
-        Sealing::Pending => return Err(RouteAudio::Unsealed),
-        Sealing::ByStr0m => return Err(RouteAudio::ByStr0m),
+        Sealing::Pending => return Err(RoutePath::Unsealed),
+        Sealing::ByStr0m => return Err(RoutePath::ByStr0m),
         Sealing::Ready(sealer) => sealer,
     };
     // Sets the line's base if this is its first packet, so both paths number alike.
     let _ = track.sequence_for(*published.packet.seq_no);
     let Some(sequence_base) = track.sequence_base else {
-        return Err(RouteAudio::Unsealed);
+        return Err(RoutePath::Unsealed);
     };
-    Ok(SealedAudio {
+    Ok(SealedTrack {
+        kind: published.kind,
         destination,
         ssrc,
         mid: track.mid,
         mid_id,
         audio_level_id,
+        orientation_id,
         sequence_base,
         payload_type: (published.params.pt(), payload_type),
         sealer,

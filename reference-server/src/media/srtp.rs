@@ -1,10 +1,11 @@
-//! Forwarded audio sealed by the SFU itself (CLARIFICATIONS S8).
+//! Forwarded media sealed by the SFU itself (CLARIFICATIONS S8).
 //!
 //! A packet written through str0m costs each subscriber's `Rtc` a write, a pass of its timers
-//! and two polls: about 10 µs of the SFU's 18 µs per forwarded Opus packet. Opus is never
-//! resent (no NACK, no RTX), so nothing of str0m's send path is needed for it once DTLS has
-//! given the keys: the SFU renumbers the packet, writes the RTP header and seals it with the
-//! subscriber's SRTP key (AEAD-AES-GCM, RFC 7714), and str0m keeps ICE, DTLS, RTCP and video.
+//! and two polls: about 10 µs of the SFU's 18 µs per forwarded Opus packet. Once DTLS has
+//! given the keys nothing of str0m's send path is needed: the SFU renumbers the packet, writes
+//! the RTP header and seals it with the subscriber's SRTP key (AEAD-AES-GCM, RFC 7714), and
+//! str0m keeps ICE, DTLS and RTCP. A NACKed VP8 packet is sealed again the same way from the
+//! publisher's recent packets (the same index gives the same bytes).
 //!
 //! str0m does not hand out the DTLS-SRTP keying material, so the SFU's peer connections are
 //! built with a crypto provider whose DTLS instances copy it as it passes to str0m.

@@ -6,7 +6,7 @@
 
 use crate::faults::Faults;
 use crate::media::{
-    FanoutCounters, FanoutMessage, MediaCommand, MediaHandle, SealShard, Sfu, SfuConfig,
+    FanoutCounters, FanoutMessage, MediaCommand, MediaHandle, SealShard, Sfu, SfuConfig, ViaStr0m,
     MAX_DATAGRAM,
 };
 use std::net::SocketAddr;
@@ -62,8 +62,8 @@ pub struct MediaSetup {
     /// Published Opus tracks are recorded here.
     pub record_dir: Option<PathBuf>,
     /// As in [`crate::media::SfuConfig`].
-    pub audio_via_str0m: bool,
-    /// Threads that seal and send forwarded audio beside the media loop, at most
+    pub via_str0m: ViaStr0m,
+    /// Threads that seal and send forwarded media beside the media loop, at most
     /// [`MAX_FANOUT_THREADS`].
     pub fanout_threads: usize,
 }
@@ -74,7 +74,7 @@ pub async fn start_media(setup: MediaSetup) -> std::io::Result<MediaLoop> {
         bind,
         faults,
         record_dir,
-        audio_via_str0m,
+        via_str0m,
         fanout_threads,
     } = setup;
     if let Some(dir) = &record_dir {
@@ -87,7 +87,7 @@ pub async fn start_media(setup: MediaSetup) -> std::io::Result<MediaLoop> {
         local_addr,
         faults,
         record_dir,
-        audio_via_str0m,
+        via_str0m,
         fanout_shards: fanout_threads.min(MAX_FANOUT_THREADS) + 1,
     });
     let shards = spawn_fanout_threads(&socket, &sfu)?;
