@@ -11,7 +11,7 @@ mod in_memory_sfu;
 
 use conformance::client::media::is_rtp;
 use in_memory_sfu::{
-    client, connected, connected_with, pump, pump_losing, sfu, write_opus, write_vp8, AudioPath,
+    client_of, connected, pump, pump_losing, sfu, write_opus, write_vp8, ForwardPath,
 };
 use std::time::{Duration, Instant};
 use str0m::media::{Direction, MediaKind, MediaTime};
@@ -34,17 +34,17 @@ fn datagrams_of(rtc: &mut Rtc) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_published_packet_is_sent_to_every_subscriber_from_the_call_that_received_it() {
-    for audio in [
-        AudioPath::Sealed,
-        AudioPath::SealedInShards,
-        AudioPath::Str0m,
+    for path in [
+        ForwardPath::Sealed,
+        ForwardPath::SealedInShards,
+        ForwardPath::Str0m,
     ] {
-        sent_from_the_call_that_received_it(audio);
+        sent_from_the_call_that_received_it(path);
     }
 }
 
-fn sent_from_the_call_that_received_it(audio: AudioPath) {
-    let (mut sfu, mut clients, mid) = connected(audio, SUBSCRIBERS);
+fn sent_from_the_call_that_received_it(path: ForwardPath) {
+    let (mut sfu, mut clients, mid) = connected(MediaKind::Audio, path, SUBSCRIBERS);
     let subscriber_addrs: Vec<_> = clients[1..].iter().map(|c| c.addr).collect();
     while sfu.poll_transmit().is_some() {}
 
@@ -70,24 +70,24 @@ fn sent_from_the_call_that_received_it(audio: AudioPath) {
         assert_eq!(
             rtp_to.iter().filter(|to| *to == addr).count(),
             1,
-            "{audio:?}: RTP toward {addr}: {rtp_to:?}"
+            "{path:?}: RTP toward {addr}: {rtp_to:?}"
         );
     }
 }
 
 #[test]
 fn subscribers_get_each_payload_unchanged_in_order_and_in_time() {
-    for audio in [
-        AudioPath::Sealed,
-        AudioPath::SealedInShards,
-        AudioPath::Str0m,
+    for path in [
+        ForwardPath::Sealed,
+        ForwardPath::SealedInShards,
+        ForwardPath::Str0m,
     ] {
-        payloads_unchanged_in_order_and_in_time(audio);
+        payloads_unchanged_in_order_and_in_time(path);
     }
 }
 
-fn payloads_unchanged_in_order_and_in_time(audio: AudioPath) {
-    let (mut sfu, mut clients, mid) = connected(audio, SUBSCRIBERS);
+fn payloads_unchanged_in_order_and_in_time(path: ForwardPath) {
+    let (mut sfu, mut clients, mid) = connected(MediaKind::Audio, path, SUBSCRIBERS);
     let payloads: Vec<Vec<u8>> = (0..8_u8)
         .map(|n| {
             std::iter::once(0xFC)
@@ -103,7 +103,7 @@ fn payloads_unchanged_in_order_and_in_time(audio: AudioPath) {
     for subscriber in &clients[1..] {
         let received: Vec<&[u8]> = subscriber.received.iter().map(|d| &d.data[..]).collect();
         let sent: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        assert_eq!(received, sent, "{audio:?}: payloads at {}", subscriber.addr);
+        assert_eq!(received, sent, "{path:?}: payloads at {}", subscriber.addr);
         // Renumbered by the SFU, the sequence must still run without a gap...
         let gaps = subscriber.received[1..]
             .iter()
@@ -117,28 +117,28 @@ fn payloads_unchanged_in_order_and_in_time(audio: AudioPath) {
         }
     }
     // Each path was the one taken: every packet to every subscriber sealed by the SFU, or none.
-    let sealed = match audio {
-        AudioPath::Sealed | AudioPath::SealedInShards => (payloads.len() * SUBSCRIBERS) as u64,
-        AudioPath::Str0m => 0,
+    let sealed = match path {
+        ForwardPath::Sealed | ForwardPath::SealedInShards => (payloads.len() * SUBSCRIBERS) as u64,
+        ForwardPath::Str0m => 0,
     };
-    assert_eq!(sfu.stats().packets_sealed, sealed, "{audio:?}");
+    assert_eq!(sfu.stats().packets_sealed, sealed, "{path:?}");
     // Split three ways by peer key: the subscribers are keys 2, 3 and 4 (the publisher is 1),
     // so shards 2, 0 and 1; two of the three routes live outside the loop's own shard.
-    let elsewhere = match audio {
-        AudioPath::SealedInShards => 2,
-        AudioPath::Sealed | AudioPath::Str0m => 0,
+    let elsewhere = match path {
+        ForwardPath::SealedInShards => 2,
+        ForwardPath::Sealed | ForwardPath::Str0m => 0,
     };
-    assert_eq!(sfu.routes_in_other_shards(), elsewhere, "{audio:?}");
+    assert_eq!(sfu.routes_in_other_shards(), elsewhere, "{path:?}");
 }
 
 #[test]
 fn only_publishers_are_offered_transport_wide_congestion_control() {
     const TWCC: &str = "transport-wide-cc-extensions-01";
-    let mut sfu = sfu(AudioPath::Sealed);
+    let mut sfu = sfu(ForwardPath::Sealed);
     let now = Instant::now();
-    let (_, offer, _, _) = client(10_000, Direction::SendOnly);
+    let (_, offer, _, _) = client_of(MediaKind::Audio, 10_000, Direction::SendOnly);
     let to_publisher = sfu.publish(now, "twcc#1", &offer).expect("published");
-    let (_, offer, _, _) = client(10_001, Direction::RecvOnly);
+    let (_, offer, _, _) = client_of(MediaKind::Audio, 10_001, Direction::RecvOnly);
     let to_subscriber = sfu
         .subscribe(now, "twcc#S1", "twcc#1", &offer)
         .expect("subscribed");
@@ -148,7 +148,8 @@ fn only_publishers_are_offered_transport_wide_congestion_control() {
 
 #[test]
 fn a_shard_forgets_the_routes_of_subscribers_that_leave_and_of_a_publication_that_ends() {
-    let (mut sfu, mut clients, mid) = connected(AudioPath::SealedInShards, SUBSCRIBERS);
+    let (mut sfu, mut clients, mid) =
+        connected(MediaKind::Audio, ForwardPath::SealedInShards, SUBSCRIBERS);
     let now = Instant::now();
     write_opus(&mut clients[0], mid, &[0xFC, 1, 2, 3], 1, now);
     pump(&mut sfu, &mut clients, now);
@@ -168,11 +169,8 @@ fn a_shard_forgets_the_routes_of_subscribers_that_leave_and_of_a_publication_tha
 
 #[test]
 fn sealed_vp8_reaches_every_subscriber_and_a_lost_packet_is_sent_again_when_nacked() {
-    let (mut sfu, mut clients, mid) = connected_with(
-        MediaKind::Video,
-        sfu(AudioPath::SealedInShards),
-        SUBSCRIBERS,
-    );
+    let (mut sfu, mut clients, mid) =
+        connected(MediaKind::Video, ForwardPath::SealedInShards, SUBSCRIBERS);
     let lossy = clients[1].addr;
     // A keyframe (bit 0 of the first byte clear, RFC 7741 §4.3) and deltas, each cut in three.
     let frames: Vec<Vec<u8>> = (0..6_u8)

@@ -24,15 +24,8 @@ pub struct Client {
     pub received: Vec<MediaData>,
 }
 
-/// A str0m peer with one Opus line in `direction`, its offer and the offer's line.
-pub fn client(
-    port: u16,
-    direction: Direction,
-) -> (Client, String, Mid, str0m::change::SdpPendingOffer) {
-    client_of(MediaKind::Audio, port, direction)
-}
-
-/// A str0m peer with one line of `kind` (Opus or VP8) in `direction`.
+/// A str0m peer with one line of `kind` (Opus or VP8) in `direction`, its offer and the
+/// offer's line.
 pub fn client_of(
     kind: MediaKind,
     port: u16,
@@ -167,30 +160,30 @@ pub fn pump_losing(
     }
 }
 
-/// How the SFU forwards Opus (`SfuConfig::via_str0m`).
+/// How the SFU forwards Opus and VP8 (`SfuConfig::via_str0m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AudioPath {
+pub enum ForwardPath {
     /// Sealed by the SFU with each subscriber's SRTP key (the default).
     Sealed,
     /// Sealed by the SFU, the subscribers split among three fanout shards.
     SealedInShards,
-    /// Written through each subscriber's str0m `Rtc`, as video is.
+    /// Written through each subscriber's str0m `Rtc`.
     Str0m,
 }
 
 /// An SFU with no peers, its socket said to be at [`SFU_ADDR`].
-pub fn sfu(audio: AudioPath) -> InMemorySfu {
-    let fanout_shards = match audio {
-        AudioPath::SealedInShards => 3,
-        AudioPath::Sealed | AudioPath::Str0m => 1,
+pub fn sfu(path: ForwardPath) -> InMemorySfu {
+    let fanout_shards = match path {
+        ForwardPath::SealedInShards => 3,
+        ForwardPath::Sealed | ForwardPath::Str0m => 1,
     };
     let core = Sfu::new(SfuConfig {
         local_addr: SFU_ADDR.parse().expect("an address"),
         faults: Faults::none(),
         record_dir: None,
         via_str0m: ViaStr0m {
-            audio: audio == AudioPath::Str0m,
-            video: false,
+            audio: path == ForwardPath::Str0m,
+            video: path == ForwardPath::Str0m,
         },
         fanout_shards,
     });
@@ -204,18 +197,14 @@ pub fn sfu(audio: AudioPath) -> InMemorySfu {
     }
 }
 
-/// An SFU with one connected publisher (client 0) and `subscribers` connected subscribers.
-pub fn connected(audio: AudioPath, subscribers: usize) -> (InMemorySfu, Vec<Client>, Mid) {
-    connected_with(MediaKind::Audio, sfu(audio), subscribers)
-}
-
-/// `sfu` with one connected publisher (client 0) of one `kind` line and `subscribers`
-/// connected subscribers.
-pub fn connected_with(
+/// An SFU forwarding by `path`, with one connected publisher (client 0) of one `kind` line
+/// and `subscribers` connected subscribers.
+pub fn connected(
     kind: MediaKind,
-    mut sfu: InMemorySfu,
+    path: ForwardPath,
     subscribers: usize,
 ) -> (InMemorySfu, Vec<Client>, Mid) {
+    let mut sfu = sfu(path);
     let now = Instant::now();
     let (mut publisher, offer, mid, pending) = client_of(kind, 10_000, Direction::SendOnly);
     let sdp = sfu.publish(now, "bench#000001", &offer).expect("published");
