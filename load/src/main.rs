@@ -917,6 +917,11 @@ struct SfuArgs {
     /// What each publisher sends: audio (Opus, 50 packets/s), video (VP8, 30 frames/s) or av.
     #[arg(long, default_value = "audio")]
     tracks: String,
+    /// The VP8 clip a publisher loops: `small` (about 32 packets/s of 380 bytes) or `hd`
+    /// (1280x720 at about 2.6 Mbit/s: about 300 packets/s, so that 1 publisher × 500
+    /// subscribers forwards 150,000 packets/s).
+    #[arg(long, value_enum, default_value = "small")]
+    video_clip: conformance::client::media::VideoClip,
     /// Subscriber joins per second while the rooms fill.
     #[arg(long, default_value_t = 20.0)]
     joins_per_sec: f64,
@@ -1017,10 +1022,7 @@ fn sfu_tracks(name: &str) -> anyhow::Result<conformance::client::media::Tracks> 
     use conformance::client::media::Tracks;
     match name {
         "audio" => Ok(Tracks::AUDIO),
-        "video" => Ok(Tracks {
-            audio: false,
-            video: true,
-        }),
+        "video" => Ok(Tracks::VIDEO),
         "av" => Ok(Tracks::AUDIO_VIDEO),
         other => anyhow::bail!("--tracks {other}: use audio, video or av"),
     }
@@ -1072,7 +1074,7 @@ async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
         rooms: args.rooms,
         publishers: args.publishers,
         subscribers: args.subscribers,
-        tracks: sfu_tracks(&args.tracks)?,
+        tracks: sfu_tracks(&args.tracks)?.with_clip(args.video_clip),
         duration: args.duration.min(MAX_DURATION),
         joins_per_sec: args.joins_per_sec,
         light: args.light,

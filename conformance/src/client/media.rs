@@ -1,6 +1,7 @@
 //! The suite's media peer (str0m), bound to loopback: a publisher that sends real Opus and VP8
 //! RTP, or a subscriber that records what arrives. Each peer owns one UDP socket and one task.
-//! The VP8 frames come from a one-second clip encoded by libvpx (fixtures/sfu/media/clip.ivf);
+//! The VP8 frames come from a one-second clip encoded by libvpx (fixtures/sfu/media/clip.ivf,
+//! or for load at a higher rate clip-hd.ivf);
 //! the Opus packets are 20 ms stereo CELT frames (TOC 0xFC) with a fixed payload: valid
 //! streams, no codec needed.
 
@@ -22,6 +23,12 @@ use tokio::sync::mpsc;
 pub type MediaError = String;
 
 const CLIP: &[u8] = include_bytes!("../../../fixtures/sfu/media/clip.ivf");
+/// 1280x720, 30 frames, about 2.6 Mbit/s: about 300 packets a second, so that one VP8
+/// publisher and 500 subscribers make 150,000 forwarded packets a second. Made with
+/// `ffmpeg -f lavfi -i "testsrc2=size=1280x720:rate=30,noise=alls=20:allf=t" -t 1 -c:v libvpx
+/// -b:v 2800k -minrate 2800k -maxrate 2800k -bufsize 1400k -g 30 -deadline realtime
+/// -cpu-used 8 -auto-alt-ref 0 -lag-in-frames 0 -error-resilient 1 clip-hd.ivf`.
+const CLIP_HD: &[u8] = include_bytes!("../../../fixtures/sfu/media/clip-hd.ivf");
 /// 20 ms of Opus at 48 kHz.
 const OPUS_FRAME_TICKS: u64 = 960;
 const OPUS_PERIOD: Duration = Duration::from_millis(20);
@@ -40,17 +47,40 @@ const OPUS_TOC: u8 = 0xFC;
 pub struct Tracks {
     pub audio: bool,
     pub video: bool,
+    /// The VP8 a publisher sends.
+    pub clip: VideoClip,
+}
+
+/// Which VP8 clip a publisher loops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum VideoClip {
+    /// About 32 packets a second of 380 bytes (fixtures/sfu/media/clip.ivf).
+    #[default]
+    Small,
+    /// About 300 packets a second of up to 1,150 bytes (clip-hd.ivf).
+    Hd,
 }
 
 impl Tracks {
     pub const AUDIO_VIDEO: Tracks = Tracks {
         audio: true,
         video: true,
+        clip: VideoClip::Small,
     };
     pub const AUDIO: Tracks = Tracks {
         audio: true,
         video: false,
+        clip: VideoClip::Small,
     };
+    pub const VIDEO: Tracks = Tracks {
+        audio: false,
+        video: true,
+        clip: VideoClip::Small,
+    };
+
+    pub fn with_clip(self, clip: VideoClip) -> Self {
+        Self { clip, ..self }
+    }
 }
 
 /// One sample (an Opus packet, a VP8 frame) a subscriber received.
@@ -201,6 +231,7 @@ impl MediaPeer {
         let mut driver = Driver::new(rtc, socket, local, direction);
         // The lines this side offers: str0m announces only the ones the remote side adds.
         driver.kinds = kinds;
+        driver.clip = clip_frames(tracks.clip);
         Ok(Self::spawn(driver, Some(pending), offer.to_sdp_string()))
     }
 
@@ -338,13 +369,17 @@ fn new_rtc(local: SocketAddr, ice_lite: bool) -> Result<Rtc, MediaError> {
 }
 
 /// The VP8 frames of the clip, in order, with whether each is a keyframe.
-fn clip_frames() -> Vec<(&'static [u8], bool)> {
+fn clip_frames(clip: VideoClip) -> Vec<(&'static [u8], bool)> {
+    let clip = match clip {
+        VideoClip::Small => CLIP,
+        VideoClip::Hd => CLIP_HD,
+    };
     let mut frames = Vec::new();
     let mut at = 32; // IVF file header
-    while at + 12 <= CLIP.len() {
+    while at + 12 <= clip.len() {
         let size =
-            u32::from_le_bytes([CLIP[at], CLIP[at + 1], CLIP[at + 2], CLIP[at + 3]]) as usize;
-        let Some(frame) = CLIP.get(at + 12..at + 12 + size) else {
+            u32::from_le_bytes([clip[at], clip[at + 1], clip[at + 2], clip[at + 3]]) as usize;
+        let Some(frame) = clip.get(at + 12..at + 12 + size) else {
             break;
         };
         // RFC 6386 §9.1: bit 0 of the frame tag is 0 on a keyframe.
@@ -434,7 +469,7 @@ impl Driver {
             report: Arc::new(Mutex::new(PeerReport::default())),
             direction,
             kinds: HashMap::new(),
-            clip: clip_frames(),
+            clip: clip_frames(VideoClip::Small),
             next_frame: 0,
             sent_audio: 0,
             sent_video: 0,
