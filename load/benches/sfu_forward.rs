@@ -12,7 +12,7 @@ use str0m::media::{MediaKind, Mid};
 
 #[path = "support/in_memory_sfu.rs"]
 mod in_memory_sfu;
-use in_memory_sfu::{connected, pump, write_opus, write_vp8, Client, ForwardPath, InMemorySfu};
+use in_memory_sfu::{connected, pump, write_sample, Client, ForwardPath, InMemorySfu};
 
 /// The publisher (client 0) writes one packet of `kind`; the SFU's datagrams are counted, and
 /// dropped rather than delivered, so that only the publisher and the SFU are timed.
@@ -24,10 +24,7 @@ fn write_and_pump(
     sequence: u64,
 ) -> usize {
     let now = Instant::now();
-    match kind {
-        MediaKind::Audio => write_opus(&mut clients[0], mid, packet, sequence, now),
-        MediaKind::Video => write_vp8(&mut clients[0], mid, packet, sequence, now),
-    }
+    write_sample(&mut clients[0], (kind, mid), packet, sequence, now);
     pump(sfu, &mut clients[..1], now)
 }
 

@@ -10,14 +10,17 @@
 mod in_memory_sfu;
 
 use conformance::client::media::is_rtp;
-use in_memory_sfu::{
-    client_of, connected, pump, pump_losing, sfu, write_opus, write_vp8, ForwardPath,
-};
+use in_memory_sfu::{client_of, connected, pump, pump_losing, sfu, write_sample, ForwardPath};
 use std::time::{Duration, Instant};
 use str0m::media::{Direction, MediaKind, MediaTime};
 use str0m::{Output, Rtc};
 
 const SUBSCRIBERS: usize = 3;
+const EVERY_PATH: [ForwardPath; 3] = [
+    ForwardPath::Sealed,
+    ForwardPath::SealedInShards,
+    ForwardPath::Str0m,
+];
 
 /// What the peer wants sent now.
 fn datagrams_of(rtc: &mut Rtc) -> Vec<Vec<u8>> {
@@ -34,11 +37,7 @@ fn datagrams_of(rtc: &mut Rtc) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_published_packet_is_sent_to_every_subscriber_from_the_call_that_received_it() {
-    for path in [
-        ForwardPath::Sealed,
-        ForwardPath::SealedInShards,
-        ForwardPath::Str0m,
-    ] {
+    for path in EVERY_PATH {
         sent_from_the_call_that_received_it(path);
     }
 }
@@ -50,7 +49,7 @@ fn sent_from_the_call_that_received_it(path: ForwardPath) {
 
     let now = Instant::now();
     let packet: Vec<u8> = std::iter::once(0xFC).chain(0..80).collect();
-    write_opus(&mut clients[0], mid, &packet, 1, now);
+    write_sample(&mut clients[0], (MediaKind::Audio, mid), &packet, 1, now);
     let publisher = &mut clients[0];
     let _ = publisher.rtc.handle_input(str0m::Input::Timeout(now));
     let sent = datagrams_of(&mut publisher.rtc);
@@ -77,11 +76,7 @@ fn sent_from_the_call_that_received_it(path: ForwardPath) {
 
 #[test]
 fn subscribers_get_each_payload_unchanged_in_order_and_in_time() {
-    for path in [
-        ForwardPath::Sealed,
-        ForwardPath::SealedInShards,
-        ForwardPath::Str0m,
-    ] {
+    for path in EVERY_PATH {
         payloads_unchanged_in_order_and_in_time(path);
     }
 }
@@ -97,7 +92,13 @@ fn payloads_unchanged_in_order_and_in_time(path: ForwardPath) {
         .collect();
     for (n, payload) in payloads.iter().enumerate() {
         let now = Instant::now();
-        write_opus(&mut clients[0], mid, payload, n as u64 + 1, now);
+        write_sample(
+            &mut clients[0],
+            (MediaKind::Audio, mid),
+            payload,
+            n as u64 + 1,
+            now,
+        );
         pump(&mut sfu, &mut clients, now);
     }
     for subscriber in &clients[1..] {
@@ -151,7 +152,13 @@ fn a_shard_forgets_the_routes_of_subscribers_that_leave_and_of_a_publication_tha
     let (mut sfu, mut clients, mid) =
         connected(MediaKind::Audio, ForwardPath::SealedInShards, SUBSCRIBERS);
     let now = Instant::now();
-    write_opus(&mut clients[0], mid, &[0xFC, 1, 2, 3], 1, now);
+    write_sample(
+        &mut clients[0],
+        (MediaKind::Audio, mid),
+        &[0xFC, 1, 2, 3],
+        1,
+        now,
+    );
     pump(&mut sfu, &mut clients, now);
     let held = sfu.routes_in_other_shards();
     assert!(held > 0, "no route went to another shard");
@@ -193,7 +200,13 @@ fn sealed_vp8_reaches_every_subscriber_and_a_lost_packet_is_sent_again_when_nack
     let start = Instant::now();
     for (n, frame) in frames.iter().enumerate() {
         let now = start + Duration::from_millis(33 * n as u64);
-        write_vp8(&mut clients[0], mid, frame, n as u64 + 1, now);
+        write_sample(
+            &mut clients[0],
+            (MediaKind::Video, mid),
+            frame,
+            n as u64 + 1,
+            now,
+        );
         pump_losing(&mut sfu, &mut clients, now, &mut lose);
     }
     // Time for the subscriber's NACK and the resend.

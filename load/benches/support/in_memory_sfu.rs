@@ -231,31 +231,32 @@ pub fn connected(
     (sfu, clients, mid)
 }
 
-/// The publisher writes one 20 ms Opus packet, number `sequence`, on its line `mid`.
-pub fn write_opus(publisher: &mut Client, mid: Mid, packet: &[u8], sequence: u64, now: Instant) {
+/// The publisher writes sample number `sequence` on its line `mid` of `kind`: a 20 ms Opus
+/// packet, or a VP8 frame (30 a second) that str0m cuts into packets.
+pub fn write_sample(
+    publisher: &mut Client,
+    (kind, mid): (MediaKind, Mid),
+    sample: &[u8],
+    sequence: u64,
+    now: Instant,
+) {
+    let (codec, time) = match kind {
+        MediaKind::Audio => (
+            Codec::Opus,
+            MediaTime::new(sequence * 960, Frequency::FORTY_EIGHT_KHZ),
+        ),
+        MediaKind::Video => (
+            Codec::Vp8,
+            MediaTime::new(sequence * 3_000, Frequency::NINETY_KHZ),
+        ),
+    };
     let writer = publisher.rtc.writer(mid).expect("a writer");
     let pt = writer
         .payload_params()
-        .find(|p| p.spec().codec == Codec::Opus)
+        .find(|p| p.spec().codec == codec)
         .map(|p| p.pt())
-        .expect("opus");
-    let time = MediaTime::new(sequence * 960, Frequency::FORTY_EIGHT_KHZ);
+        .unwrap_or_else(|| panic!("no {codec:?} payload type"));
     writer
-        .write(pt, now, time, packet.to_vec())
-        .expect("written");
-}
-
-/// The publisher writes VP8 frame number `sequence` (30 a second) on its line `mid`; str0m
-/// cuts it into packets.
-pub fn write_vp8(publisher: &mut Client, mid: Mid, frame: &[u8], sequence: u64, now: Instant) {
-    let writer = publisher.rtc.writer(mid).expect("a writer");
-    let pt = writer
-        .payload_params()
-        .find(|p| p.spec().codec == Codec::Vp8)
-        .map(|p| p.pt())
-        .expect("vp8");
-    let time = MediaTime::new(sequence * 3_000, Frequency::NINETY_KHZ);
-    writer
-        .write(pt, now, time, frame.to_vec())
+        .write(pt, now, time, sample.to_vec())
         .expect("written");
 }
