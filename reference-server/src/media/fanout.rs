@@ -135,7 +135,8 @@ pub struct FanoutCounters {
     resent: AtomicU64,
     /// Datagrams sent by shards other than the media loop's own (which counts its own).
     datagrams_out: AtomicU64,
-    /// Datagrams never sealed because a shard's queue was full.
+    /// Datagrams never sealed because a shard's queue was full, or sealed and then lost on
+    /// the way out (see `MediaStats::datagrams_dropped`).
     dropped: AtomicU64,
 }
 

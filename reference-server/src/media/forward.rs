@@ -132,10 +132,13 @@ pub struct MediaStats {
     /// Publications being recorded.
     pub recordings: usize,
     pub datagrams_in: u64,
+    /// Datagrams handed to the socket (one the kernel then refuses counts in
+    /// `datagrams_dropped` as well).
     pub datagrams_out: u64,
     /// Datagrams no peer connection accepted.
     pub datagrams_unmatched: u64,
-    /// Datagrams dropped because the send queue was full.
+    /// Datagrams lost on the way out: the send queue or a fanout thread's queue was full, the
+    /// kernel refused them, or the socket's buffer stayed full for a second.
     pub datagrams_dropped: u64,
     pub keyframe_requests: u64,
     /// Times handed to peer connections (`Input::Timeout`): timer wake-ups, and one after each

@@ -33,6 +33,9 @@ const SEND_BATCH: usize = 64;
 const FANOUT_QUEUE_DEPTH: usize = 1024;
 /// The longest a sender waits at once for a full socket buffer to take datagrams again.
 const WRITABLE_WAIT: Duration = Duration::from_millis(100);
+/// Waits in a row without a datagram taken before the rest of a batch is given up (about a
+/// second): a socket that never drains must not stall the loop or a fanout thread for good.
+const MAX_WRITABLE_WAITS: u32 = 10;
 /// Fanout threads at most, whatever the machine.
 pub const MAX_FANOUT_THREADS: usize = 7;
 
@@ -169,10 +172,12 @@ fn run_shard(
     let mut datagrams = Vec::new();
     for message in inbox {
         shard.handle(message, &mut |datagram| datagrams.push(datagram));
-        for batch in datagrams.chunks(SEND_BATCH) {
-            send_batch(socket, batch);
-        }
+        let refused: usize = datagrams
+            .chunks(SEND_BATCH)
+            .map(|batch| send_batch(socket, batch))
+            .sum();
         counters.count_sent(datagrams.len());
+        counters.count_dropped(refused as u64);
         datagrams.clear();
     }
 }
@@ -259,28 +264,39 @@ fn flush(socket: &std::net::UdpSocket, sfu: &mut Sfu, batch: &mut Vec<(SocketAdd
         if batch.is_empty() {
             return;
         }
-        send_batch(socket, batch);
+        let refused = send_batch(socket, batch);
+        sfu.fanout_counters().count_dropped(refused as u64);
     }
 }
 
 /// Most batches go out at once; the sender waits for room only when the socket's buffer is
 /// full, which on loopback is rare (a datagram leaves the buffer as it is delivered). A
-/// datagram the kernel refuses is a lost packet, which RTP and SCTP are built to survive.
-fn send_batch(socket: &std::net::UdpSocket, batch: &[(SocketAddr, Vec<u8>)]) {
-    let mut sent = 0;
-    while let Some(rest) = batch.get(sent..).filter(|rest| !rest.is_empty()) {
+/// datagram the kernel refuses, or that finds the buffer full for [`MAX_WRITABLE_WAITS`]
+/// waits in a row, is a lost packet, which RTP and SCTP are built to survive. Returns how many
+/// of the batch were lost so.
+fn send_batch(socket: &std::net::UdpSocket, batch: &[(SocketAddr, Vec<u8>)]) -> usize {
+    let (mut done, mut refused, mut waits) = (0, 0, 0);
+    while let Some(rest) = batch.get(done..).filter(|rest| !rest.is_empty()) {
         match send_many(socket, rest) {
             // `sendmmsg` reports an error only when the first datagram failed; zero never
             // comes back for a non-empty batch, but must not spin if it did.
-            Ok(count) => sent += count.max(1),
+            Ok(count) => {
+                done += count.max(1);
+                waits = 0;
+            }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                if !wait_writable(socket) {
-                    return;
+                waits += 1;
+                if waits > MAX_WRITABLE_WAITS || !wait_writable(socket) {
+                    return refused + rest.len();
                 }
             }
-            Err(_) => sent += 1,
+            Err(_) => {
+                done += 1;
+                refused += 1;
+            }
         }
     }
+    refused
 }
 
 /// Waits until the socket takes datagrams again, or a while; `false` when it cannot tell.
@@ -356,6 +372,40 @@ fn perform(sfu: &mut Sfu, command: MediaCommand) {
         MediaCommand::Unsubscribe { sid } => sfu.unsubscribe(&sid),
         MediaCommand::Stats { reply } => {
             let _ = reply.send(sfu.stats());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback_socket() -> std::net::UdpSocket {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("a timeout");
+        socket
+    }
+
+    #[test]
+    fn a_datagram_the_kernel_refuses_is_counted_and_the_rest_of_the_batch_still_goes() {
+        let sender = bind_media_socket("127.0.0.1:0".parse().expect("an address")).expect("bound");
+        let receiver = loopback_socket();
+        let to = receiver.local_addr().expect("an address");
+        // Broadcast without SO_BROADCAST: the kernel refuses it (EACCES).
+        let refused: SocketAddr = "255.255.255.255:9".parse().expect("an address");
+        let batch = vec![
+            (refused, b"first".to_vec()),
+            (to, b"second".to_vec()),
+            (refused, b"third".to_vec()),
+            (to, b"fourth".to_vec()),
+        ];
+        assert_eq!(send_batch(&sender, &batch), 2);
+        let mut buf = [0_u8; 64];
+        for expected in [&b"second"[..], b"fourth"] {
+            let (len, _) = receiver.recv_from(&mut buf).expect("a datagram");
+            assert_eq!(&buf[..len], expected);
         }
     }
 }
