@@ -1,7 +1,7 @@
 //! The forwarding core. Each `publish` gets its own `Rtc` that receives; each `subscribe` gets
 //! one that sends what its publication receives, track by track of the same kind. Keyframe
-//! requests from subscribers go up to the publisher; str0m answers NACKs (with RTX when
-//! negotiated), sends receiver reports, and sends publishers TWCC feedback on its own.
+//! requests from subscribers go up to the publisher; str0m NACKs gaps in what publishers send,
+//! sends receiver reports, and sends publishers TWCC feedback on its own.
 //!
 //! Every `Rtc` is in str0m's RTP mode: a publisher's RTP packets are forwarded as packets, with
 //! the payload shared by all subscribers, and never reassembled into frames and cut up again
@@ -338,7 +338,7 @@ pub struct Sfu {
     /// Subscribers whose `Rtc` started sending elsewhere (publisher, subscriber, address):
     /// their sealed routes follow once the forwarding loop has put the route list back.
     relocated: Vec<(PeerKey, PeerKey, SocketAddr)>,
-    /// Shard 0 of the sealed audio: the one run here.
+    /// Shard 0 of the sealed media: the one run here.
     local_shard: SealShard,
     /// Messages for the other shards, by shard index.
     fanout: VecDeque<(usize, FanoutMessage)>,
@@ -382,12 +382,12 @@ impl Sfu {
         }
     }
 
-    /// How many shards sealed audio is split among, this loop's own included.
+    /// How many shards sealed media is split among, this loop's own included.
     pub fn fanout_shards(&self) -> usize {
         self.config.fanout_shards.max(1)
     }
 
-    /// A new shard for sealed audio that counts with this SFU's, to run the messages
+    /// A new shard for sealed media that counts with this SFU's, to run the messages
     /// [`Sfu::poll_fanout`] gives for one shard index from 1 on.
     pub fn new_fanout_shard(&self) -> SealShard {
         SealShard::new(self.fanout_counters.clone())

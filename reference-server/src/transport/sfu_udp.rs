@@ -1,6 +1,6 @@
 //! The SFU's media loop: one UDP socket, the [`Sfu`] core, and the command channel from
 //! signaling. One thread of its own owns all of it (a single-threaded runtime), so no lock is
-//! taken per packet. The one thing shared is the sealing and sending of forwarded audio
+//! taken per packet. The one thing shared is the sealing and sending of forwarded media
 //! ([`crate::media::fanout`]): each fanout thread seals its share of the subscribers and sends
 //! on the same socket, woken once per published packet, not per datagram.
 
@@ -141,7 +141,7 @@ pub fn bind_media_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocke
     Ok(socket.into())
 }
 
-/// One thread for each shard of the sealed audio past the loop's own; their inboxes, by
+/// One thread for each shard of the sealed media past the loop's own; their inboxes, by
 /// shard index from 1. A thread ends when its inbox is dropped.
 fn spawn_fanout_threads(
     socket: &std::net::UdpSocket,
