@@ -4,7 +4,8 @@
 //! transport-wide congestion control. Opus is checked both ways the SFU can forward it: sealed
 //! by the SFU with each subscriber's SRTP key, and written through str0m (CLARIFICATIONS S8);
 //! the subscribers are str0m peers, which decrypt and check what arrives. VP8 is sealed the
-//! same way, and a subscriber that loses a packet gets it again when it NACKs.
+//! same way, and a subscriber that loses a packet gets it again when it NACKs. Sealed media
+//! follows a subscriber whose address changes (a NAT rebinding) in whichever shard it is.
 
 #[path = "../benches/support/in_memory_sfu.rs"]
 mod in_memory_sfu;
@@ -223,4 +224,49 @@ fn sealed_vp8_reaches_every_subscriber_and_a_lost_packet_is_sent_again_when_nack
     }
     // All forwarded video was sealed by the SFU: each packet once per subscriber, plus resends.
     assert_eq!(stats.packets_sealed, stats.packets_forwarded, "{stats:?}");
+}
+
+#[test]
+fn sealed_media_follows_a_subscriber_whose_address_changes() {
+    let (mut sfu, mut clients, mid) =
+        connected(MediaKind::Audio, ForwardPath::SealedInShards, SUBSCRIBERS);
+    let start = Instant::now();
+    let mut sequence = 0;
+    let mut send = |sfu: &mut _, clients: &mut Vec<_>, at: Duration| {
+        sequence += 1;
+        let now = start + at;
+        write_sample(
+            &mut clients[0],
+            (MediaKind::Audio, mid),
+            &[0xFC, 1, 2, 3],
+            sequence,
+            now,
+        );
+        pump(sfu, clients, now);
+    };
+    send(&mut sfu, &mut clients, Duration::ZERO);
+    assert!(
+        clients.iter().skip(1).all(|c| c.received.len() == 1),
+        "a subscriber got no audio before the move"
+    );
+
+    // NAT rebindings: from now on the SFU sees subscribers 1 and 2 (peer keys 2 and 3: shards
+    // 2 and 0) at other ports, and what it sends to the old ones is lost. Their consent checks
+    // (RFC 7675) come from the new addresses.
+    clients[1].seen_as = "127.0.0.1:19998".parse().expect("an address");
+    clients[2].seen_as = "127.0.0.1:19999".parse().expect("an address");
+    for step in 1..=300_u64 {
+        send(&mut sfu, &mut clients, Duration::from_millis(20 * step));
+    }
+    for moved in &clients[1..3] {
+        let after = moved.received.len() - 1;
+        assert!(
+            after > 100,
+            "{after} packets reached the subscriber at its new address {}",
+            moved.seen_as
+        );
+    }
+    for other in &clients[3..] {
+        assert_eq!(other.received.len(), 301, "at {}", other.addr);
+    }
 }

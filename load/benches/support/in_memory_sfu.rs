@@ -18,7 +18,11 @@ pub const SFU_ADDR: &str = "127.0.0.1:9000";
 
 pub struct Client {
     pub rtc: Rtc,
+    /// Its own address, its one candidate.
     pub addr: SocketAddr,
+    /// The address the SFU sees its datagrams come from and sends to: its own, unless a NAT
+    /// in between has mapped it elsewhere.
+    pub seen_as: SocketAddr,
     pub connected: bool,
     /// Media this client received, in order.
     pub received: Vec<MediaData>,
@@ -44,6 +48,7 @@ pub fn client_of(
     let client = Client {
         rtc,
         addr,
+        seen_as: addr,
         connected: false,
         received: Vec::new(),
     };
@@ -123,7 +128,7 @@ pub fn pump_losing(
             while let Ok(output) = client.rtc.poll_output() {
                 match output {
                     Output::Transmit(t) => {
-                        sfu.handle_datagram(now, client.addr, &t.contents);
+                        sfu.handle_datagram(now, client.seen_as, &t.contents);
                         moved = true;
                     }
                     Output::Event(Event::Connected) => client.connected = true,
@@ -140,7 +145,7 @@ pub fn pump_losing(
             if lose(to, &datagram) {
                 continue;
             }
-            let Some(client) = clients.iter_mut().find(|c| c.addr == to) else {
+            let Some(client) = clients.iter_mut().find(|c| c.seen_as == to) else {
                 continue;
             };
             let Ok(contents) = datagram.as_slice().try_into() else {
@@ -149,7 +154,7 @@ pub fn pump_losing(
             let receive = Receive {
                 proto: Protocol::Udp,
                 source: sfu_addr,
-                destination: to,
+                destination: client.addr,
                 contents,
             };
             let _ = client.rtc.handle_input(Input::Receive(now, receive));
