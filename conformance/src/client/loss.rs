@@ -7,6 +7,7 @@
 //! comes back counts as resent: a packet on an RTX payload type of the offer (RFC 4588), or
 //! a dropped packet's own sequence number and SSRC once more.
 
+use super::media::is_rtp;
 use std::collections::HashSet;
 
 /// What to do with one datagram.
@@ -64,14 +65,10 @@ impl Loss {
     }
 }
 
-/// An RTP datagram's payload type, sequence number and SSRC; `None` for anything else (RTCP
-/// has payload types 64-95 once the marker bit is taken off, RFC 5761 §4).
+/// An RTP datagram's payload type, sequence number and SSRC; `None` for anything else.
 fn rtp_header(datagram: &[u8]) -> Option<(u8, u16, u32)> {
-    let header = datagram.get(..12)?;
+    let header = datagram.get(..12).filter(|_| is_rtp(datagram))?;
     let payload_type = header[1] & 0x7F;
-    if header[0] >> 6 != 2 || (64..96).contains(&payload_type) {
-        return None;
-    }
     let sequence = u16::from_be_bytes([header[2], header[3]]);
     let ssrc = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
     Some((payload_type, sequence, ssrc))

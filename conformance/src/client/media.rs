@@ -228,10 +228,9 @@ impl MediaPeer {
             );
         }
         let (offer, pending) = change.apply().ok_or("no media line to offer")?;
-        let mut driver = Driver::new(rtc, socket, local, direction);
+        let mut driver = Driver::new(rtc, socket, local, direction, tracks.clip);
         // The lines this side offers: str0m announces only the ones the remote side adds.
         driver.kinds = kinds;
-        driver.clip = clip_frames(tracks.clip);
         Ok(Self::spawn(driver, Some(pending), offer.to_sdp_string()))
     }
 
@@ -253,7 +252,7 @@ impl MediaPeer {
         } else {
             Direction::RecvOnly
         };
-        let driver = Driver::new(rtc, socket, local, direction);
+        let driver = Driver::new(rtc, socket, local, direction, VideoClip::Small);
         Ok((Self::spawn(driver, None, answer.clone()), answer))
     }
 
@@ -461,7 +460,14 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(rtc: Rtc, socket: UdpSocket, local: SocketAddr, direction: Direction) -> Self {
+    /// A peer's driver; a publisher among them loops the VP8 of `clip`.
+    fn new(
+        rtc: Rtc,
+        socket: UdpSocket,
+        local: SocketAddr,
+        direction: Direction,
+        clip: VideoClip,
+    ) -> Self {
         Self {
             rtc,
             io: Io::Own(socket),
@@ -469,7 +475,7 @@ impl Driver {
             report: Arc::new(Mutex::new(PeerReport::default())),
             direction,
             kinds: HashMap::new(),
-            clip: clip_frames(VideoClip::Small),
+            clip: clip_frames(clip),
             next_frame: 0,
             sent_audio: 0,
             sent_video: 0,

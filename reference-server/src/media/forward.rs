@@ -826,6 +826,8 @@ impl Sfu {
         path.seals(published)
     }
 
+    /// Keeps a video packet to answer NACKs with. Not called with `sfu/no-retransmission`,
+    /// so that nothing is ever resent.
     fn keep_for_resending(&mut self, publisher: PeerKey, published: &Arc<Published>) {
         let Some(Role::Publisher { recent_video, .. }) =
             self.peers.get_mut(&publisher).map(|p| &mut p.role)
@@ -841,9 +843,6 @@ impl Sfu {
     /// Answers a subscriber's NACK for the video the SFU sealed for it: the packets still
     /// held go again to its shard, sealed as before. str0m answers for what it wrote.
     fn resend(&mut self, subscriber: PeerKey, source: PeerKey, nack: &Nack) {
-        if self.config.faults.has(Fault::SfuNoRetransmission) {
-            return;
-        }
         let Some(base) = self
             .peers
             .get(&subscriber)

@@ -217,8 +217,9 @@ async fn run(
     }
 }
 
-/// Hands the fanout threads their messages. A packet for a thread whose queue is full is
-/// dropped and counted; a route change waits for room, since later packets depend on it.
+/// Hands the fanout threads their messages. A packet or a resend for a thread whose queue is
+/// full is dropped and counted (media survives loss); a route change waits for room, since
+/// later packets depend on it.
 fn dispatch_fanout(sfu: &mut Sfu, shards: &[SyncSender<FanoutMessage>]) {
     while let Some((index, message)) = sfu.poll_fanout() {
         let Some(shard) = index.checked_sub(1).and_then(|i| shards.get(i)) else {
@@ -228,6 +229,9 @@ fn dispatch_fanout(sfu: &mut Sfu, shards: &[SyncSender<FanoutMessage>]) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(FanoutMessage::Packet { routes, .. })) => {
                 sfu.fanout_counters().count_dropped(routes);
+            }
+            Err(TrySendError::Full(FanoutMessage::Resend { packets, .. })) => {
+                sfu.fanout_counters().count_dropped(packets.len() as u64);
             }
             Err(TrySendError::Full(message)) => {
                 let _ = shard.send(message);
