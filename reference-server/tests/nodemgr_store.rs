@@ -268,22 +268,40 @@ async fn on_postgres<F: std::future::Future<Output = ()>>(test: impl FnOnce(Stor
 /// batches them into multi-row statements) and each is answered; a node's latest metrics are
 /// its last heartbeat's; a heartbeat from a node with no row fails alone.
 async fn bulk_heartbeats_are_all_committed(store: Store) {
-    const NODES: usize = 40;
-    const PER_NODE: usize = 15;
-    let nodes: Vec<String> = (0..NODES).map(|_| unique("node")).collect();
+    heartbeats_of_many_nodes_are_chained(store, 40, 15, Some(300)).await;
+}
+
+/// With no stranger to fail the batch, the writer commits runs of 150 distinct nodes: more
+/// than one SQLite insert carries (64), so each run spans several inserts and the last is
+/// padded, and the next run links to what they left.
+async fn long_runs_are_all_committed(store: Store) {
+    heartbeats_of_many_nodes_are_chained(store, 150, 4, None).await;
+}
+
+/// `per_node` heartbeats from each of `node_count` nodes, in turns, committed concurrently
+/// (in as few batches as the writer makes of them), with an unregistered node's at
+/// `stranger_at`: each node's history and latest metrics are exactly what it sent.
+async fn heartbeats_of_many_nodes_are_chained(
+    store: Store,
+    node_count: usize,
+    per_node: usize,
+    stranger_at: Option<usize>,
+) {
+    let nodes: Vec<String> = (0..node_count).map(|_| unique("node")).collect();
     for node_id in &nodes {
         register(&store, node_id).await;
     }
-    let mut ops: Vec<StoreOp> = (0..NODES * PER_NODE)
-        .map(|i| heartbeat(&nodes[i % NODES], i as f64))
+    let mut ops: Vec<StoreOp> = (0..node_count * per_node)
+        .map(|i| heartbeat(&nodes[i % node_count], i as f64))
         .collect();
     let stranger = unique("unregistered");
-    ops.insert(300, heartbeat(&stranger, -1.0));
-    // Committed concurrently, in as few batches as the writer makes of them.
+    if let Some(at) = stranger_at {
+        ops.insert(at, heartbeat(&stranger, -1.0));
+    }
     let outcomes = write_concurrently(&store, ops).await;
     for (i, outcome) in outcomes.iter().enumerate() {
         match i {
-            300 => assert!(
+            i if Some(i) == stranger_at => assert!(
                 matches!(outcome, Err(StoreFailure::Database(_))),
                 "the unregistered node's heartbeat: {outcome:?}"
             ),
@@ -293,15 +311,15 @@ async fn bulk_heartbeats_are_all_committed(store: Store) {
     for (n, node_id) in nodes.iter().enumerate() {
         let history = store.metric_history(node_id, 1000).await.expect("history");
         let cpu: Vec<f64> = history.iter().map(|s| s.metrics.cpu_usage).collect();
-        let sent_newest_first: Vec<f64> = (0..PER_NODE)
+        let sent_newest_first: Vec<f64> = (0..per_node)
             .rev()
-            .map(|k| (k * NODES + n) as f64)
+            .map(|k| (k * node_count + n) as f64)
             .collect();
         assert_eq!(cpu, sent_newest_first, "history of node {n}");
         let newest_two = store.metric_history(node_id, 2).await.expect("history");
         assert_eq!(newest_two, history[..2], "history of node {n}, limited");
         let record = store.node(node_id).await.expect("read").expect("node");
-        let last = ((PER_NODE - 1) * NODES + n) as f64;
+        let last = ((per_node - 1) * node_count + n) as f64;
         assert_eq!(
             record.metrics,
             Some(metrics(last)),
@@ -323,6 +341,16 @@ async fn sqlite_commits_bulk_heartbeats() {
 #[tokio::test]
 async fn postgres_commits_bulk_heartbeats() {
     on_postgres(bulk_heartbeats_are_all_committed).await;
+}
+
+#[tokio::test]
+async fn sqlite_commits_runs_longer_than_one_insert() {
+    on_sqlite(long_runs_are_all_committed).await;
+}
+
+#[tokio::test]
+async fn postgres_commits_runs_longer_than_one_insert() {
+    on_postgres(long_runs_are_all_committed).await;
 }
 
 /// Heartbeats from distinct nodes, with an unregistered node among them: only that one fails,

@@ -1,7 +1,7 @@
-//! Heartbeats in bulk: they are nearly every write, so a run of them in one batch goes out as
-//! one execution whose rows come from one bound JSON array (`json_each` in SQLite,
-//! `json_array_elements` in PostgreSQL): its SQL text never changes with the run's length, so
-//! it stays prepared, and SQLite gets the whole run in one call to its thread.
+//! Heartbeats in bulk: they are nearly every write, so a run of them in one batch goes out in
+//! one execution. SQLite binds the samples' values into multi-row inserts of a fixed size,
+//! padded, so that a run has one of a few texts and each stays prepared; PostgreSQL binds one
+//! JSON array (`json_array_elements`), whose text never changes with the run's length.
 
 use super::schema::Backend;
 use crate::protocol::nodemgr::envelope::rfc3339;
@@ -11,26 +11,55 @@ use sqlx::error::ErrorKind;
 use sqlx::{Any, AnyConnection};
 use std::collections::HashSet;
 
-/// SQLite's [`record_sql`], a macro so that [`record_as_transaction`] can wrap the literal.
-/// The `WHERE true` is SQLite's own workaround: without a `WHERE`, the `ON` of an upsert after
-/// `INSERT ... SELECT` parses as a join constraint (sqlite.org/lang_upsert.html, "Parsing
-/// Ambiguity").
-macro_rules! sqlite_record {
-    () => {
+/// SQLite: rows one `INSERT` carries. A run is padded with empty rows to a whole number of
+/// inserts, so that a batch of up to 512 has one of eight texts and each stays prepared.
+const SQLITE_ROWS_PER_INSERT: usize = 64;
+
+/// The columns of one row of a SQLite insert's `VALUES`, in [`HeartbeatRow::bind`]'s order.
+const SQLITE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
+
+/// SQLite's insert of [`SQLITE_ROWS_PER_INSERT`] samples, each linked to its node's newest so
+/// far. The values are bound one by one: reading them out of a bound JSON array cost SQLite
+/// more than the statement's own work (docs/performance.md). An empty row (no node id) is
+/// padding; a row whose node has no row gets no `node_key`, and the `NOT NULL` fails it.
+fn sqlite_insert() -> String {
+    let rows = vec![SQLITE_ROW; SQLITE_ROWS_PER_INSERT].join(", ");
+    format!(
         "INSERT INTO metrics (node_key, previous_sample_id, recorded_at, status, cpu_usage,
             memory_usage, disk_usage, load_average)
-         SELECT nodes.node_key, latest_samples.sample_id, r.value ->> 1, r.value ->> 2,
-            r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6
-         FROM json_each(?) AS r
-         LEFT JOIN nodes ON nodes.node_id = r.value ->> 0
+         SELECT nodes.node_key, latest_samples.sample_id, v.column2, v.column3, v.column4,
+            v.column5, v.column6, v.column7
+         FROM (VALUES {rows}) AS v
+         LEFT JOIN nodes ON nodes.node_id = v.column1
          LEFT JOIN latest_samples ON latest_samples.node_key = nodes.node_key
-         ORDER BY r.key;
-         INSERT INTO latest_samples (node_key, sample_id)
-         SELECT node_key, sample_id
-         FROM (SELECT node_key, sample_id FROM metrics ORDER BY sample_id DESC LIMIT ?)
-         WHERE true
-         ON CONFLICT (node_key) DO UPDATE SET sample_id = excluded.sample_id"
-    };
+         WHERE v.column1 IS NOT NULL"
+    )
+}
+
+/// SQLite: the newest `?` samples, those the inserts before it just added (the transaction
+/// holds SQLite's one write lock), become their nodes' latest. The `WHERE true` is SQLite's
+/// own workaround: without a `WHERE`, the `ON` of an upsert after `INSERT ... SELECT` parses
+/// as a join constraint (sqlite.org/lang_upsert.html, "Parsing Ambiguity").
+const SQLITE_POINT_LATEST: &str = "INSERT INTO latest_samples (node_key, sample_id)
+     SELECT node_key, sample_id
+     FROM (SELECT node_key, sample_id FROM metrics ORDER BY sample_id DESC LIMIT ?)
+     WHERE true
+     ON CONFLICT (node_key) DO UPDATE SET sample_id = excluded.sample_id";
+
+/// SQLite's text for `rows` samples: enough inserts, then the pointer update; wrapped in
+/// `BEGIN IMMEDIATE; ...; COMMIT` when it is a transaction of its own.
+fn sqlite_record_text(rows: usize, own_transaction: bool) -> String {
+    let inserts = rows.div_ceil(SQLITE_ROWS_PER_INSERT).max(1);
+    let mut statements = Vec::with_capacity(inserts + 3);
+    if own_transaction {
+        statements.push("BEGIN IMMEDIATE".to_owned());
+    }
+    statements.extend(std::iter::repeat_n(sqlite_insert(), inserts));
+    statements.push(SQLITE_POINT_LATEST.to_owned());
+    if own_transaction {
+        statements.push("COMMIT".to_owned());
+    }
+    statements.join(";\n")
 }
 
 /// One heartbeat, borrowed from its [`StoreOp::RecordHeartbeat`].
@@ -72,6 +101,25 @@ impl<'a> HeartbeatRow<'a> {
         }
     }
 
+    /// Values a row binds.
+    const VALUES: usize = 7;
+
+    /// Binds `[node_id, time, status, cpu, memory, disk, load]`, a row of [`SQLITE_ROW`].
+    fn bind<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q>
+    where
+        'a: 'q,
+    {
+        let m = self.metrics;
+        query
+            .bind(self.node_id)
+            .bind(rfc3339(self.at))
+            .bind(self.status)
+            .bind(m.cpu_usage)
+            .bind(m.memory_usage)
+            .bind(m.disk_usage)
+            .bind(m.load_average)
+    }
+
     /// `[node_id, time, status, cpu, memory, disk, load]` (serde writes a tuple as a JSON
     /// array), the order the statements read.
     fn as_tuple(&self) -> (&str, String, &str, f64, f64, f64, f64) {
@@ -100,7 +148,7 @@ pub(super) enum RunOutcome {
 
 /// Appends every sample of `rows` to the history, in the order of `rows`, each linked to its
 /// node's previous sample, and makes each node's last one its latest. Must run inside a
-/// transaction: on SQLite it is two statements.
+/// transaction: on SQLite it is several statements.
 ///
 /// The run is cut into chunks in which no node appears twice, so that within a statement
 /// each sample's predecessor is the one `latest_samples` held before it; the chunks run in
@@ -112,7 +160,8 @@ pub(super) async fn record(
     rows: &[HeartbeatRow<'_>],
 ) -> Result<RunOutcome, sqlx::Error> {
     for chunk in distinct_chunks(rows) {
-        let executed = bind_chunk(sqlx::query(record_sql(backend)), backend, chunk)
+        let text = record_text(backend, chunk.len());
+        let executed = bind_chunk(sqlx::query(&text), backend, chunk)
             .execute(&mut *tx)
             .await;
         if outcome(executed)? == RunOutcome::SomeNodeMissing {
@@ -134,8 +183,8 @@ pub(super) async fn record_as_transaction(
     if distinct_chunks(rows).nth(1).is_some() {
         return None;
     }
-    let query = sqlx::query(concat!("BEGIN IMMEDIATE; ", sqlite_record!(), "; COMMIT"));
-    let executed = bind_chunk(query, Backend::Sqlite, rows)
+    let text = sqlite_record_text(rows.len(), true);
+    let executed = bind_chunk(sqlx::query(&text), Backend::Sqlite, rows)
         .execute(connection)
         .await;
     Some(outcome(executed))
@@ -143,18 +192,27 @@ pub(super) async fn record_as_transaction(
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
 
-/// Binds a chunk as [`record_sql`] reads it: the rows as one JSON array, and on SQLite their
-/// count, for the second statement, which takes the newest `n` samples: the chunk's own,
-/// since the transaction holds SQLite's one write lock.
+/// Binds a chunk as [`record_text`] reads it. SQLite: each row's values, empty rows up to a
+/// whole number of inserts, and the count of samples for the pointer update. PostgreSQL: the
+/// rows as one JSON array.
 fn bind_chunk<'q>(
     query: AnyQuery<'q>,
     backend: Backend,
-    chunk: &[HeartbeatRow<'_>],
+    chunk: &[HeartbeatRow<'q>],
 ) -> AnyQuery<'q> {
-    let query = query.bind(rows_json(chunk));
     match backend {
-        Backend::Sqlite => query.bind(chunk.len() as i64),
-        Backend::Postgres => query,
+        Backend::Sqlite => {
+            let padded = chunk
+                .len()
+                .next_multiple_of(SQLITE_ROWS_PER_INSERT)
+                .max(SQLITE_ROWS_PER_INSERT);
+            let query = chunk.iter().fold(query, |query, row| row.bind(query));
+            let empty_values = (padded - chunk.len()) * HeartbeatRow::VALUES;
+            (0..empty_values)
+                .fold(query, |query, _| query.bind(None::<f64>))
+                .bind(chunk.len() as i64)
+        }
+        Backend::Postgres => query.bind(rows_json(chunk)),
     }
 }
 
@@ -199,32 +257,32 @@ fn distinct_chunks<'r, 'a>(
     })
 }
 
-/// The samples of a JSON array of rows, in array order, each with its node's key and its
-/// node's newest sample so far as its predecessor; then those samples become their nodes'
-/// newest. SQLite reads the array with `json_each` and takes the rows just inserted as the
-/// newest `n`; PostgreSQL reads it with `json_array_elements` and passes the inserted rows on
-/// in one statement.
-fn record_sql(backend: Backend) -> &'static str {
+/// The text that records a chunk of `rows` samples inside a transaction: each sample with its
+/// node's key and its node's newest sample so far as its predecessor; then those samples
+/// become their nodes' newest. SQLite inserts bound rows ([`sqlite_record_text`]);
+/// PostgreSQL reads one bound JSON array with `json_array_elements` and passes the inserted
+/// rows on in one statement.
+fn record_text(backend: Backend, rows: usize) -> std::borrow::Cow<'static, str> {
     match backend {
-        Backend::Sqlite => sqlite_record!(),
-        Backend::Postgres => {
-            "WITH inserted AS (
-                INSERT INTO metrics (node_key, previous_sample_id, recorded_at, status, cpu_usage,
-                    memory_usage, disk_usage, load_average)
-                SELECT nodes.node_key, latest_samples.sample_id, r.value ->> 1, r.value ->> 2,
-                    (r.value ->> 3)::double precision, (r.value ->> 4)::double precision,
-                    (r.value ->> 5)::double precision, (r.value ->> 6)::double precision
-                FROM json_array_elements($1::json) WITH ORDINALITY AS r(value, n)
-                LEFT JOIN nodes ON nodes.node_id = r.value ->> 0
-                LEFT JOIN latest_samples ON latest_samples.node_key = nodes.node_key
-                ORDER BY r.n
-                RETURNING node_key, sample_id)
-             INSERT INTO latest_samples (node_key, sample_id)
-             SELECT node_key, sample_id FROM inserted
-             ON CONFLICT (node_key) DO UPDATE SET sample_id = excluded.sample_id"
-        }
+        Backend::Sqlite => sqlite_record_text(rows, false).into(),
+        Backend::Postgres => POSTGRES_RECORD.into(),
     }
 }
+
+const POSTGRES_RECORD: &str = "WITH inserted AS (
+    INSERT INTO metrics (node_key, previous_sample_id, recorded_at, status, cpu_usage,
+        memory_usage, disk_usage, load_average)
+    SELECT nodes.node_key, latest_samples.sample_id, r.value ->> 1, r.value ->> 2,
+        (r.value ->> 3)::double precision, (r.value ->> 4)::double precision,
+        (r.value ->> 5)::double precision, (r.value ->> 6)::double precision
+    FROM json_array_elements($1::json) WITH ORDINALITY AS r(value, n)
+    LEFT JOIN nodes ON nodes.node_id = r.value ->> 0
+    LEFT JOIN latest_samples ON latest_samples.node_key = nodes.node_key
+    ORDER BY r.n
+    RETURNING node_key, sample_id)
+ INSERT INTO latest_samples (node_key, sample_id)
+ SELECT node_key, sample_id FROM inserted
+ ON CONFLICT (node_key) DO UPDATE SET sample_id = excluded.sample_id";
 
 #[cfg(test)]
 mod tests {
