@@ -3,7 +3,9 @@
 use proptest::prelude::*;
 use reference_server::protocol::nodemgr::envelope::Envelope;
 use reference_server::protocol::nodemgr::messages;
-use reference_server::protocol::nodemgr::{decode_node_frame, ErrorCode, NodeMessage};
+use reference_server::protocol::nodemgr::{
+    decode_node_frame, decode_via_value, ErrorCode, NodeMessage,
+};
 use serde_json::Value;
 
 mod support;
@@ -138,19 +140,21 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn decoding_arbitrary_text_never_panics(text in ".{0,400}") {
-        let _ = decode_node_frame(&text);
+    fn decoding_arbitrary_text_never_panics_and_both_paths_agree(text in ".{0,400}") {
+        prop_assert_eq!(decode_node_frame(&text), decode_via_value(&text));
     }
 
     #[test]
-    fn decoding_mutated_documented_frames_never_panics(
+    fn decoding_mutated_documented_frames_never_panics_and_both_paths_agree(
         index in 0usize..4, at in 0usize..400, byte in any::<u8>()
     ) {
         let name = ["node_register", "heartbeat", "command_started", "command_result"][index];
         let mut bytes = wire(name).into_bytes();
         let at = at % bytes.len();
         bytes[at] = byte;
-        let _ = decode_node_frame(&String::from_utf8_lossy(&bytes));
+        let text = String::from_utf8_lossy(&bytes);
+        // The typed fast path and the general one agree, on what they accept and on why not.
+        prop_assert_eq!(decode_node_frame(&text), decode_via_value(&text));
     }
 
     #[test]

@@ -15,27 +15,39 @@ pub enum NodeMessage {
 }
 
 impl NodeMessage {
-    pub fn from_parts(kind: &str, data: Value) -> Result<Self, DecodeError> {
+    pub fn from_parts(kind: &str, data: Data<'_>) -> Result<Self, DecodeError> {
         match kind {
-            "node_register" => typed(kind, data).map(Self::Register),
-            "heartbeat" => typed(kind, data).map(Self::Heartbeat),
-            "command_started" => typed(kind, data).map(Self::CommandStarted),
-            "command_result" => typed(kind, data).map(Self::CommandResult),
+            "node_register" => data.typed(kind).map(Self::Register),
+            "heartbeat" => data.typed(kind).map(Self::Heartbeat),
+            "command_started" => data.typed(kind).map(Self::CommandStarted),
+            "command_result" => data.typed(kind).map(Self::CommandResult),
             other => Err(DecodeError::UnknownType(other.to_owned())),
         }
     }
 }
 
-fn typed<T: DeserializeOwned>(kind: &str, data: Value) -> Result<T, DecodeError> {
-    let kind = super::NODE_MESSAGE_TYPES
-        .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("message");
-    serde_json::from_value(data).map_err(|e| DecodeError::BadData {
-        kind,
-        detail: e.to_string(),
-    })
+/// A message's `data`, parsed into a tree or still JSON text.
+pub enum Data<'a> {
+    Value(Value),
+    Text(&'a str),
+}
+
+impl Data<'_> {
+    fn typed<T: DeserializeOwned>(self, kind: &str) -> Result<T, DecodeError> {
+        let kind = super::NODE_MESSAGE_TYPES
+            .iter()
+            .find(|k| **k == kind)
+            .copied()
+            .unwrap_or("message");
+        let parsed = match self {
+            Self::Value(value) => serde_json::from_value(value),
+            Self::Text(text) => serde_json::from_str(text),
+        };
+        parsed.map_err(|e| DecodeError::BadData {
+            kind,
+            detail: e.to_string(),
+        })
+    }
 }
 
 /// `node_register` data. Every field is optional on the wire; a missing `node_id` means the

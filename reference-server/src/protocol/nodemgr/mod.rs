@@ -8,7 +8,7 @@ pub mod error;
 pub mod messages;
 pub mod session;
 
-pub use envelope::{decode_node_frame, Envelope, Inbound, Rejection};
+pub use envelope::{decode_node_frame, decode_via_value, Envelope, Inbound, Rejection};
 pub use error::{DecodeError, ErrorCode};
 pub use messages::{CommandResult, Metrics, NodeInfo, NodeMessage};
 pub use session::{
