@@ -91,7 +91,7 @@ async fn send_heartbeats(store: &Store, node_id: &str, xs: &[f64]) {
 async fn write_concurrently(store: &Store, ops: Vec<StoreOp>) -> Vec<Result<(), StoreFailure>> {
     let mut pending = Vec::with_capacity(ops.len());
     for op in ops {
-        pending.push(store.submit(op).await.expect("queued"));
+        pending.push(store.submit(op).await);
     }
     futures_util::future::join_all(pending).await
 }

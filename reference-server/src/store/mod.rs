@@ -119,9 +119,13 @@ impl StoreConfig {
     }
 }
 
+/// What is done with a write's outcome once it is committed or failed. It runs on the
+/// writer's task, so it must not wait.
+pub type OnCommitted = Box<dyn FnOnce(Result<(), StoreFailure>) + Send + Sync>;
+
 struct WriteJob {
     op: StoreOp,
-    done: oneshot::Sender<Result<(), StoreFailure>>,
+    done: OnCommitted,
 }
 
 /// A handle to the database. Cheap to clone.
@@ -159,23 +163,36 @@ impl Store {
 
     /// Commits `op` and returns once it is durable (or failed).
     pub async fn write(&self, op: StoreOp) -> Result<(), StoreFailure> {
-        self.submit(op).await?.await
+        self.submit(op).await.await
     }
 
     /// Queues `op` for the writer, waiting only for room in its queue, and returns what
-    /// resolves once it is committed. Writes are committed in the order they were submitted,
-    /// so a connection that submits each write before it reads the next frame keeps its
-    /// frames' order (a node's latest metrics are those of its last heartbeat).
+    /// resolves once it is committed. Writes are committed in the order they were submitted.
     pub async fn submit(
         &self,
         op: StoreOp,
-    ) -> Result<impl std::future::Future<Output = Result<(), StoreFailure>>, StoreFailure> {
+    ) -> impl std::future::Future<Output = Result<(), StoreFailure>> {
         let (done, committed) = oneshot::channel();
-        self.writer
-            .send(WriteJob { op, done })
-            .await
-            .map_err(|_| writer_gone())?;
-        Ok(async move { committed.await.map_err(|_| writer_gone())? })
+        self.submit_then(
+            op,
+            Box::new(move |outcome| {
+                let _ = done.send(outcome);
+            }),
+        )
+        .await;
+        async move { committed.await.map_err(|_| writer_gone())? }
+    }
+
+    /// Queues `op` for the writer, waiting only for room in its queue; `then` gets its outcome
+    /// (on the writer's task), or at once if the writer has stopped. Writes are committed in
+    /// the order they were submitted, so a connection that submits each write before it reads
+    /// the next frame keeps its frames' order (a node's latest metrics are those of its last
+    /// heartbeat), and hears of its writes in that order.
+    pub async fn submit_then(&self, op: StoreOp, then: OnCommitted) {
+        let job = WriteJob { op, done: then };
+        if let Err(refused) = self.writer.send(job).await {
+            (refused.0.done)(Err(writer_gone()));
+        }
     }
 
     /// Creates any missing table (run at open; public so operators and tests can repair).
@@ -266,7 +283,7 @@ impl WriterDb {
         match outcome {
             Ok(outcomes) => {
                 for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = job.done.send(outcome);
+                    (job.done)(outcome);
                 }
             }
             Err(why) => {
@@ -276,7 +293,7 @@ impl WriterDb {
                 );
                 for job in batch.drain(..) {
                     let outcome = self.apply_one(&job.op).await;
-                    let _ = job.done.send(outcome);
+                    (job.done)(outcome);
                 }
             }
         }

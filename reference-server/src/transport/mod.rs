@@ -14,13 +14,13 @@ pub mod ws_queue;
 
 use crate::faults::Faults;
 use crate::protocol::cmdrelay::{self, ConnId, Rooms};
-use crate::protocol::nodemgr::{CommandOrder, SessionConfig};
+use crate::protocol::nodemgr::{CommandOrder, SessionConfig, StoreFailure, Ticket};
 use crate::store::tokens::TokenStore;
-use crate::store::Store;
+use crate::store::{OnCommitted, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use ws_queue::Member;
 
 /// Reads both clocks for a protocol core: the one place outside tests where time is read (`src/protocol/` never reads it).
@@ -62,10 +62,93 @@ impl NodemgrApp {
     }
 }
 
+/// What a nodemgr connection's task hears from outside it, on one channel so that each wake-up
+/// polls one receiver: a write of its own committed (or failed), or a command to run.
+#[derive(Debug)]
+pub enum Inbox {
+    Committed {
+        ticket: Ticket,
+        result: Result<(), StoreFailure>,
+    },
+    Order {
+        order: CommandOrder,
+        /// The command's place in [`DISPATCH_QUEUE_DEPTH`], given back when the connection
+        /// takes it.
+        _place: OwnedSemaphorePermit,
+    },
+}
+
+/// The way into a nodemgr connection's [`Inbox`]. Commits are never refused, so the store's
+/// writer never waits on a connection; commands are refused beyond
+/// [`DISPATCH_QUEUE_DEPTH`] not yet taken.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    inbox: mpsc::UnboundedSender<Inbox>,
+    places: Arc<Semaphore>,
+}
+
+/// Why a command could not be queued for a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DispatchRefused {
+    /// [`DISPATCH_QUEUE_DEPTH`] commands wait already.
+    Full,
+    /// The connection has ended.
+    Closed,
+}
+
+/// A place taken in a connection's command queue: sending cannot be refused.
+#[derive(Debug)]
+pub struct DispatchSlot {
+    inbox: mpsc::UnboundedSender<Inbox>,
+    place: OwnedSemaphorePermit,
+}
+
+impl Dispatcher {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Inbox>) {
+        let (inbox, receiver) = mpsc::unbounded_channel();
+        let places = Arc::new(Semaphore::new(DISPATCH_QUEUE_DEPTH));
+        (Self { inbox, places }, receiver)
+    }
+
+    /// Takes a place for one command, so that a caller can refuse before it stores anything.
+    pub fn try_reserve(&self) -> Result<DispatchSlot, DispatchRefused> {
+        if self.inbox.is_closed() {
+            return Err(DispatchRefused::Closed);
+        }
+        let place = Arc::clone(&self.places)
+            .try_acquire_owned()
+            .map_err(|_| DispatchRefused::Full)?;
+        Ok(DispatchSlot {
+            inbox: self.inbox.clone(),
+            place,
+        })
+    }
+
+    /// What tells the connection that its write `ticket` is committed.
+    pub fn on_committed(&self, ticket: Ticket) -> OnCommitted {
+        let inbox = self.inbox.clone();
+        Box::new(move |result| {
+            // A connection that has ended no longer waits for it.
+            let _ = inbox.send(Inbox::Committed { ticket, result });
+        })
+    }
+}
+
+impl DispatchSlot {
+    pub fn send(self, order: CommandOrder) {
+        // A connection that ended after the place was taken drops the order, as it would
+        // have dropped it queued.
+        let _ = self.inbox.send(Inbox::Order {
+            order,
+            _place: self.place,
+        });
+    }
+}
+
 #[derive(Debug)]
 struct Route {
     connection: u64,
-    dispatch: mpsc::Sender<CommandOrder>,
+    dispatch: Dispatcher,
 }
 
 /// Which connection speaks for which node. The newest registration of a node wins.
@@ -75,7 +158,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    fn insert(&self, node_id: &str, connection: u64, dispatch: mpsc::Sender<CommandOrder>) {
+    fn insert(&self, node_id: &str, connection: u64, dispatch: Dispatcher) {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         routes.insert(
             node_id.to_owned(),
@@ -98,7 +181,7 @@ impl Registry {
         ours
     }
 
-    pub fn dispatcher(&self, node_id: &str) -> Option<mpsc::Sender<CommandOrder>> {
+    pub fn dispatcher(&self, node_id: &str) -> Option<Dispatcher> {
         let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         routes.get(node_id).map(|r| r.dispatch.clone())
     }
@@ -191,5 +274,47 @@ impl CmdrelayApp {
     pub fn occupancy(&self) -> (usize, usize) {
         let rooms = self.rooms();
         (rooms.room_count(), rooms.client_count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(n: usize) -> CommandOrder {
+        CommandOrder {
+            command_id: format!("cmd-{n}"),
+            command_text: "true".into(),
+            timeout_secs: 1,
+        }
+    }
+
+    #[test]
+    fn a_connection_queues_up_to_its_depth_of_commands_and_commits_past_it() {
+        let (dispatcher, mut inbox) = Dispatcher::new();
+        for n in 0..DISPATCH_QUEUE_DEPTH {
+            dispatcher.try_reserve().expect("a place").send(order(n));
+        }
+        assert_eq!(dispatcher.try_reserve().err(), Some(DispatchRefused::Full));
+        // The writer is never refused, however full the command queue is.
+        dispatcher.on_committed(7)(Ok(()));
+        let Ok(Inbox::Order { order: first, .. }) = inbox.try_recv() else {
+            panic!("the first command comes first");
+        };
+        assert_eq!(first.command_id, "cmd-0");
+        dispatcher.try_reserve().expect("the place it left");
+        let rest: Vec<Inbox> = std::iter::from_fn(|| inbox.try_recv().ok()).collect();
+        assert!(matches!(
+            rest.last(),
+            Some(Inbox::Committed {
+                ticket: 7,
+                result: Ok(())
+            })
+        ));
+        drop(inbox);
+        assert_eq!(
+            dispatcher.try_reserve().err(),
+            Some(DispatchRefused::Closed)
+        );
     }
 }

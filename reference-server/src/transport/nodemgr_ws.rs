@@ -3,18 +3,16 @@
 use super::read_clock;
 use super::session_timer::SessionTimer;
 use super::ws_queue::close_for_read_error;
-use super::{NodemgrApp, DISPATCH_QUEUE_DEPTH};
+use super::{Dispatcher, Inbox, NodemgrApp};
 use crate::faults::Fault;
 use crate::protocol::nodemgr::{ConnectParams, Input, Output, Session, MAX_FRAME_BYTES};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
-use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Frame limit with the `hang-on-oversized` fault: big enough to let oversized frames in.
 const FAULTY_FRAME_LIMIT: usize = 16 * 1024 * 1024;
@@ -60,20 +58,12 @@ enum Stop {
 
 async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<NodemgrApp>) {
     let connection = app.connection_number();
-    let (dispatch_tx, mut dispatch_rx) = mpsc::channel(DISPATCH_QUEUE_DEPTH);
+    let (dispatcher, mut inbox) = Dispatcher::new();
     let mut session = Session::open(read_clock(), params, app.session.clone());
-    let mut writes = FuturesOrdered::new();
     let mut timer = SessionTimer::default();
     loop {
-        if let Err(stop) = perform_outputs(
-            &mut session,
-            &mut socket,
-            &mut writes,
-            &app,
-            connection,
-            &dispatch_tx,
-        )
-        .await
+        if let Err(stop) =
+            perform_outputs(&mut session, &mut socket, &app, connection, &dispatcher).await
         {
             if matches!(stop, Stop::Abort) {
                 // Dropping the socket without a close frame resets the connection.
@@ -99,10 +89,14 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
                     break;
                 }
             },
-            Some((ticket, result)) = writes.next(), if !writes.is_empty() => {
-                session.handle_input(read_clock(), Input::Persisted { ticket, result });
+            // The connection holds a sender of its own, so the inbox never closes under it.
+            Some(message) = inbox.recv() => {
+                let input = match message {
+                    Inbox::Committed { ticket, result } => Input::Persisted { ticket, result },
+                    Inbox::Order { order, .. } => Input::Dispatch(order),
+                };
+                session.handle_input(read_clock(), input);
             }
-            Some(order) = dispatch_rx.recv() => session.handle_input(read_clock(), Input::Dispatch(order)),
             () = timer.fired() => session.handle_timeout(read_clock()),
         }
     }
@@ -110,24 +104,13 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
     finish(&app, &session, connection).await;
 }
 
-type Writes = FuturesOrdered<
-    std::pin::Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = (u64, Result<(), crate::protocol::nodemgr::StoreFailure>),
-                > + Send,
-        >,
-    >,
->;
-
 /// Performs everything the session asked for. `Err` means the connection must end.
 async fn perform_outputs(
     session: &mut Session,
     socket: &mut WebSocket,
-    writes: &mut Writes,
     app: &Arc<NodemgrApp>,
     connection: u64,
-    dispatch: &mpsc::Sender<crate::protocol::nodemgr::CommandOrder>,
+    dispatcher: &Dispatcher,
 ) -> Result<(), Stop> {
     let mut wrote = false;
     while let Some(output) = session.poll_output() {
@@ -140,18 +123,14 @@ async fn perform_outputs(
                 wrote = true;
             }
             Output::Persist { ticket, op } => {
-                // Submitted here, in frame order; only the commit is awaited out of line.
-                let committed = app.store.submit(op).await;
-                writes.push_back(Box::pin(async move {
-                    let result = match committed {
-                        Ok(committed) => committed.await,
-                        Err(failure) => Err(failure),
-                    };
-                    (ticket, result)
-                }));
+                // Submitted here, in frame order; the commit comes back through the inbox.
+                app.store
+                    .submit_then(op, dispatcher.on_committed(ticket))
+                    .await;
             }
             Output::Registered { node_id } => {
-                app.registry.insert(&node_id, connection, dispatch.clone())
+                app.registry
+                    .insert(&node_id, connection, dispatcher.clone())
             }
             Output::Close { code, reason } => {
                 let frame = CloseFrame {

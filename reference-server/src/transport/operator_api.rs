@@ -1,7 +1,7 @@
 //! The operator REST API on the nodemgr port, under `/api/v1/`. Every route needs
 //! `Authorization: Bearer <token>` with the server's token.
 
-use super::NodemgrApp;
+use super::{DispatchRefused, NodemgrApp};
 use crate::protocol::nodemgr::envelope::rfc3339;
 use crate::protocol::nodemgr::{CommandOrder, ErrorCode};
 use crate::store::{CommandRecord, StoreError};
@@ -14,7 +14,6 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Longest command timeout an operator may ask for, in seconds.
 pub const MAX_COMMAND_TIMEOUT_SECS: u64 = 3600;
@@ -154,10 +153,8 @@ pub async fn send_command(
     // that no connection will run.
     let slot = match dispatch.try_reserve() {
         Ok(slot) => slot,
-        Err(mpsc::error::TrySendError::Full(())) => return Err(ApiError::NodeBusy(node_id)),
-        Err(mpsc::error::TrySendError::Closed(())) => {
-            return Err(not_connected(&app, node_id).await)
-        }
+        Err(DispatchRefused::Full) => return Err(ApiError::NodeBusy(node_id)),
+        Err(DispatchRefused::Closed) => return Err(not_connected(&app, node_id).await),
     };
     let record = CommandRecord {
         command_id: format!("cmd-{}", uuid::Uuid::new_v4()),
