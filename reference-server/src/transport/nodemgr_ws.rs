@@ -73,8 +73,20 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
             break;
         }
         timer.arm(session.poll_timeout());
-        // Reads and writes take turns in this one task, so the socket needs no split.
+        // Reads and writes take turns in this one task, so the socket needs no split. The
+        // inbox is polled first: a wake-up for a commit then answers without polling the
+        // socket, whose poll costs more. It cannot starve the socket: commits come from frames
+        // read, and commands are at most DISPATCH_QUEUE_DEPTH.
         tokio::select! {
+            biased;
+            // The connection holds a sender of its own, so the inbox never closes under it.
+            Some(message) = inbox.recv() => {
+                let input = match message {
+                    Inbox::Committed { ticket, result } => Input::Persisted { ticket, result },
+                    Inbox::Order { order, .. } => Input::Dispatch(order),
+                };
+                session.handle_input(read_clock(), input);
+            }
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => session.handle_input(read_clock(), Input::Text(text.to_string())),
                 Some(Ok(Message::Binary(_))) => session.handle_input(read_clock(), Input::Binary),
@@ -89,14 +101,6 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
                     break;
                 }
             },
-            // The connection holds a sender of its own, so the inbox never closes under it.
-            Some(message) = inbox.recv() => {
-                let input = match message {
-                    Inbox::Committed { ticket, result } => Input::Persisted { ticket, result },
-                    Inbox::Order { order, .. } => Input::Dispatch(order),
-                };
-                session.handle_input(read_clock(), input);
-            }
             () = timer.fired() => session.handle_timeout(read_clock()),
         }
     }

@@ -29,8 +29,13 @@ impl Envelope {
     }
 
     pub fn encode(&self) -> String {
-        // Serializing a struct of strings and a Value cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        // Room for the common answers at once (a heartbeat_ack is about 170 bytes; serde_json
+        // starts at 128 and grows).
+        let mut out = Vec::with_capacity(256);
+        // Serializing a struct of strings and a Value into memory cannot fail, and it writes
+        // UTF-8.
+        let _ = serde_json::to_writer(&mut out, self);
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
