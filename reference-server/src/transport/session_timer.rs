@@ -1,6 +1,9 @@
-//! A connection's session timer: one tokio timer per connection, moved when the session's
-//! deadline moves. Making a new timer on every wake-up (every frame) registered and cleared a
-//! timer entry per frame, a visible share of a heartbeat's cost in `perf`.
+//! A connection's session timer: one tokio timer per connection. Making a new timer on every
+//! wake-up (every frame) registered and cleared a timer entry per frame, a visible share of a
+//! heartbeat's cost in `perf`; moving it on every frame still took the timer wheel's lock per
+//! frame, since every heartbeat moves a session's deadline later. So the timer moves only
+//! earlier: a later deadline leaves it where it is, it fires early, and the session, which
+//! checks the time in `handle_timeout`, finds nothing due and names its deadline again.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -21,18 +24,21 @@ impl Default for SessionTimer {
 }
 
 impl SessionTimer {
-    /// Aims the timer at the session's deadline; `None` disarms it.
+    /// Aims the timer at the session's deadline, or leaves it at an earlier one; `None`
+    /// disarms it.
     pub fn arm(&mut self, deadline: Option<Instant>) {
-        if deadline == self.armed_for {
-            return;
+        match (deadline, self.armed_for) {
+            (None, _) => self.armed_for = None,
+            (Some(at), Some(armed)) if at >= armed => {}
+            (Some(at), _) => {
+                self.sleep.as_mut().reset(at.into());
+                self.armed_for = Some(at);
+            }
         }
-        if let Some(at) = deadline {
-            self.sleep.as_mut().reset(at.into());
-        }
-        self.armed_for = deadline;
     }
 
-    /// Resolves once the armed deadline has passed, and disarms; never while disarmed.
+    /// Resolves once the timer's deadline has passed (it may be earlier than the session's
+    /// latest), and disarms; never while disarmed.
     /// Cancel-safe: dropped unfinished, it changes nothing.
     pub async fn fired(&mut self) {
         if self.armed_for.is_none() {
@@ -70,5 +76,20 @@ mod tests {
             .await
             .expect("fired at the earlier deadline");
         assert!(now.elapsed() >= SHORT);
+
+        // Moved later: it stays at the earlier deadline and fires there, early; the session
+        // finds nothing due and the driver arms it again.
+        let now = Instant::now();
+        timer.arm(Some(now + SHORT));
+        timer.arm(Some(now + LONG));
+        tokio::time::timeout(LONG / 2, timer.fired())
+            .await
+            .expect("fired at the earlier deadline");
+        timer.arm(Some(now + LONG));
+        let waited = tokio::time::timeout(4 * SHORT, timer.fired()).await;
+        assert!(
+            waited.is_err(),
+            "fired before the deadline armed after firing"
+        );
     }
 }
