@@ -162,6 +162,16 @@ pub struct ViaStr0m {
     pub video: bool,
 }
 
+impl ViaStr0m {
+    /// Whether media of `kind` goes through str0m.
+    fn carries(self, kind: MediaKind) -> bool {
+        match kind {
+            MediaKind::Audio => self.audio,
+            MediaKind::Video => self.video,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Role {
     Publisher {
@@ -440,7 +450,7 @@ impl Sfu {
             ));
         };
         // The NACKs of sealed video reach the SFU only as the raw RTCP str0m has read.
-        let reads_nacks = !self.config.via_str0m.video;
+        let reads_nacks = !self.config.via_str0m.carries(MediaKind::Video);
         let (accepted, answer) = self.accept(now, offer, subscriber_extensions(), reads_nacks)?;
         let role = Role::Subscriber {
             sid: sid.to_owned(),
@@ -760,7 +770,7 @@ impl Sfu {
         let Some(mut subscribers) = self.subscribers_of(from).map(std::mem::take) else {
             return;
         };
-        let seal = !self.via_str0m(published.kind);
+        let seal = !self.config.via_str0m.carries(published.kind);
         let resendable = !self.config.faults.has(Fault::SfuNoRetransmission);
         if published.kind == MediaKind::Video && resendable {
             self.keep_for_resending(from, published);
@@ -788,13 +798,6 @@ impl Sfu {
             *list = subscribers;
         }
         self.fan_out(from, published, &sealed_per_shard);
-    }
-
-    fn via_str0m(&self, kind: MediaKind) -> bool {
-        match kind {
-            MediaKind::Audio => self.config.via_str0m.audio,
-            MediaKind::Video => self.config.via_str0m.video,
-        }
     }
 
     /// Whether the SFU seals this packet for the route itself (S8) rather than str0m writing

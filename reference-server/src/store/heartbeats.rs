@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::error::ErrorKind;
 use sqlx::{Any, AnyConnection};
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 /// SQLite: rows one `INSERT` carries. A run is padded with empty rows to a whole number of
 /// inserts, so that a batch of up to 512 has one of eight texts and each stays prepared.
@@ -22,7 +23,7 @@ const SQLITE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
 /// far. The values are bound one by one: reading them out of a bound JSON array cost SQLite
 /// more than the statement's own work (docs/performance.md). An empty row (no node id) is
 /// padding; a row whose node has no row gets no `node_key`, and the `NOT NULL` fails it.
-fn sqlite_insert() -> String {
+static SQLITE_INSERT: LazyLock<String> = LazyLock::new(|| {
     let rows = vec![SQLITE_ROW; SQLITE_ROWS_PER_INSERT].join(", ");
     format!(
         "INSERT INTO metrics (node_key, previous_sample_id, recorded_at, status, cpu_usage,
@@ -34,7 +35,7 @@ fn sqlite_insert() -> String {
          LEFT JOIN latest_samples ON latest_samples.node_key = nodes.node_key
          WHERE v.column1 IS NOT NULL"
     )
-}
+});
 
 /// SQLite: the newest `?` samples, those the inserts before it just added (the transaction
 /// holds SQLite's one write lock), become their nodes' latest. The `WHERE true` is SQLite's
@@ -52,12 +53,12 @@ fn sqlite_record_text(rows: usize, own_transaction: bool) -> String {
     let inserts = rows.div_ceil(SQLITE_ROWS_PER_INSERT).max(1);
     let mut statements = Vec::with_capacity(inserts + 3);
     if own_transaction {
-        statements.push("BEGIN IMMEDIATE".to_owned());
+        statements.push("BEGIN IMMEDIATE");
     }
-    statements.extend(std::iter::repeat_n(sqlite_insert(), inserts));
-    statements.push(SQLITE_POINT_LATEST.to_owned());
+    statements.extend(std::iter::repeat_n(SQLITE_INSERT.as_str(), inserts));
+    statements.push(SQLITE_POINT_LATEST);
     if own_transaction {
-        statements.push("COMMIT".to_owned());
+        statements.push("COMMIT");
     }
     statements.join(";\n")
 }

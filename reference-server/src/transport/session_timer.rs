@@ -56,6 +56,11 @@ mod tests {
     const SHORT: Duration = Duration::from_millis(50);
     const LONG: Duration = Duration::from_secs(30);
 
+    /// Whether the timer fires within `limit`.
+    async fn fires_within(timer: &mut SessionTimer, limit: Duration) -> bool {
+        tokio::time::timeout(limit, timer.fired()).await.is_ok()
+    }
+
     #[tokio::test]
     async fn fires_at_the_armed_deadline_and_then_waits_for_the_next() {
         let mut timer = SessionTimer::default();
@@ -65,30 +70,27 @@ mod tests {
         assert!(start.elapsed() >= SHORT);
 
         // Disarmed once fired: nothing fires while one waits.
-        let waited = tokio::time::timeout(4 * SHORT, timer.fired()).await;
-        assert!(waited.is_err(), "a disarmed timer fired");
-
-        // Moved earlier before it fires: the new deadline holds.
-        let now = Instant::now();
-        timer.arm(Some(now + LONG));
-        timer.arm(Some(now + SHORT));
-        tokio::time::timeout(LONG / 2, timer.fired())
-            .await
-            .expect("fired at the earlier deadline");
-        assert!(now.elapsed() >= SHORT);
-
-        // Moved later: it stays at the earlier deadline and fires there, early; the session
-        // finds nothing due and the driver arms it again.
-        let now = Instant::now();
-        timer.arm(Some(now + SHORT));
-        timer.arm(Some(now + LONG));
-        tokio::time::timeout(LONG / 2, timer.fired())
-            .await
-            .expect("fired at the earlier deadline");
-        timer.arm(Some(now + LONG));
-        let waited = tokio::time::timeout(4 * SHORT, timer.fired()).await;
         assert!(
-            waited.is_err(),
+            !fires_within(&mut timer, 4 * SHORT).await,
+            "a disarmed timer fired"
+        );
+
+        // Moved earlier before it fires, the new deadline holds; moved later, it stays at the
+        // earlier one and fires there, early (the session finds nothing due and the driver
+        // arms it again).
+        for (first, then) in [(LONG, SHORT), (SHORT, LONG)] {
+            let now = Instant::now();
+            timer.arm(Some(now + first));
+            timer.arm(Some(now + then));
+            assert!(
+                fires_within(&mut timer, LONG / 2).await,
+                "armed for {first:?} then {then:?}: did not fire at the earlier deadline"
+            );
+            assert!(now.elapsed() >= SHORT);
+        }
+        timer.arm(Some(Instant::now() + LONG));
+        assert!(
+            !fires_within(&mut timer, 4 * SHORT).await,
             "fired before the deadline armed after firing"
         );
     }

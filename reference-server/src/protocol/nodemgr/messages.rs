@@ -27,6 +27,7 @@ impl NodeMessage {
 }
 
 /// A message's `data`, parsed into a tree or still JSON text.
+#[derive(Debug)]
 pub enum Data<'a> {
     Value(Value),
     Text(&'a str),
