@@ -14,9 +14,11 @@ use super::fanout::{FanoutCounters, FanoutMessage, PeerKey, Published, SealShard
 use super::ogg::{is_stereo, OggOpusWriter};
 use super::srtp::{self, KeySlot, Sealing};
 use super::{
-    KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS, MAX_RESENT_PER_NACK, RESEND_BUFFER,
+    KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS, MAX_RESENT_PER_NACK,
+    MAX_RESENT_PER_SECOND, RESEND_BUFFER,
 };
 use crate::faults::{Fault, Faults};
+use crate::protocol::rate::TokenBucket;
 use crate::protocol::sfu::{ErrorCode, MediaRefusal};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
@@ -185,6 +187,8 @@ enum Role {
     Subscriber {
         sid: String,
         source: PeerKey,
+        /// What it may still have resent ([`MAX_RESENT_PER_SECOND`]).
+        resends: TokenBucket,
     },
 }
 
@@ -455,6 +459,11 @@ impl Sfu {
         let role = Role::Subscriber {
             sid: sid.to_owned(),
             source,
+            resends: TokenBucket::new(
+                now,
+                MAX_RESENT_PER_SECOND as f64,
+                (2 * MAX_RESENT_PER_NACK) as f64,
+            ),
         };
         let key = self.insert(now, accepted, role);
         if let Some(subscribers) = self.subscribers_of(source) {
@@ -564,7 +573,7 @@ impl Sfu {
                     self.end_sealed_route(&route);
                 }
             }
-            Role::Subscriber { sid, source } => {
+            Role::Subscriber { sid, source, .. } => {
                 self.subscriptions.remove(&sid);
                 let routes = self.subscribers_of(source).map(|subscribers| {
                     let (gone, kept) = std::mem::take(subscribers)
@@ -700,7 +709,7 @@ impl Sfu {
                     subscriber,
                     source,
                     nack,
-                } => self.resend(subscriber, source, &nack),
+                } => self.resend(now, subscriber, source, &nack),
             }
         }
         self.relocate_routes();
@@ -844,8 +853,9 @@ impl Sfu {
     }
 
     /// Answers a subscriber's NACK for the video the SFU sealed for it: the packets still
-    /// held go again to its shard, sealed as before. str0m answers for what it wrote.
-    fn resend(&mut self, subscriber: PeerKey, source: PeerKey, nack: &Nack) {
+    /// held go again to its shard, sealed as before, within its [`MAX_RESENT_PER_SECOND`].
+    /// str0m answers for what it wrote.
+    fn resend(&mut self, now: Instant, subscriber: PeerKey, source: PeerKey, nack: &Nack) {
         let Some(base) = self
             .peers
             .get(&subscriber)
@@ -869,7 +879,13 @@ impl Sfu {
         else {
             return;
         };
-        let packets = lost_packets(nack, recent_video, base, from);
+        let mut packets = lost_packets(nack, recent_video, base, from);
+        let Some(Role::Subscriber { resends, .. }) =
+            self.peers.get_mut(&subscriber).map(|p| &mut p.role)
+        else {
+            return;
+        };
+        packets.truncate(resends.take_up_to(now, packets.len()));
         if packets.is_empty() {
             return;
         }
