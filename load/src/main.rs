@@ -41,8 +41,10 @@ enum Command {
     Nodemgr(NodemgrArgs),
     /// Closed-loop heartbeat round trips vs a bare tokio-tungstenite echo server, same run.
     NodemgrVsEcho {
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
+        /// Closed loops, or a comma-separated list of counts measured one after the other
+        /// (the ratio depends on it: few loops wait on each commit, docs/performance.md).
+        #[arg(long, value_delimiter = ',', default_value = "64")]
+        connections: Vec<usize>,
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
         /// Echo and heartbeat rounds, alternated; the median ratio is reported.
@@ -189,8 +191,14 @@ async fn main() -> anyhow::Result<()> {
             sqlite_sync,
         } => {
             let rounds = rounds.clamp(1, 20);
-            let (connections, duration) = (connections.min(MAX_NODES), duration.min(MAX_DURATION));
-            vs_echo(connections, duration, rounds, sqlite_sync).await
+            let connections: Vec<usize> = connections.iter().map(|c| (*c).min(MAX_NODES)).collect();
+            vs_echo(
+                &connections,
+                duration.min(MAX_DURATION),
+                rounds,
+                sqlite_sync,
+            )
+            .await
         }
         Command::Cmdrelay(args) => run_cmdrelay(args).await,
         Command::Ecapture(args) => run_ecapture(args).await,
@@ -525,11 +533,15 @@ async fn verify_stored(
 }
 
 async fn vs_echo(
-    connections: usize,
+    levels: &[usize],
     duration: Duration,
     rounds: usize,
     sqlite_sync: SqliteSync,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !levels.is_empty() && levels.len() <= 16 && !levels.contains(&0),
+        "--connections takes 1 to 16 counts, none of them 0"
+    );
     let echo_url = echo::start_echo_server().await?;
     // A closed loop sends far faster than the per-node rate limit allows: it is lifted here
     // only, or most answers would be RATE_LIMITED errors instead of stored heartbeats.
@@ -539,14 +551,24 @@ async fn vs_echo(
         ..SessionConfig::default()
     };
     let (server, _dir) = in_process_server(sqlite_sync, unlimited).await?;
-    eprintln!("closed loop, {connections} connections, {rounds} rounds of {duration:?} echo then {duration:?} heartbeats");
     let (echo_url, server_url) = (&echo_url, &server.ws_url());
-    alternate_with_echo(rounds, || async move {
-        let echo = echo::measure(echo_url, connections, duration, false).await;
-        let (rate, stats) = echo::measure(server_url, connections, duration, true).await;
-        (echo, vec![("heartbeats", rate, stats)])
-    })
-    .await;
+    let mut medians = Vec::with_capacity(levels.len());
+    for &connections in levels {
+        eprintln!("closed loop, {connections} connections, {rounds} rounds of {duration:?} echo then {duration:?} heartbeats");
+        let median = alternate_with_echo(rounds, || async move {
+            let echo = echo::measure(echo_url, connections, duration, false).await;
+            let (rate, stats) = echo::measure(server_url, connections, duration, true).await;
+            (echo, vec![("heartbeats", rate, stats)])
+        })
+        .await;
+        medians.push((connections, median[0].1));
+    }
+    if levels.len() > 1 {
+        println!("median ratio of heartbeats to the bare echo rate, by closed loops:");
+        for (connections, median) in medians {
+            println!("  {connections:>6} loops: {median:.2}x");
+        }
+    }
     Ok(())
 }
 
@@ -558,9 +580,9 @@ type Round = (
 );
 
 /// Runs `round` (a bare echo measurement, then the reference server's) `rounds` times, prints
-/// each round's rates and ratios, then the median ratio of each measurement: the machine is
-/// shared and noisy, so one round proves little.
-async fn alternate_with_echo<F, Fut>(rounds: usize, mut round: F)
+/// each round's rates and ratios, then the median ratio of each measurement (and returns
+/// them): the machine is shared and noisy, so one round proves little.
+async fn alternate_with_echo<F, Fut>(rounds: usize, mut round: F) -> Vec<(&'static str, f64)>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Round>,
@@ -586,12 +608,14 @@ where
             ratios[index].1.push(ratio);
         }
     }
-    for (what, values) in ratios {
-        println!(
-            "median ratio, {what}: {:.2}x of the bare echo rate",
-            median(values)
-        );
+    let medians: Vec<(&'static str, f64)> = ratios
+        .into_iter()
+        .map(|(what, values)| (what, median(values)))
+        .collect();
+    for (what, median) in &medians {
+        println!("median ratio, {what}: {median:.2}x of the bare echo rate");
     }
+    medians
 }
 
 /// The middle value, or the mean of the two middle ones when there is an even number (with
