@@ -561,7 +561,7 @@ async fn vs_echo(
             (echo, vec![("heartbeats", rate, stats)])
         })
         .await;
-        medians.push((connections, median[0].1));
+        medians.push((connections, median.first().map_or(0.0, |(_, ratio)| *ratio)));
     }
     if levels.len() > 1 {
         println!("median ratio of heartbeats to the bare echo rate, by closed loops:");
