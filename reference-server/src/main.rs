@@ -166,6 +166,12 @@ struct ServeArgs {
     /// past the first).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=MAX_FANOUT_THREADS as i64))]
     sfu_fanout_threads: Option<u16>,
+
+    /// sfu: packets resent to one subscriber a second, at most, in answer to its NACKs, in
+    /// bursts of up to 128 (and at most a second's worth); past that a NACK is answered in part
+    /// or not at all.
+    #[arg(long, value_name = "N", default_value_t = reference_server::media::MAX_RESENT_PER_SECOND, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    sfu_resends_per_second: u32,
     /// sfu: the `signalid` this server writes in the join answer's users.
     #[arg(long, default_value = "signal_1")]
     signal_id: String,
@@ -412,6 +418,7 @@ fn sfu_setup(args: &ServeArgs) -> SfuSetup {
         fanout_threads: args
             .sfu_fanout_threads
             .map_or_else(default_fanout_threads, usize::from),
+        resends_per_second: args.sfu_resends_per_second,
     }
 }
 

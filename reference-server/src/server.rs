@@ -323,6 +323,8 @@ pub struct SfuSetup {
     pub via_str0m: crate::media::ViaStr0m,
     /// Threads that seal and send forwarded media beside the media loop.
     pub fanout_threads: usize,
+    /// Packets resent to one subscriber a second, at most.
+    pub resends_per_second: u32,
 }
 
 impl Default for SfuSetup {
@@ -334,6 +336,7 @@ impl Default for SfuSetup {
             record_dir: None,
             via_str0m: crate::media::ViaStr0m::default(),
             fanout_threads: default_fanout_threads(),
+            resends_per_second: crate::media::MAX_RESENT_PER_SECOND,
         }
     }
 }
@@ -396,6 +399,7 @@ pub async fn start_sfu(listener: TcpListener, setup: SfuSetup) -> Result<Running
         record_dir: setup.record_dir,
         via_str0m: setup.via_str0m,
         fanout_threads: setup.fanout_threads,
+        resends_per_second: setup.resends_per_second,
     })
     .await
     .map_err(ServerError::MediaSocket)?;

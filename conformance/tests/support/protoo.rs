@@ -48,11 +48,16 @@ pub async fn request(ws: &mut WsClient, id: u64, method: &str, data: Value) -> V
 
 /// Publishes an Opus track in `rid` (request id 2) and connects it; the publish response's
 /// `data` comes back with the publisher.
+#[allow(dead_code)] // not every test that includes this module publishes audio alone
 pub async fn publish_opus(ws: &mut WsClient, rid: &str) -> (MediaPeer, Value) {
-    let publisher = MediaPeer::publisher(Tracks::AUDIO)
-        .await
-        .expect("a publisher");
-    let data = wire::publish(rid, publisher.offer(), true, false);
+    publish(ws, rid, Tracks::AUDIO).await
+}
+
+/// Publishes `tracks` in `rid` (request id 2) and connects them; the publish response's
+/// `data` comes back with the publisher.
+pub async fn publish(ws: &mut WsClient, rid: &str, tracks: Tracks) -> (MediaPeer, Value) {
+    let publisher = MediaPeer::publisher(tracks).await.expect("a publisher");
+    let data = wire::publish(rid, publisher.offer(), tracks.audio, tracks.video);
     let answer = negotiate(ws, 2, "publish", data, &publisher).await;
     (publisher, answer)
 }

@@ -191,6 +191,7 @@ pub fn sfu(path: ForwardPath) -> InMemorySfu {
             video: path == ForwardPath::Str0m,
         },
         fanout_shards,
+        resends_per_second: reference_server::media::MAX_RESENT_PER_SECOND,
     });
     let shards = (1..fanout_shards)
         .map(|_| core.new_fanout_shard())

@@ -14,8 +14,7 @@ use super::fanout::{FanoutCounters, FanoutMessage, PeerKey, Published, SealShard
 use super::ogg::{is_stereo, OggOpusWriter};
 use super::srtp::{self, KeySlot, Sealing};
 use super::{
-    KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS, MAX_RESENT_PER_NACK,
-    MAX_RESENT_PER_SECOND, RESEND_BUFFER,
+    KEYFRAME_REQUEST_INTERVAL, MAX_PEERS, MAX_QUEUED_DATAGRAMS, MAX_RESENT_PER_NACK, RESEND_BUFFER,
 };
 use crate::faults::{Fault, Faults};
 use crate::protocol::rate::TokenBucket;
@@ -49,6 +48,9 @@ pub struct SfuConfig {
     /// Sealed media is split among this many shards (at least one): shard 0 is the caller's
     /// own, the others are handed out by [`Sfu::poll_fanout`] to run elsewhere.
     pub fanout_shards: usize,
+    /// Packets resent to one subscriber a second, at most ([`super::MAX_RESENT_PER_SECOND`]
+    /// by default), in bursts of up to two NACKs' worth and at most a second's.
+    pub resends_per_second: u32,
 }
 
 /// One publication's Opus recording; the file is opened at the first packet (which says
@@ -187,7 +189,7 @@ enum Role {
     Subscriber {
         sid: String,
         source: PeerKey,
-        /// What it may still have resent ([`MAX_RESENT_PER_SECOND`]).
+        /// What it may still have resent ([`SfuConfig::resends_per_second`]).
         resends: TokenBucket,
     },
 }
@@ -459,11 +461,7 @@ impl Sfu {
         let role = Role::Subscriber {
             sid: sid.to_owned(),
             source,
-            resends: TokenBucket::new(
-                now,
-                MAX_RESENT_PER_SECOND as f64,
-                (2 * MAX_RESENT_PER_NACK) as f64,
-            ),
+            resends: resend_allowance(now, self.config.resends_per_second),
         };
         let key = self.insert(now, accepted, role);
         if let Some(subscribers) = self.subscribers_of(source) {
@@ -853,7 +851,7 @@ impl Sfu {
     }
 
     /// Answers a subscriber's NACK for the video the SFU sealed for it: the packets still
-    /// held go again to its shard, sealed as before, within its [`MAX_RESENT_PER_SECOND`].
+    /// held go again to its shard, sealed as before, within its [`SfuConfig::resends_per_second`].
     /// str0m answers for what it wrote.
     fn resend(&mut self, now: Instant, subscriber: PeerKey, source: PeerKey, nack: &Nack) {
         let Some(base) = self
@@ -1092,6 +1090,13 @@ fn enqueue(
         stats.datagrams_dropped += 1;
     }
     transmits.push_back(datagram);
+}
+
+/// What a new subscriber may have resent: `per_second`, in bursts of two NACKs' worth but
+/// never more than a second's.
+fn resend_allowance(now: Instant, per_second: u32) -> TokenBucket {
+    let burst = (2 * MAX_RESENT_PER_NACK).min(per_second as usize);
+    TokenBucket::new(now, f64::from(per_second), burst as f64)
 }
 
 /// The packets a NACK asks for, of those held (`recent`, oldest first) that the SFU sealed:

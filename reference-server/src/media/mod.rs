@@ -27,7 +27,8 @@ pub const KEYFRAME_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::
 pub const RESEND_BUFFER: usize = 512;
 /// Packets one NACK can have sent again (a NACK item names up to 17).
 pub const MAX_RESENT_PER_NACK: usize = 64;
-/// Packets the SFU sends again to one subscriber in a second, at most, with bursts of two
-/// NACKs' worth: twice a 300-packet-a-second VP8 stream, so that recovering from heavy loss
-/// fits, and a subscriber that repeats its NACKs cannot have the SFU resend without end.
-pub const MAX_RESENT_PER_SECOND: usize = 600;
+/// Packets the SFU sends again to one subscriber in a second, at most, by default
+/// (`--sfu-resends-per-second`), with bursts of two NACKs' worth: twice a 300-packet-a-second
+/// VP8 stream, so that recovering from heavy loss fits, and a subscriber that repeats its
+/// NACKs cannot have the SFU resend without end.
+pub const MAX_RESENT_PER_SECOND: u32 = 600;

@@ -69,6 +69,8 @@ pub struct MediaSetup {
     /// Threads that seal and send forwarded media beside the media loop, at most
     /// [`MAX_FANOUT_THREADS`].
     pub fanout_threads: usize,
+    /// As in [`crate::media::SfuConfig`].
+    pub resends_per_second: u32,
 }
 
 /// Binds the media socket and starts the loop and its fanout threads.
@@ -79,6 +81,7 @@ pub async fn start_media(setup: MediaSetup) -> std::io::Result<MediaLoop> {
         record_dir,
         via_str0m,
         fanout_threads,
+        resends_per_second,
     } = setup;
     if let Some(dir) = &record_dir {
         std::fs::create_dir_all(dir)?;
@@ -92,6 +95,7 @@ pub async fn start_media(setup: MediaSetup) -> std::io::Result<MediaLoop> {
         record_dir,
         via_str0m,
         fanout_shards: fanout_threads.min(MAX_FANOUT_THREADS) + 1,
+        resends_per_second,
     });
     let shards = spawn_fanout_threads(&socket, &sfu)?;
     let (stop, stopped) = oneshot::channel();
