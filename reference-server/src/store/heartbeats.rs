@@ -47,10 +47,16 @@ const SQLITE_POINT_LATEST: &str = "INSERT INTO latest_samples (node_key, sample_
      WHERE true
      ON CONFLICT (node_key) DO UPDATE SET sample_id = excluded.sample_id";
 
+/// SQLite: the inserts that carry `rows` samples, at least one; the text and the bound
+/// padding both follow from it.
+fn sqlite_inserts_for(rows: usize) -> usize {
+    rows.div_ceil(SQLITE_ROWS_PER_INSERT).max(1)
+}
+
 /// SQLite's text for `rows` samples: enough inserts, then the pointer update; wrapped in
 /// `BEGIN IMMEDIATE; ...; COMMIT` when it is a transaction of its own.
 fn sqlite_record_text(rows: usize, own_transaction: bool) -> String {
-    let inserts = rows.div_ceil(SQLITE_ROWS_PER_INSERT).max(1);
+    let inserts = sqlite_inserts_for(rows);
     let mut statements = Vec::with_capacity(inserts + 3);
     if own_transaction {
         statements.push("BEGIN IMMEDIATE");
@@ -203,10 +209,7 @@ fn bind_chunk<'q>(
 ) -> AnyQuery<'q> {
     match backend {
         Backend::Sqlite => {
-            let padded = chunk
-                .len()
-                .next_multiple_of(SQLITE_ROWS_PER_INSERT)
-                .max(SQLITE_ROWS_PER_INSERT);
+            let padded = sqlite_inserts_for(chunk.len()) * SQLITE_ROWS_PER_INSERT;
             let query = chunk.iter().fold(query, |query, row| row.bind(query));
             let empty_values = (padded - chunk.len()) * HeartbeatRow::VALUES;
             (0..empty_values)

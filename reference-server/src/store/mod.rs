@@ -121,6 +121,7 @@ impl StoreConfig {
 
 /// What is done with a write's outcome once it is committed or failed. It runs on the
 /// writer's task, so it must not wait.
+/// `Sync` because the writer lends its batch across awaits while it applies it.
 pub type OnCommitted = Box<dyn FnOnce(Result<(), StoreFailure>) + Send + Sync>;
 
 struct WriteJob {
