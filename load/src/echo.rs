@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A WebSocket server that sends every text frame back.
-pub async fn start_echo_server() -> std::io::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// A WebSocket server on `addr` that sends every text frame back; its URL.
+pub async fn start_echo_server(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    let listener = TcpListener::bind(addr).await?;
     let url = format!("ws://{}/", listener.local_addr()?);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -37,11 +37,15 @@ pub async fn start_echo_server() -> std::io::Result<String> {
     Ok(url)
 }
 
-/// Sends a heartbeat and waits for the answer, again and again until `until`. Only an answer
-/// `counts` is a round trip; any other (an error, say) is recorded by its code.
+/// How long past the end of a run a loop still waits for its last answer.
+const LAST_ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// Sends `frame()` and waits for the answer, again and again until `until`. Only an answer
+/// that `counts` is a round trip; any other (an error, say) is recorded by its code, and so is
+/// a loop that ends early: the server closed, or did not answer in time.
 async fn closed_loop(
     mut ws: Ws,
-    node_id: String,
+    frame: impl Fn() -> Message,
     until: Instant,
     round_trips: Arc<AtomicU64>,
     stats: Arc<Stats>,
@@ -49,22 +53,36 @@ async fn closed_loop(
 ) {
     while Instant::now() < until {
         let sent = Instant::now();
-        if ws
-            .send(heartbeat(&uuid::Uuid::new_v4().to_string(), &node_id))
-            .await
-            .is_err()
-        {
-            return;
+        if ws.send(frame()).await.is_err() {
+            return stats.record_error("closed before the end");
         }
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) if counts(&text) => {
+        match next_text(&mut ws, until + LAST_ANSWER_GRACE).await {
+            Ok(text) if counts(&text) => {
                 stats.record_ack(sent.elapsed());
                 round_trips.fetch_add(1, Ordering::Relaxed);
             }
-            Some(Ok(Message::Text(text))) => stats.record_error(&error_code(&text)),
-            _ => return,
+            Ok(text) => stats.record_error(&error_code(&text)),
+            Err(why) => return stats.record_error(why),
         }
     }
+}
+
+/// The next text frame, skipping pings and pongs; why there is none by `deadline`.
+async fn next_text(ws: &mut Ws, deadline: Instant) -> Result<String, &'static str> {
+    loop {
+        match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return Ok(text.to_string()),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(_) => return Err("closed before the end"),
+            Err(_) => return Err("no answer in time"),
+        }
+    }
+}
+
+/// Round trips per second over the whole planned run, even when loops ended early (each is
+/// then counted as an error): dividing by the time they lasted would inflate it.
+fn rate(round_trips: &AtomicU64, started: Instant, duration: Duration) -> f64 {
+    round_trips.load(Ordering::Relaxed) as f64 / started.elapsed().max(duration).as_secs_f64()
 }
 
 /// The echo server's answer: any text frame (it is the heartbeat sent).
@@ -72,17 +90,18 @@ fn is_echo(_: &str) -> bool {
     true
 }
 
-/// Round trips per second over `connections` closed loops; `register` for the reference server.
+/// Round trips per second over `connections` closed loops. `register_with`: a nodemgr
+/// server's token, with which each loop registers its node first; `None` for the bare echo.
 pub async fn measure(
     url: &str,
     connections: usize,
     duration: Duration,
-    register: bool,
+    register_with: Option<&str>,
 ) -> (f64, Arc<Stats>) {
     let stats = Stats::new();
     let scenario = Scenario {
         ws_url: url.trim_end_matches('/').to_owned(),
-        token: "default-token".to_owned(),
+        token: register_with.unwrap_or_default().to_owned(),
         nodes: connections,
         interval: Duration::ZERO,
         duration: Duration::ZERO,
@@ -92,10 +111,10 @@ pub async fn measure(
     let mut sockets = Vec::new();
     for i in 0..connections {
         let node_id = format!("rtt-{}-{i}", scenario.run_id);
-        let ws = if register {
+        let ws = if register_with.is_some() {
             connect_node(&scenario, &node_id, &stats).await
         } else {
-            crate::ws::connect(url).await.ok().map(|(ws, _)| ws)
+            connect_bare(url, &stats).await
         };
         sockets.extend(ws.map(|ws| (node_id, ws)));
     }
@@ -104,18 +123,22 @@ pub async fn measure(
     let until = started + duration;
     let mut loops = tokio::task::JoinSet::new();
     for (node_id, ws) in sockets {
+        let frame = move || heartbeat(&uuid::Uuid::new_v4().to_string(), &node_id);
         loops.spawn(closed_loop(
             ws,
-            node_id,
+            frame,
             until,
             round_trips.clone(),
             stats.clone(),
-            if register { is_heartbeat_ack } else { is_echo },
+            if register_with.is_some() {
+                is_heartbeat_ack
+            } else {
+                is_echo
+            },
         ));
     }
     while loops.join_next().await.is_some() {}
-    let rate = round_trips.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    (rate, stats)
+    (rate(&round_trips, started, duration), stats)
 }
 
 /// Closed-loop round trips per second of `frame` against a bare echo server.
@@ -126,36 +149,29 @@ pub async fn echo_rate(
     frame: fn() -> Message,
 ) -> (f64, Arc<Stats>) {
     let stats = Stats::new();
-    let count = Arc::new(AtomicU64::new(0));
     let mut sockets = Vec::new();
     for _ in 0..connections {
-        sockets.extend(crate::ws::connect(url).await.ok().map(|(ws, _)| ws));
+        sockets.extend(connect_bare(url, &stats).await);
     }
+    let round_trips = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let until = started + duration;
     let mut loops = tokio::task::JoinSet::new();
-    for mut ws in sockets {
-        let (stats, count) = (stats.clone(), count.clone());
-        loops.spawn(async move {
-            while Instant::now() < until {
-                let sent = Instant::now();
-                if ws.send(frame()).await.is_err() {
-                    return;
-                }
-                let deadline = until + Duration::from_secs(2);
-                match tokio::time::timeout_at(deadline.into(), ws.next()).await {
-                    Ok(Some(Ok(Message::Text(_)))) => {
-                        stats.record_ack(sent.elapsed());
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => return,
-                }
-            }
-        });
+    for ws in sockets {
+        let (round_trips, stats) = (round_trips.clone(), stats.clone());
+        loops.spawn(closed_loop(ws, frame, until, round_trips, stats, is_echo));
     }
     while loops.join_next().await.is_some() {}
-    (
-        count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
-        stats,
-    )
+    (rate(&round_trips, started, duration), stats)
+}
+
+/// A connection without the nodemgr handshake; a failure is counted.
+async fn connect_bare(url: &str, stats: &Stats) -> Option<Ws> {
+    match crate::ws::connect(url).await {
+        Ok((ws, _)) => Some(ws),
+        Err(_) => {
+            stats.record_error("connect");
+            None
+        }
+    }
 }

@@ -54,6 +54,27 @@ enum Command {
         /// default) or normal (see `reference-server --help`).
         #[arg(long, default_value = "full")]
         sqlite_sync: SqliteSync,
+        /// Where the two servers run: `in-process`, on this process's runtime beside the
+        /// loops; or `processes`, the release `reference-server` next to this binary and
+        /// `load echo-server`, each a process of its own, as they are deployed.
+        #[arg(long, value_enum, default_value = "in-process")]
+        servers: Servers,
+        /// Another nodemgr server to measure instead of the reference (its per-connection
+        /// rate limit must allow a closed loop, e.g. `reference-server --rate-limit 1e9`);
+        /// the bare echo then runs as a process of its own.
+        #[arg(long, conflicts_with_all = ["servers", "sqlite_sync"])]
+        target: Option<String>,
+        /// The token each loop's node registers with.
+        #[arg(long, default_value = "default-token")]
+        token: String,
+    },
+    /// A bare tokio-tungstenite echo server, the baseline of the `*-vs-echo` commands, for a
+    /// process of its own: prints `ready echo ws://ADDR/` once it listens and runs until it
+    /// is killed.
+    EchoServer {
+        /// A loopback address; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
     },
     /// Rooms of clients: one relays execute on an interval, the others measure latency.
     Cmdrelay(CmdrelayArgs),
@@ -189,17 +210,26 @@ async fn main() -> anyhow::Result<()> {
             duration,
             rounds,
             sqlite_sync,
+            servers,
+            target,
+            token,
         } => {
             let rounds = rounds.clamp(1, 20);
             let connections: Vec<usize> = connections.iter().map(|c| (*c).min(MAX_NODES)).collect();
+            let placement = match target {
+                Some(url) => Placement::Target(url),
+                None => Placement::Reference(servers, sqlite_sync),
+            };
             vs_echo(
                 &connections,
                 duration.min(MAX_DURATION),
                 rounds,
-                sqlite_sync,
+                placement,
+                &token,
             )
             .await
         }
+        Command::EchoServer { listen } => run_echo_server(listen).await,
         Command::Cmdrelay(args) => run_cmdrelay(args).await,
         Command::Ecapture(args) => run_ecapture(args).await,
         Command::Logrtc(args) => run_logrtc(args).await,
@@ -532,32 +562,106 @@ async fn verify_stored(
     Ok(())
 }
 
+/// Where the servers of a `nodemgr-vs-echo` run are.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Servers {
+    InProcess,
+    Processes,
+}
+
+/// The nodemgr server a `nodemgr-vs-echo` run measures, and where.
+enum Placement {
+    Reference(Servers, SqliteSync),
+    Target(String),
+}
+
+/// Per-connection message rate given to a spawned reference server: a closed loop sends far
+/// faster than the default limit allows.
+const CLOSED_LOOP_RATE: &str = "1000000000";
+
+/// The two servers of a run, kept alive as long as this is.
+struct ComparedServers {
+    echo_url: String,
+    nodemgr_url: String,
+    _in_process: Option<(RunningNodemgr, tempfile::TempDir)>,
+    _spawned: Vec<SpawnedServer>,
+}
+
+async fn compared_servers(placement: Placement) -> anyhow::Result<ComparedServers> {
+    let (nodemgr, sqlite_sync) = match placement {
+        Placement::Reference(Servers::InProcess, sqlite_sync) => {
+            // The per-node rate limit is lifted here only, or most answers would be
+            // RATE_LIMITED errors instead of stored heartbeats.
+            let unlimited = SessionConfig {
+                rate_per_sec: f64::MAX,
+                rate_burst: f64::MAX,
+                ..SessionConfig::default()
+            };
+            let (server, dir) = in_process_server(sqlite_sync, unlimited).await?;
+            return Ok(ComparedServers {
+                echo_url: echo::start_echo_server(loopback_any_port()).await?,
+                nodemgr_url: server.ws_url(),
+                _in_process: Some((server, dir)),
+                _spawned: Vec::new(),
+            });
+        }
+        Placement::Reference(Servers::Processes, sqlite_sync) => (None, sqlite_sync),
+        Placement::Target(url) => {
+            ensure_loopback(&url)?;
+            (Some(url), SqliteSync::Full)
+        }
+    };
+    let echo = spawn_echo_server().await?;
+    let echo_url = echo.ws_url.clone();
+    let mut spawned = vec![echo];
+    let nodemgr_url = match nodemgr {
+        Some(url) => url,
+        None => {
+            let sync = match sqlite_sync {
+                SqliteSync::Full => "full",
+                SqliteSync::Normal => "normal",
+            };
+            let args = ["--rate-limit", CLOSED_LOOP_RATE, "--sqlite-sync", sync];
+            let server = spawn_reference_server(&args, "ready nodemgr ")
+                .await?
+                .context("no reference-server next to this binary: cargo build --release -p reference-server")?;
+            let url = server.ws_url.clone();
+            spawned.push(server);
+            url
+        }
+    };
+    Ok(ComparedServers {
+        echo_url,
+        nodemgr_url,
+        _in_process: None,
+        _spawned: spawned,
+    })
+}
+
+fn loopback_any_port() -> std::net::SocketAddr {
+    (std::net::Ipv4Addr::LOCALHOST, 0).into()
+}
+
 async fn vs_echo(
     levels: &[usize],
     duration: Duration,
     rounds: usize,
-    sqlite_sync: SqliteSync,
+    placement: Placement,
+    token: &str,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
         !levels.is_empty() && levels.len() <= 16 && !levels.contains(&0),
         "--connections takes 1 to 16 counts, none of them 0"
     );
-    let echo_url = echo::start_echo_server().await?;
-    // A closed loop sends far faster than the per-node rate limit allows: it is lifted here
-    // only, or most answers would be RATE_LIMITED errors instead of stored heartbeats.
-    let unlimited = SessionConfig {
-        rate_per_sec: f64::MAX,
-        rate_burst: f64::MAX,
-        ..SessionConfig::default()
-    };
-    let (server, _dir) = in_process_server(sqlite_sync, unlimited).await?;
-    let (echo_url, server_url) = (&echo_url, &server.ws_url());
+    let servers = compared_servers(placement).await?;
+    let (echo_url, server_url) = (&servers.echo_url, &servers.nodemgr_url);
+    eprintln!("bare echo at {echo_url}, nodemgr at {server_url}");
     let mut medians = Vec::with_capacity(levels.len());
     for &connections in levels {
         eprintln!("closed loop, {connections} connections, {rounds} rounds of {duration:?} echo then {duration:?} heartbeats");
         let median = alternate_with_echo(rounds, || async move {
-            let echo = echo::measure(echo_url, connections, duration, false).await;
-            let (rate, stats) = echo::measure(server_url, connections, duration, true).await;
+            let echo = echo::measure(echo_url, connections, duration, None).await;
+            let (rate, stats) = echo::measure(server_url, connections, duration, Some(token)).await;
             (echo, vec![("heartbeats", rate, stats)])
         })
         .await;
@@ -570,6 +674,18 @@ async fn vs_echo(
         }
     }
     Ok(())
+}
+
+/// `load echo-server`: the bare echo until this process is killed.
+async fn run_echo_server(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        listen.ip().is_loopback(),
+        "the echo server listens on loopback only, not {}",
+        listen.ip()
+    );
+    let url = echo::start_echo_server(listen).await?;
+    println!("{ECHO_READY}{url}");
+    std::future::pending().await
 }
 
 /// One round's measurements: the bare echo's, then each of the reference server's with its
@@ -883,7 +999,7 @@ fn relay_frame() -> tokio_tungstenite::tungstenite::Message {
 /// median of the per-round ratios, for the one-way loop and the execute/execute_result
 /// exchange (see [`cmdrelay::RelayLoop`]).
 async fn cmdrelay_vs_echo(pairs: usize, duration: Duration, rounds: usize) -> anyhow::Result<()> {
-    let echo_url = echo::start_echo_server().await?;
+    let echo_url = echo::start_echo_server(loopback_any_port()).await?;
     // Rooms of their own for each loop, so that no socket of the other lingers in them.
     let tokens_for = |loop_name: &str| -> Vec<String> {
         (0..pairs).map(|i| format!("{loop_name}-{i}")).collect()
@@ -979,11 +1095,23 @@ const MAX_SFU_PEERS: usize = 5_000;
 struct SpawnedServer {
     child: tokio::process::Child,
     ws_url: String,
+    /// The server's data directory, removed on drop.
+    _data: Option<tempfile::TempDir>,
 }
 
-/// Starts `reference-server` from this binary's directory on free ports, if it is there.
+/// Starts `reference-server` from this binary's directory with its SFU on free ports, if it
+/// is there.
 async fn spawn_reference_sfu() -> anyhow::Result<Option<SpawnedServer>> {
-    use tokio::io::AsyncBufReadExt;
+    spawn_reference_server(&["--ecapture-rate", "0"], "ready sfu ").await
+}
+
+/// Starts `reference-server` from this binary's directory, every protocol on a free port and
+/// its data in a directory of its own, with `extra` arguments; its URL is what follows
+/// `ready` on its ready line. `None` when there is no such program.
+async fn spawn_reference_server(
+    extra: &[&str],
+    ready: &str,
+) -> anyhow::Result<Option<SpawnedServer>> {
     let Some(program) = std::env::current_exe()?
         .parent()
         .map(|d| d.join("reference-server"))
@@ -993,7 +1121,7 @@ async fn spawn_reference_sfu() -> anyhow::Result<Option<SpawnedServer>> {
     if !program.is_file() {
         return Ok(None);
     }
-    let data = std::env::temp_dir().join(format!("load-sfu-{}", std::process::id()));
+    let data = tempfile::Builder::new().prefix("load-server-").tempdir()?;
     let ports = [
         "--nodemgr-port",
         "--cmdrelay-port",
@@ -1006,25 +1134,51 @@ async fn spawn_reference_sfu() -> anyhow::Result<Option<SpawnedServer>> {
     for port in ports {
         command.args([port, "0"]);
     }
-    command
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--ecapture-rate", "0"]);
+    command.arg("--data-dir").arg(data.path()).args(extra);
+    let mut server = spawn_until_ready(command, ready).await?;
+    server._data = Some(data);
+    Ok(Some(server))
+}
+
+/// Starts `load echo-server` (this binary) on a free loopback port: the bare echo in a process
+/// of its own, as a spawned reference server is.
+async fn spawn_echo_server() -> anyhow::Result<SpawnedServer> {
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    command.args(["echo-server", "--listen", "127.0.0.1:0"]);
+    spawn_until_ready(command, ECHO_READY).await
+}
+
+/// What `load echo-server` prints before its URL once it listens.
+const ECHO_READY: &str = "ready echo ";
+
+/// Spawns `command` (killed on drop) and waits up to 30 s for the stdout line that begins
+/// with `ready`; what follows it, up to any `?` or space, is the server's URL.
+async fn spawn_until_ready(
+    mut command: tokio::process::Command,
+    ready: &str,
+) -> anyhow::Result<SpawnedServer> {
+    use tokio::io::AsyncBufReadExt;
+    let program = command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
     let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
-        .spawn()?;
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
     let stdout = child
         .stdout
         .take()
         .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+    let ws_url = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(url) = line
-                .strip_prefix("ready sfu ")
-                .and_then(|rest| rest.split('?').next())
+                .strip_prefix(ready)
+                .and_then(|rest| rest.split(['?', ' ']).next())
             {
                 return Some(url.to_owned());
             }
@@ -1034,12 +1188,13 @@ async fn spawn_reference_sfu() -> anyhow::Result<Option<SpawnedServer>> {
     .await
     .ok()
     .flatten()
-    .ok_or_else(|| anyhow::anyhow!("{} printed no `ready sfu` line", program.display()))?;
+    .ok_or_else(|| anyhow::anyhow!("{program} printed no `{}` line", ready.trim_end()))?;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Some(SpawnedServer {
+    Ok(SpawnedServer {
         child,
-        ws_url: ready,
-    }))
+        ws_url,
+        _data: None,
+    })
 }
 
 fn sfu_tracks(name: &str) -> anyhow::Result<conformance::client::media::Tracks> {

@@ -1,0 +1,85 @@
+//! `load nodemgr-vs-echo` with its servers in processes of their own, and `load echo-server`:
+//! the run reaches both servers (heartbeats are acked and the echo answers) and reports a
+//! ratio; an echo server is refused an address off loopback.
+
+use std::process::Command;
+
+fn load() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_load"))
+}
+
+/// The number before `what` on a line of a round's report, e.g. "12345" in
+/// "reference heartbeats 12345/s".
+fn rate_after(report: &str, what: &str) -> Vec<f64> {
+    report
+        .lines()
+        .filter_map(|line| line.split(what).nth(1))
+        .filter_map(|rest| rest.split(['/', ' ']).next())
+        .filter_map(|number| number.parse().ok())
+        .collect()
+}
+
+/// The reference server that `--servers processes` starts: the one beside `load`.
+fn reference_server_beside_load() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_BIN_EXE_load")).with_file_name("reference-server")
+}
+
+#[test]
+fn heartbeats_against_a_spawned_reference_server_are_compared_with_a_spawned_echo() {
+    // `cargo test --workspace` (the README's and CI's) builds it; `-p load` alone does not.
+    if !reference_server_beside_load().is_file() {
+        return reference_server::externals::skip_or_fail(
+            "no reference-server beside load: run `cargo build -p reference-server` first",
+        );
+    }
+    let output = load()
+        .args([
+            "nodemgr-vs-echo",
+            "--servers",
+            "processes",
+            "--connections",
+            "4",
+            "--duration",
+            "500ms",
+            "--rounds",
+            "1",
+        ])
+        .output()
+        .expect("load runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    let progress = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{report}\n{progress}",
+        output.status
+    );
+    let echoes = rate_after(&report, "bare echo ");
+    let heartbeats = rate_after(&report, "reference heartbeats ");
+    assert!(
+        echoes.len() == 1 && echoes[0] > 0.0,
+        "no echo round trips:\n{report}"
+    );
+    assert!(
+        heartbeats.len() == 1 && heartbeats[0] > 0.0,
+        "no acked heartbeats:\n{report}"
+    );
+    assert!(
+        !report.contains("not counted"),
+        "answers that were not acks:\n{report}"
+    );
+    assert!(
+        report.contains("median ratio, heartbeats:"),
+        "no ratio:\n{report}"
+    );
+}
+
+#[test]
+fn the_echo_server_listens_on_loopback_only() {
+    let output = load()
+        .args(["echo-server", "--listen", "0.0.0.0:0"])
+        .output()
+        .expect("load runs");
+    assert_eq!(output.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("loopback only"), "{error}");
+}
