@@ -346,13 +346,13 @@ pub async fn relay_rate(
                 if a.send(execute_at(started, 0)).await.is_err()
                     || !wait_for(&mut b, "\"execute\"", deadline).await
                 {
-                    return;
+                    return stats.record_error("no relay of execute before the end");
                 }
                 if matches!(pattern, RelayLoop::Exchange)
                     && (b.send(execute_result()).await.is_err()
                         || !wait_for(&mut a, "\"execute_result\"", deadline).await)
                 {
-                    return;
+                    return stats.record_error("no relay of execute_result before the end");
                 }
                 stats.record_ack(sent.elapsed());
                 count.fetch_add(pattern.relays_per_step(), Ordering::Relaxed);
@@ -360,8 +360,5 @@ pub async fn relay_rate(
         });
     }
     while loops.join_next().await.is_some() {}
-    (
-        count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
-        stats,
-    )
+    (crate::stats::planned_rate(&count, started, duration), stats)
 }

@@ -2,7 +2,7 @@
 //! same loop of heartbeats against the reference server, in one run.
 
 use crate::nodemgr::{connect_node, error_code, heartbeat, is_heartbeat_ack, Scenario};
-use crate::stats::Stats;
+use crate::stats::{planned_rate, Stats};
 use crate::ws::Ws;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,12 +79,6 @@ async fn next_text(ws: &mut Ws, deadline: Instant) -> Result<String, &'static st
     }
 }
 
-/// Round trips per second over the whole planned run, even when loops ended early (each is
-/// then counted as an error): dividing by the time they lasted would inflate it.
-fn rate(round_trips: &AtomicU64, started: Instant, duration: Duration) -> f64 {
-    round_trips.load(Ordering::Relaxed) as f64 / started.elapsed().max(duration).as_secs_f64()
-}
-
 /// The echo server's answer: any text frame (it is the heartbeat sent).
 fn is_echo(_: &str) -> bool {
     true
@@ -138,7 +132,7 @@ pub async fn measure(
         ));
     }
     while loops.join_next().await.is_some() {}
-    (rate(&round_trips, started, duration), stats)
+    (planned_rate(&round_trips, started, duration), stats)
 }
 
 /// Closed-loop round trips per second of `frame` against a bare echo server.
@@ -162,7 +156,7 @@ pub async fn echo_rate(
         loops.spawn(closed_loop(ws, frame, until, round_trips, stats, is_echo));
     }
     while loops.join_next().await.is_some() {}
-    (rate(&round_trips, started, duration), stats)
+    (planned_rate(&round_trips, started, duration), stats)
 }
 
 /// A connection without the nodemgr handshake; a failure is counted.

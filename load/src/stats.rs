@@ -112,6 +112,17 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// `count` per second over the whole planned run, even when loops ended early (each counts as
+/// an error then): dividing by the time they lasted would inflate the rate.
+pub fn planned_rate(
+    count: &std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+    duration: std::time::Duration,
+) -> f64 {
+    let count = count.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    count / started.elapsed().max(duration).as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::snmp_field;
