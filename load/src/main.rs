@@ -656,24 +656,47 @@ async fn vs_echo(
     let servers = compared_servers(placement).await?;
     let (echo_url, server_url) = (&servers.echo_url, &servers.nodemgr_url);
     eprintln!("bare echo at {echo_url}, nodemgr at {server_url}");
-    let mut medians = Vec::with_capacity(levels.len());
+    let mut by_level = Vec::with_capacity(levels.len());
     for &connections in levels {
         eprintln!("closed loop, {connections} connections, {rounds} rounds of {duration:?} echo then {duration:?} heartbeats");
-        let median = alternate_with_echo(rounds, || async move {
+        let medians = alternate_with_echo(rounds, || async move {
             let echo = echo::measure(echo_url, connections, duration, None).await;
             let (rate, stats) = echo::measure(server_url, connections, duration, Some(token)).await;
             (echo, vec![("heartbeats", rate, stats)])
         })
         .await;
-        medians.push((connections, median.first().map_or(0.0, |(_, ratio)| *ratio)));
+        by_level.push((connections, medians));
     }
     if levels.len() > 1 {
-        println!("median ratio of heartbeats to the bare echo rate, by closed loops:");
-        for (connections, median) in medians {
-            println!("  {connections:>6} loops: {median:.2}x");
-        }
+        print_by_level(&by_level);
     }
     Ok(())
+}
+
+/// The median ratio at each count of loops, then the two servers' peak rates: each server's
+/// rate where it is highest, which for both is where the loops keep it busy, and their ratio.
+fn print_by_level(by_level: &[(usize, Medians)]) {
+    println!("median ratio of heartbeats to the bare echo rate, by closed loops:");
+    for (connections, medians) in by_level {
+        let (echo, heartbeats) = (medians.echo_rate, medians.rate(0));
+        println!(
+            "  {connections:>6} loops: {:.2}x (echo {echo:.0}/s, heartbeats {heartbeats:.0}/s)",
+            medians.ratio(0)
+        );
+    }
+    let peak = |rate: fn(&Medians) -> f64| {
+        by_level
+            .iter()
+            .map(|(connections, medians)| (*connections, rate(medians)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or_default()
+    };
+    let (echo_at, echo) = peak(|m| m.echo_rate);
+    let (heartbeats_at, heartbeats) = peak(|m| m.rate(0));
+    println!(
+        "peak rates (medians): heartbeats {heartbeats:.0}/s with {heartbeats_at} loops, bare echo {echo:.0}/s with {echo_at} loops: {:.2}x",
+        heartbeats / echo.max(1.0)
+    );
 }
 
 /// `load echo-server`: the bare echo until this process is killed.
@@ -695,41 +718,64 @@ type Round = (
     Vec<(&'static str, f64, std::sync::Arc<stats::Stats>)>,
 );
 
+/// The medians of a run's rounds: the bare echo's rate, and each measurement's label, rate and
+/// ratio to the echo (the median of the rounds' ratios, not the ratio of the medians).
+struct Medians {
+    echo_rate: f64,
+    measured: Vec<(&'static str, f64, f64)>,
+}
+
+impl Medians {
+    fn rate(&self, index: usize) -> f64 {
+        self.measured.get(index).map_or(0.0, |m| m.1)
+    }
+
+    fn ratio(&self, index: usize) -> f64 {
+        self.measured.get(index).map_or(0.0, |m| m.2)
+    }
+}
+
 /// Runs `round` (a bare echo measurement, then the reference server's) `rounds` times, prints
-/// each round's rates and ratios, then the median ratio of each measurement (and returns
-/// them): the machine is shared and noisy, so one round proves little.
-async fn alternate_with_echo<F, Fut>(rounds: usize, mut round: F) -> Vec<(&'static str, f64)>
+/// each round's rates and ratios, then the median ratio of each measurement (and returns the
+/// medians): the machine is shared and noisy, so one round proves little.
+async fn alternate_with_echo<F, Fut>(rounds: usize, mut round: F) -> Medians
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Round>,
 {
-    let mut ratios: Vec<(&'static str, Vec<f64>)> = Vec::new();
+    let mut echo_rates = Vec::with_capacity(rounds);
+    let mut measured: Vec<(&'static str, Vec<f64>, Vec<f64>)> = Vec::new();
     for n in 1..=rounds {
-        let ((echo_rate, echo_stats), measured) = round().await;
+        let ((echo_rate, echo_stats), this_round) = round().await;
         let [e50, e99, ..] = echo_stats.percentiles_ms();
         println!(
             "round {n}: bare echo {echo_rate:.0} round trips/s (p50 {e50:.2} ms, p99 {e99:.2} ms)"
         );
         print_uncounted(n, "echo", &echo_stats);
-        for (index, (what, rate, stats)) in measured.into_iter().enumerate() {
+        echo_rates.push(echo_rate);
+        for (index, (what, rate, stats)) in this_round.into_iter().enumerate() {
             let [r50, r99, ..] = stats.percentiles_ms();
             let ratio = rate / echo_rate.max(1.0);
             println!(
                 "round {n}: reference {what} {rate:.0}/s (p50 {r50:.2} ms, p99 {r99:.2} ms); ratio {ratio:.2}x"
             );
             print_uncounted(n, what, &stats);
-            if ratios.len() <= index {
-                ratios.push((what, Vec::with_capacity(rounds)));
+            if measured.len() <= index {
+                measured.push((what, Vec::with_capacity(rounds), Vec::with_capacity(rounds)));
             }
-            ratios[index].1.push(ratio);
+            measured[index].1.push(rate);
+            measured[index].2.push(ratio);
         }
     }
-    let medians: Vec<(&'static str, f64)> = ratios
-        .into_iter()
-        .map(|(what, values)| (what, median(values)))
-        .collect();
-    for (what, median) in &medians {
-        println!("median ratio, {what}: {median:.2}x of the bare echo rate");
+    let medians = Medians {
+        echo_rate: median(echo_rates),
+        measured: measured
+            .into_iter()
+            .map(|(what, rates, ratios)| (what, median(rates), median(ratios)))
+            .collect(),
+    };
+    for (what, _, ratio) in &medians.measured {
+        println!("median ratio, {what}: {ratio:.2}x of the bare echo rate");
     }
     medians
 }
