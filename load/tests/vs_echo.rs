@@ -68,7 +68,11 @@ fn heartbeats_against_a_spawned_reference_server_are_compared_with_a_spawned_ech
         !report.contains("not counted"),
         "answers that were not acks:\n{report}"
     );
-    for summary in ["median ratio, heartbeats:", "4 loops:", "peak rates (medians):"] {
+    for summary in [
+        "median ratio, heartbeats:",
+        "4 loops:",
+        "peak rates (medians):",
+    ] {
         assert!(report.contains(summary), "no {summary:?}:\n{report}");
     }
 }
