@@ -216,9 +216,10 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let rounds = rounds.clamp(1, 20);
             let connections: Vec<usize> = connections.iter().map(|c| (*c).min(MAX_NODES)).collect();
-            let placement = match target {
-                Some(url) => Placement::Target(url),
-                None => Placement::Reference(servers, sqlite_sync),
+            let placement = match (target, servers) {
+                (Some(url), _) => Placement::Target(url),
+                (None, Servers::InProcess) => Placement::InProcess(sqlite_sync),
+                (None, Servers::Processes) => Placement::Spawned(sqlite_sync),
             };
             vs_echo(
                 &connections,
@@ -571,7 +572,11 @@ enum Servers {
 
 /// The nodemgr server a `nodemgr-vs-echo` run measures, and where.
 enum Placement {
-    Reference(Servers, SqliteSync),
+    /// The reference, on this process's runtime, with the bare echo beside it.
+    InProcess(SqliteSync),
+    /// The release reference-server beside this binary, spawned.
+    Spawned(SqliteSync),
+    /// Another implementation, already running.
     Target(String),
 }
 
@@ -588,8 +593,8 @@ struct ComparedServers {
 }
 
 async fn compared_servers(placement: Placement) -> anyhow::Result<ComparedServers> {
-    let (nodemgr, sqlite_sync) = match placement {
-        Placement::Reference(Servers::InProcess, sqlite_sync) => {
+    match placement {
+        Placement::InProcess(sqlite_sync) => {
             // The per-node rate limit is lifted here only, or most answers would be
             // RATE_LIMITED errors instead of stored heartbeats.
             let unlimited = SessionConfig {
@@ -598,25 +603,14 @@ async fn compared_servers(placement: Placement) -> anyhow::Result<ComparedServer
                 ..SessionConfig::default()
             };
             let (server, dir) = in_process_server(sqlite_sync, unlimited).await?;
-            return Ok(ComparedServers {
+            Ok(ComparedServers {
                 echo_url: echo::start_echo_server(loopback_any_port()).await?,
                 nodemgr_url: server.ws_url(),
                 _in_process: Some((server, dir)),
                 _spawned: Vec::new(),
-            });
+            })
         }
-        Placement::Reference(Servers::Processes, sqlite_sync) => (None, sqlite_sync),
-        Placement::Target(url) => {
-            ensure_loopback(&url)?;
-            (Some(url), SqliteSync::Full)
-        }
-    };
-    let echo = spawn_echo_server().await?;
-    let echo_url = echo.ws_url.clone();
-    let mut spawned = vec![echo];
-    let nodemgr_url = match nodemgr {
-        Some(url) => url,
-        None => {
+        Placement::Spawned(sqlite_sync) => {
             let sync = match sqlite_sync {
                 SqliteSync::Full => "full",
                 SqliteSync::Normal => "normal",
@@ -625,11 +619,24 @@ async fn compared_servers(placement: Placement) -> anyhow::Result<ComparedServer
             let server = spawn_reference_server(&args, "ready nodemgr ")
                 .await?
                 .context("no reference-server next to this binary: cargo build --release -p reference-server")?;
-            let url = server.ws_url.clone();
-            spawned.push(server);
-            url
+            with_spawned_echo(server.ws_url.clone(), vec![server]).await
         }
-    };
+        Placement::Target(url) => {
+            ensure_loopback(&url)?;
+            with_spawned_echo(url, Vec::new()).await
+        }
+    }
+}
+
+/// The nodemgr server at `nodemgr_url` (`spawned`, if it was) and a bare echo in a process of
+/// its own.
+async fn with_spawned_echo(
+    nodemgr_url: String,
+    mut spawned: Vec<SpawnedServer>,
+) -> anyhow::Result<ComparedServers> {
+    let echo = spawn_echo_server().await?;
+    let echo_url = echo.ws_url.clone();
+    spawned.push(echo);
     Ok(ComparedServers {
         echo_url,
         nodemgr_url,
