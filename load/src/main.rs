@@ -611,11 +611,12 @@ async fn compared_servers(placement: Placement) -> anyhow::Result<ComparedServer
             })
         }
         Placement::Spawned(sqlite_sync) => {
-            let sync = match sqlite_sync {
-                SqliteSync::Full => "full",
-                SqliteSync::Normal => "normal",
-            };
-            let args = ["--rate-limit", CLOSED_LOOP_RATE, "--sqlite-sync", sync];
+            let args = [
+                "--rate-limit",
+                CLOSED_LOOP_RATE,
+                "--sqlite-sync",
+                sqlite_sync.name(),
+            ];
             let server = spawn_reference_server(&args, "ready nodemgr ")
                 .await?
                 .context("no reference-server next to this binary: cargo build --release -p reference-server")?;
@@ -680,8 +681,8 @@ async fn vs_echo(
     Ok(())
 }
 
-/// The median ratio at each count of loops, then the two servers' peak rates: each server's
-/// rate where it is highest, which for both is where the loops keep it busy, and their ratio.
+/// The median ratio at each count of loops, then the two servers' peak rates (each at the
+/// count where its median rate is highest, which need not be the same count) and their ratio.
 fn print_by_level(by_level: &[(usize, Medians)]) {
     println!("median ratio of heartbeats to the bare echo rate, by closed loops:");
     for (connections, medians) in by_level {
@@ -1188,9 +1189,9 @@ async fn spawn_reference_server(
         command.args([port, "0"]);
     }
     command.arg("--data-dir").arg(data.path()).args(extra);
-    let mut server = spawn_until_ready(command, ready).await?;
-    server._data = Some(data);
-    Ok(Some(server))
+    spawn_until_ready(command, ready, Some(data))
+        .await
+        .map(Some)
 }
 
 /// Starts `load echo-server` (this binary) on a free loopback port: the bare echo in a process
@@ -1198,17 +1199,23 @@ async fn spawn_reference_server(
 async fn spawn_echo_server() -> anyhow::Result<SpawnedServer> {
     let mut command = tokio::process::Command::new(std::env::current_exe()?);
     command.args(["echo-server", "--listen", "127.0.0.1:0"]);
-    spawn_until_ready(command, ECHO_READY).await
+    spawn_until_ready(command, ECHO_READY, None).await
 }
 
 /// What `load echo-server` prints before its URL once it listens.
 const ECHO_READY: &str = "ready echo ";
 
+/// Lines of a spawned server's stderr kept to say why it did not start.
+const STDERR_TAIL: usize = 20;
+
 /// Spawns `command` (killed on drop) and waits up to 30 s for the stdout line that begins
-/// with `ready`; what follows it, up to any `?` or space, is the server's URL.
+/// with `ready`; what follows it, up to any `?` or space, is the server's URL. `data`, its
+/// data directory, lives as long as it does. A server that never gets ready is killed, and
+/// the error ends with the last lines it wrote to stderr.
 async fn spawn_until_ready(
     mut command: tokio::process::Command,
     ready: &str,
+    data: Option<tempfile::TempDir>,
 ) -> anyhow::Result<SpawnedServer> {
     use tokio::io::AsyncBufReadExt;
     let program = command
@@ -1218,14 +1225,15 @@ async fn spawn_until_ready(
         .into_owned();
     let mut child = command
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {program}"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        anyhow::bail!("{program} started without its stdout and stderr piped");
+    };
+    // Read all along, not only on failure: a full pipe would stall the server's logging.
+    let stderr_tail = tokio::spawn(last_lines(stderr, STDERR_TAIL));
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let ws_url = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -1240,14 +1248,43 @@ async fn spawn_until_ready(
     })
     .await
     .ok()
-    .flatten()
-    .ok_or_else(|| anyhow::anyhow!("{program} printed no `{}` line", ready.trim_end()))?;
+    .flatten();
+    let Some(ws_url) = ws_url else {
+        let _ = child.kill().await;
+        let tail = tokio::time::timeout(Duration::from_secs(2), stderr_tail)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{program} printed no `{}` line; the end of its stderr:\n{}",
+            ready.trim_end(),
+            Vec::from(tail).join("\n")
+        );
+    };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok(SpawnedServer {
         child,
         ws_url,
-        _data: None,
+        _data: data,
     })
+}
+
+/// Reads `stream` to its end; its last `keep` lines.
+async fn last_lines(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    keep: usize,
+) -> std::collections::VecDeque<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut tail = std::collections::VecDeque::with_capacity(keep);
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if tail.len() == keep {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    tail
 }
 
 fn sfu_tracks(name: &str) -> anyhow::Result<conformance::client::media::Tracks> {
@@ -1572,13 +1609,42 @@ async fn measure_sfu(
 }
 
 #[cfg(test)]
-mod median_tests {
-    use super::median;
+mod tests {
+    use super::{median, spawn_until_ready, ECHO_READY};
 
     #[test]
     fn an_even_count_takes_the_mean_of_the_two_middle_values() {
         assert_eq!(median(vec![0.76, 0.49]), 0.625);
         assert_eq!(median(vec![0.6, 0.57, 0.72]), 0.6);
         assert_eq!(median(Vec::new()), 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_gets_ready_is_reported_with_the_end_of_its_stderr() {
+        let mut command = tokio::process::Command::new("sh");
+        command.args(["-c", "echo 'cannot bind 127.0.0.1:9999' >&2; exit 3"]);
+        let error = spawn_until_ready(command, "ready nodemgr ", None)
+            .await
+            .err()
+            .expect("no ready line");
+        let message = error.to_string();
+        assert!(
+            message.contains("printed no `ready nodemgr` line"),
+            "{message}"
+        );
+        assert!(message.contains("cannot bind 127.0.0.1:9999"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_ready_line_gives_the_url_before_its_query() {
+        let mut command = tokio::process::Command::new("sh");
+        command.args([
+            "-c",
+            "echo starting; echo 'ready echo ws://127.0.0.1:1/?x=1'; sleep 5",
+        ]);
+        let server = spawn_until_ready(command, ECHO_READY, None)
+            .await
+            .expect("ready");
+        assert_eq!(server.ws_url, "ws://127.0.0.1:1/");
     }
 }

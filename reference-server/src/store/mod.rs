@@ -72,15 +72,26 @@ impl SqliteSync {
     }
 }
 
+impl SqliteSync {
+    const ALL: [Self; 2] = [Self::Full, Self::Normal];
+
+    /// The name `--sqlite-sync` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        }
+    }
+}
+
 impl std::str::FromStr for SqliteSync {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "full" => Ok(Self::Full),
-            "normal" => Ok(Self::Normal),
-            other => Err(format!("{other:?} is not full or normal")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|sync| sync.name() == s)
+            .ok_or_else(|| format!("{s:?} is not full or normal"))
     }
 }
 
@@ -404,4 +415,17 @@ fn leading_heartbeats(jobs: &[WriteJob]) -> Vec<HeartbeatRow<'_>> {
 
 fn affected(result: &AnyQueryResult) -> bool {
     result.rows_affected() > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteSync;
+
+    #[test]
+    fn each_sqlite_sync_reads_back_from_its_name() {
+        for sync in SqliteSync::ALL {
+            assert_eq!(sync.name().parse(), Ok(sync));
+        }
+        assert!("fsync".parse::<SqliteSync>().is_err());
+    }
 }
