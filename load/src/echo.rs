@@ -16,25 +16,37 @@ pub async fn start_echo_server(addr: std::net::SocketAddr) -> std::io::Result<St
     let listener = TcpListener::bind(addr).await?;
     let url = format!("ws://{}/", listener.local_addr()?);
     tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            // As the reference server does: small frames leave at once.
-            let _ = tcp.set_nodelay(true);
-            tokio::spawn(async move {
-                let Ok(mut ws) =
-                    tokio_tungstenite::accept_async_with_config(tcp, Some(crate::ws::config()))
-                        .await
-                else {
-                    return;
-                };
-                while let Some(Ok(message)) = ws.next().await {
-                    if message.is_text() && ws.send(message).await.is_err() {
-                        return;
-                    }
+        loop {
+            match listener.accept().await {
+                Ok((tcp, _)) => {
+                    tokio::spawn(echo(tcp));
                 }
-            });
+                // A failed accept (a connection reset before it was taken, too many open
+                // files) is passing: the server goes on listening instead of ending unseen.
+                Err(_) => tokio::time::sleep(ACCEPT_RETRY).await,
+            }
         }
     });
     Ok(url)
+}
+
+/// The pause after an accept fails, so that a lasting failure does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+/// One echo connection: every text frame goes back.
+async fn echo(tcp: tokio::net::TcpStream) {
+    // As the reference server does: small frames leave at once.
+    let _ = tcp.set_nodelay(true);
+    let Ok(mut ws) =
+        tokio_tungstenite::accept_async_with_config(tcp, Some(crate::ws::config())).await
+    else {
+        return;
+    };
+    while let Some(Ok(message)) = ws.next().await {
+        if message.is_text() && ws.send(message).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// How long past the end of a run a loop still waits for its last answer.
