@@ -1,6 +1,7 @@
 //! Thin IO drivers around the sans-IO cores.
 
 pub mod cmdrelay_ws;
+pub mod commit_log;
 pub mod ecapture;
 pub mod ecapture_ws;
 pub mod logrtc_ws;
@@ -14,9 +15,9 @@ pub mod ws_queue;
 
 use crate::faults::Faults;
 use crate::protocol::cmdrelay::{self, ConnId, Rooms};
-use crate::protocol::nodemgr::{CommandOrder, SessionConfig, StoreFailure, Ticket};
+use crate::protocol::nodemgr::{CommandOrder, SessionConfig};
 use crate::store::tokens::TokenStore;
-use crate::store::{OnCommitted, Store};
+use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -62,24 +63,17 @@ impl NodemgrApp {
     }
 }
 
-/// What a nodemgr connection's task hears from outside it, on one channel so that each wake-up
-/// polls one receiver: a write of its own committed (or failed), or a command to run.
+/// A command for a nodemgr connection to run, from the operator API. (The connection's own
+/// writes come back through its [`commit_log::CommitLog`].)
 #[derive(Debug)]
-pub enum Inbox {
-    Committed {
-        ticket: Ticket,
-        result: Result<(), StoreFailure>,
-    },
-    Order {
-        order: CommandOrder,
-        /// The command's place in [`DISPATCH_QUEUE_DEPTH`], given back when the connection
-        /// takes it.
-        _place: OwnedSemaphorePermit,
-    },
+pub struct Inbox {
+    pub order: CommandOrder,
+    /// The command's place in [`DISPATCH_QUEUE_DEPTH`], given back when the connection takes
+    /// it.
+    _place: OwnedSemaphorePermit,
 }
 
-/// The way into a nodemgr connection's [`Inbox`]. Commits are never refused, so the store's
-/// writer never waits on a connection; commands are refused beyond
+/// The way into a nodemgr connection's [`Inbox`]: commands are refused beyond
 /// [`DISPATCH_QUEUE_DEPTH`] not yet taken.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
@@ -123,22 +117,13 @@ impl Dispatcher {
             place,
         })
     }
-
-    /// What tells the connection that its write `ticket` is committed.
-    pub fn on_committed(&self, ticket: Ticket) -> OnCommitted {
-        let inbox = self.inbox.clone();
-        Box::new(move |result| {
-            // A connection that has ended no longer waits for it.
-            let _ = inbox.send(Inbox::Committed { ticket, result });
-        })
-    }
 }
 
 impl DispatchSlot {
     pub fn send(self, order: CommandOrder) {
         // A connection that ended after the place was taken drops the order, as it would
         // have dropped it queued.
-        let _ = self.inbox.send(Inbox::Order {
+        let _ = self.inbox.send(Inbox {
             order,
             _place: self.place,
         });
@@ -290,27 +275,21 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_queues_up_to_its_depth_of_commands_and_commits_past_it() {
+    fn a_connection_queues_up_to_its_depth_of_commands() {
         let (dispatcher, mut inbox) = Dispatcher::new();
         for n in 0..DISPATCH_QUEUE_DEPTH {
             dispatcher.try_reserve().expect("a place").send(order(n));
         }
         assert_eq!(dispatcher.try_reserve().err(), Some(DispatchRefused::Full));
-        // The writer is never refused, however full the command queue is.
-        dispatcher.on_committed(7)(Ok(()));
-        let Ok(Inbox::Order { order: first, .. }) = inbox.try_recv() else {
+        let Ok(first) = inbox.try_recv() else {
             panic!("the first command comes first");
         };
-        assert_eq!(first.command_id, "cmd-0");
+        assert_eq!(first.order.command_id, "cmd-0");
+        // Taking a command gives its place back.
+        drop(first);
         dispatcher.try_reserve().expect("the place it left");
         let rest: Vec<Inbox> = std::iter::from_fn(|| inbox.try_recv().ok()).collect();
-        assert!(matches!(
-            rest.last(),
-            Some(Inbox::Committed {
-                ticket: 7,
-                result: Ok(())
-            })
-        ));
+        assert_eq!(rest.len(), DISPATCH_QUEUE_DEPTH - 1);
         drop(inbox);
         assert_eq!(
             dispatcher.try_reserve().err(),

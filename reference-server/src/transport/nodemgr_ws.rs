@@ -1,9 +1,10 @@
 //! The nodemgr WebSocket driver: reads frames, feeds the session, performs its outputs.
 
+use super::commit_log::CommitLog;
 use super::read_clock;
 use super::session_timer::SessionTimer;
 use super::ws_queue::close_for_read_error;
-use super::{Dispatcher, Inbox, NodemgrApp};
+use super::{Dispatcher, NodemgrApp};
 use crate::faults::Fault;
 use crate::protocol::nodemgr::{ConnectParams, Input, Output, Session, MAX_FRAME_BYTES};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -59,12 +60,22 @@ enum Stop {
 async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<NodemgrApp>) {
     let connection = app.connection_number();
     let (dispatcher, mut inbox) = Dispatcher::new();
+    let mut commits = CommitLog::default();
     let mut session = Session::open(read_clock(), params, app.session.clone());
     let mut timer = SessionTimer::default();
     loop {
-        if let Err(stop) =
-            perform_outputs(&mut session, &mut socket, &app, connection, &dispatcher).await
-        {
+        let performed = perform_outputs(
+            &mut session,
+            &mut socket,
+            &app,
+            Answers {
+                connection,
+                dispatcher: &dispatcher,
+                commits: &commits,
+            },
+        )
+        .await;
+        if let Err(stop) = performed {
             if matches!(stop, Stop::Abort) {
                 // Dropping the socket without a close frame resets the connection.
                 drop(socket);
@@ -73,20 +84,21 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
             break;
         }
         timer.arm(session.poll_timeout());
-        // Reads and writes take turns in this one task, so the socket needs no split. The
-        // inbox is polled first: a wake-up for a commit then answers without polling the
-        // socket, whose poll costs more. It cannot starve the socket: commits come from frames
-        // read, and commands are at most DISPATCH_QUEUE_DEPTH.
+        // Reads and writes take turns in this one task, so the socket needs no split. Commits
+        // are polled first: a wake-up for a commit then answers without polling the socket,
+        // whose poll costs more. They cannot starve the socket: commits come from frames read,
+        // and commands are at most DISPATCH_QUEUE_DEPTH.
         tokio::select! {
             biased;
-            // The connection holds a sender of its own, so the inbox never closes under it.
-            Some(message) = inbox.recv() => {
-                let input = match message {
-                    Inbox::Committed { ticket, result } => Input::Persisted { ticket, result },
-                    Inbox::Order { order, .. } => Input::Dispatch(order),
-                };
-                session.handle_input(read_clock(), input);
+            done = commits.done() => {
+                let now = read_clock();
+                for ticket in done {
+                    let result = commits.outcome(ticket);
+                    session.handle_input(now, Input::Persisted { ticket, result });
+                }
             }
+            // The connection holds a sender of its own, so the inbox never closes under it.
+            Some(command) = inbox.recv() => session.handle_input(read_clock(), Input::Dispatch(command.order)),
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => session.handle_input(read_clock(), Input::Text(text.to_string())),
                 Some(Ok(Message::Binary(_))) => session.handle_input(read_clock(), Input::Binary),
@@ -108,13 +120,21 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
     finish(&app, &session, connection).await;
 }
 
+/// Where the answers to a connection's outputs go.
+struct Answers<'a> {
+    connection: u64,
+    /// Commands for the node, once it registered.
+    dispatcher: &'a Dispatcher,
+    /// The outcomes of its writes.
+    commits: &'a CommitLog,
+}
+
 /// Performs everything the session asked for. `Err` means the connection must end.
 async fn perform_outputs(
     session: &mut Session,
     socket: &mut WebSocket,
     app: &Arc<NodemgrApp>,
-    connection: u64,
-    dispatcher: &Dispatcher,
+    answers: Answers<'_>,
 ) -> Result<(), Stop> {
     let mut wrote = false;
     while let Some(output) = session.poll_output() {
@@ -127,14 +147,14 @@ async fn perform_outputs(
                 wrote = true;
             }
             Output::Persist { ticket, op } => {
-                // Submitted here, in frame order; the commit comes back through the inbox.
+                // Submitted here, in frame order; the commit comes back through the log.
                 app.store
-                    .submit_then(op, dispatcher.on_committed(ticket))
+                    .submit_then(op, answers.commits.on_committed(ticket))
                     .await;
             }
             Output::Registered { node_id } => {
                 app.registry
-                    .insert(&node_id, connection, dispatcher.clone())
+                    .insert(&node_id, answers.connection, answers.dispatcher.clone())
             }
             Output::Close { code, reason } => {
                 let frame = CloseFrame {
