@@ -51,11 +51,8 @@ fn core_messages_have_the_documents_shape() {
             "register_response",
             messages::register_response_data(true, "ok", "node-001"),
         ),
-        ("heartbeat_ack", messages::received_data(true, "node-001")),
-        (
-            "command_received",
-            messages::received_data(true, "node-001"),
-        ),
+        ("heartbeat_ack", received_value(true, "node-001")),
+        ("command_received", received_value(true, "node-001")),
         (
             "execute_command",
             messages::execute_command_data("cmd-001", "ls -la /home", 30),
@@ -69,6 +66,11 @@ fn core_messages_have_the_documents_shape() {
         let documented: Value = serde_json::from_str(&wire(name)).expect("json");
         assert_eq!(shape(&documented["data"]), shape(&data), "{name}");
     }
+}
+
+/// The typed acknowledgement as the JSON it writes.
+fn received_value(received: bool, node_id: &str) -> Value {
+    serde_json::to_value(messages::received_data(received, node_id)).expect("serializes")
 }
 
 fn shape(value: &Value) -> Vec<(String, &'static str)> {

@@ -12,19 +12,48 @@ use std::borrow::Cow;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Envelope {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: &'static str,
     pub id: String,
     pub timestamp: String,
-    pub data: Value,
+    pub data: Payload,
+}
+
+/// The `data` of an outgoing message. Most are built as a [`Value`]; an acknowledgement, the
+/// bulk of what the core sends (one per heartbeat), is typed, so that answering a heartbeat
+/// builds no map (docs/performance.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Payload {
+    Value(Value),
+    Received(Received),
+}
+
+/// `{"node_id": ..., "received": ...}` of `heartbeat_ack` and `command_received`, its keys in
+/// the order a [`Value`] writes them (sorted), so that both spell it alike.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Received {
+    pub node_id: String,
+    pub received: bool,
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Self::Value(value)
+    }
 }
 
 impl Envelope {
-    pub fn new(kind: &str, id: impl Into<String>, at: DateTime<Utc>, data: Value) -> Self {
+    pub fn new(
+        kind: &'static str,
+        id: impl Into<String>,
+        at: DateTime<Utc>,
+        data: impl Into<Payload>,
+    ) -> Self {
         Self {
-            kind: kind.to_owned(),
+            kind,
             id: id.into(),
             timestamp: rfc3339(at),
-            data,
+            data: data.into(),
         }
     }
 
@@ -160,6 +189,17 @@ fn take_string(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typed_acknowledgement_is_spelled_as_its_value_would_be() {
+        let at = DateTime::UNIX_EPOCH;
+        let typed = super::super::messages::received_data(true, "node-1");
+        let as_value = serde_json::json!({ "received": true, "node_id": "node-1" });
+        assert_eq!(
+            Envelope::new("heartbeat_ack", "id-1", at, typed).encode(),
+            Envelope::new("heartbeat_ack", "id-1", at, as_value).encode()
+        );
+    }
 
     /// The fast path is what keeps a heartbeat cheap; a change that sends the document's
     /// frames down the general path would still decode them, only slower.

@@ -1,5 +1,6 @@
 //! Typed payloads of seed 001 §消息类型示例, node → core and core → node.
 
+use super::envelope::{Payload, Received};
 use super::error::{DecodeError, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -106,8 +107,11 @@ pub fn register_response_data(success: bool, message: &str, node_id: &str) -> Va
     json!({ "success": success, "message": message, "node_id": node_id })
 }
 
-pub fn received_data(received: bool, node_id: &str) -> Value {
-    json!({ "received": received, "node_id": node_id })
+pub fn received_data(received: bool, node_id: &str) -> Payload {
+    Payload::Received(Received {
+        node_id: node_id.to_owned(),
+        received,
+    })
 }
 
 pub fn execute_command_data(command_id: &str, command_text: &str, timeout_secs: u64) -> Value {

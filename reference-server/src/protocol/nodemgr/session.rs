@@ -4,7 +4,7 @@
 //! output too: the session emits [`Output::Persist`] and sends the acknowledgement only when
 //! the driver reports the write committed ("write first, then ack").
 
-use super::envelope::{decode_node_frame, Envelope, Inbound, Rejection};
+use super::envelope::{decode_node_frame, Envelope, Inbound, Payload, Rejection};
 use super::error::{DecodeError, ErrorCode};
 use super::messages::{self, CommandResult, Metrics, NodeInfo, NodeMessage};
 use super::{MAX_FRAME_BYTES, NODE_MESSAGE_TYPES};
@@ -725,7 +725,7 @@ impl Session {
             node_id
         };
         let data = if faults.has(Fault::NodemgrNullAckData) {
-            serde_json::Value::Null
+            serde_json::Value::Null.into()
         } else {
             messages::received_data(received, node_id)
         };
@@ -737,7 +737,14 @@ impl Session {
         self.send(now, "heartbeat_ack", id, data);
     }
 
-    fn send_received(&mut self, now: Now, kind: &str, id: String, received: bool, node_id: &str) {
+    fn send_received(
+        &mut self,
+        now: Now,
+        kind: &'static str,
+        id: String,
+        received: bool,
+        node_id: &str,
+    ) {
         self.send(now, kind, id, messages::received_data(received, node_id));
     }
 
@@ -756,7 +763,7 @@ impl Session {
         }
     }
 
-    fn send(&mut self, now: Now, kind: &str, id: String, data: serde_json::Value) {
+    fn send(&mut self, now: Now, kind: &'static str, id: String, data: impl Into<Payload>) {
         let mut envelope = Envelope::new(kind, id, now.wall, data);
         if self.config.faults.has(Fault::NodemgrUnixTimestamps) {
             envelope.timestamp = now.wall.timestamp().to_string();
