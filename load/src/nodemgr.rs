@@ -39,8 +39,20 @@ pub fn heartbeat(id: &str, node_id: &str) -> Message {
     )
 }
 
-/// Connects, reads the welcome and registers. Errors are counted, not raised.
+/// Connects, reads the welcome and registers, within [`crate::ws::CONNECT_TIMEOUT`] for the
+/// handshake and as long again for the answers. Errors are counted, not raised.
 pub async fn connect_node(scenario: &Scenario, node_id: &str, stats: &Stats) -> Option<Ws> {
+    let registering = connect_and_register(scenario, node_id, stats);
+    let limit = crate::ws::CONNECT_TIMEOUT * 2;
+    tokio::time::timeout(limit, registering)
+        .await
+        .unwrap_or_else(|_| {
+            stats.record_error("no welcome or register_response in time");
+            None
+        })
+}
+
+async fn connect_and_register(scenario: &Scenario, node_id: &str, stats: &Stats) -> Option<Ws> {
     let url = format!(
         "{}?token={}&node_id={node_id}",
         scenario.ws_url, scenario.token
