@@ -64,8 +64,9 @@ enum Command {
         /// the bare echo then runs as a process of its own.
         #[arg(long, conflicts_with_all = ["servers", "sqlite_sync"])]
         target: Option<String>,
-        /// The token each loop's node registers with.
-        #[arg(long, default_value = "default-token")]
+        /// The token each loop's node registers with at `--target` (a reference server this
+        /// command starts takes the default).
+        #[arg(long, default_value = "default-token", requires = "target")]
         token: String,
     },
     /// A bare tokio-tungstenite echo server, the baseline of the `*-vs-echo` commands, for a

@@ -61,14 +61,19 @@ async fn connect_and_register(scenario: &Scenario, node_id: &str, stats: &Stats)
         stats.record_error("connect");
         return None;
     };
-    let _welcome = ws.next().await?;
-    ws.send(frame(
+    if !matches!(ws.next().await, Some(Ok(_))) {
+        stats.record_error("closed before the welcome");
+        return None;
+    }
+    let register = frame(
         "node_register",
         node_id,
         json!({ "node_id": node_id, "hostname": "load" }),
-    ))
-    .await
-    .ok()?;
+    );
+    if ws.send(register).await.is_err() {
+        stats.record_error("closed before node_register");
+        return None;
+    }
     match ws.next().await {
         Some(Ok(Message::Text(t))) if t.contains("\"success\":true") => Some(ws),
         other => {

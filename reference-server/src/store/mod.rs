@@ -64,16 +64,14 @@ pub enum SqliteSync {
 }
 
 impl SqliteSync {
+    const ALL: [Self; 2] = [Self::Full, Self::Normal];
+
     fn pragma(self) -> &'static str {
         match self {
             Self::Full => "PRAGMA synchronous = FULL",
             Self::Normal => "PRAGMA synchronous = NORMAL",
         }
     }
-}
-
-impl SqliteSync {
-    const ALL: [Self; 2] = [Self::Full, Self::Normal];
 
     /// The name `--sqlite-sync` takes.
     pub fn name(self) -> &'static str {

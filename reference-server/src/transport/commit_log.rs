@@ -127,13 +127,27 @@ mod tests {
         assert_eq!(log.outcome(2), Ok(()));
     }
 
-    #[tokio::test]
-    async fn a_finished_write_wakes_the_waiting_connection() {
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_finished_write_wakes_the_connection_that_found_nothing_done() {
         let mut log = CommitLog::default();
+        let woken = Arc::new(Woken::default());
+        let waker = Waker::from(Arc::clone(&woken));
+        let mut cx = Context::from_waker(&waker);
         let commit = log.on_committed(0);
-        let finisher = tokio::spawn(async move { commit(Ok(())) });
-        let done = tokio::time::timeout(std::time::Duration::from_secs(5), log.done()).await;
-        assert_eq!(done, Ok(0..1));
-        finisher.await.expect("finished");
+        assert_eq!(log.poll_done(&mut cx), Poll::Pending);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 0);
+        commit(Ok(()));
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "the commit woke no one");
+        assert_eq!(log.poll_done(&mut cx), Poll::Ready(0..1));
     }
 }
