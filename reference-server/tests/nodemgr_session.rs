@@ -196,6 +196,35 @@ fn a_failed_heartbeat_write_is_a_database_error_in_place_of_the_ack() {
 }
 
 #[test]
+fn writes_answered_out_of_order_are_each_acked_under_their_own_id() {
+    // The server's driver answers in ticket order; the core must not depend on it.
+    let now = read_clock();
+    let mut session = registered(now);
+    session.handle_input(now, heartbeat("h-1"));
+    session.handle_input(now, heartbeat("h-2"));
+    session.handle_input(now, heartbeat("h-3"));
+    let mut writes = drain(&mut session);
+    writes.swap(0, 2);
+    let after = commit_all(&mut session, now, &writes, Ok(()));
+    let acked: Vec<_> = sent(&after)
+        .iter()
+        .map(|reply| (reply["type"].clone(), reply["id"].clone()))
+        .collect();
+    assert_eq!(
+        acked,
+        [
+            (json!("heartbeat_ack"), json!("h-3")),
+            (json!("heartbeat_ack"), json!("h-2")),
+            (json!("heartbeat_ack"), json!("h-1"))
+        ]
+    );
+    assert!(
+        commit_all(&mut session, now, &writes, Ok(())).is_empty(),
+        "acked twice"
+    );
+}
+
+#[test]
 fn a_command_without_result_times_out_after_its_timeout_plus_grace() {
     let now = read_clock();
     let mut session = registered(now);

@@ -1,10 +1,10 @@
 //! Thin IO drivers around the sans-IO cores.
 
 pub mod cmdrelay_ws;
-pub mod commit_log;
 pub mod ecapture;
 pub mod ecapture_ws;
 pub mod logrtc_ws;
+pub mod mailbox;
 pub mod nodemgr_ws;
 pub mod operator_api;
 pub mod session_timer;
@@ -15,13 +15,12 @@ pub mod ws_queue;
 
 use crate::faults::Faults;
 use crate::protocol::cmdrelay::{self, ConnId, Rooms};
-use crate::protocol::nodemgr::{CommandOrder, SessionConfig};
+use crate::protocol::nodemgr::SessionConfig;
 use crate::store::tokens::TokenStore;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use ws_queue::Member;
 
 /// Reads both clocks for a protocol core: the one place outside tests where time is read (`src/protocol/` never reads it).
@@ -32,8 +31,7 @@ pub fn read_clock() -> crate::protocol::Now {
     }
 }
 
-/// Commands an open connection accepts before the operator API answers 503.
-pub const DISPATCH_QUEUE_DEPTH: usize = 64;
+pub use mailbox::{DispatchRefused, DispatchSlot, Dispatcher, DISPATCH_QUEUE_DEPTH};
 
 /// Shared state of the nodemgr service: its store, settings, and the live connections.
 #[derive(Debug)]
@@ -60,73 +58,6 @@ impl NodemgrApp {
 
     fn connection_number(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-/// A command for a nodemgr connection to run, from the operator API. (The connection's own
-/// writes come back through its [`commit_log::CommitLog`].)
-#[derive(Debug)]
-pub struct Inbox {
-    pub order: CommandOrder,
-    /// The command's place in [`DISPATCH_QUEUE_DEPTH`], given back when the connection takes
-    /// it.
-    _place: OwnedSemaphorePermit,
-}
-
-/// The way into a nodemgr connection's [`Inbox`]: commands are refused beyond
-/// [`DISPATCH_QUEUE_DEPTH`] not yet taken.
-#[derive(Debug, Clone)]
-pub struct Dispatcher {
-    inbox: mpsc::UnboundedSender<Inbox>,
-    places: Arc<Semaphore>,
-}
-
-/// Why a command could not be queued for a connection.
-#[derive(Debug, PartialEq, Eq)]
-pub enum DispatchRefused {
-    /// [`DISPATCH_QUEUE_DEPTH`] commands wait already.
-    Full,
-    /// The connection has ended.
-    Closed,
-}
-
-/// A place taken in a connection's command queue: sending cannot be refused.
-#[derive(Debug)]
-pub struct DispatchSlot {
-    inbox: mpsc::UnboundedSender<Inbox>,
-    place: OwnedSemaphorePermit,
-}
-
-impl Dispatcher {
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<Inbox>) {
-        let (inbox, receiver) = mpsc::unbounded_channel();
-        let places = Arc::new(Semaphore::new(DISPATCH_QUEUE_DEPTH));
-        (Self { inbox, places }, receiver)
-    }
-
-    /// Takes a place for one command, so that a caller can refuse before it stores anything.
-    pub fn try_reserve(&self) -> Result<DispatchSlot, DispatchRefused> {
-        if self.inbox.is_closed() {
-            return Err(DispatchRefused::Closed);
-        }
-        let place = Arc::clone(&self.places)
-            .try_acquire_owned()
-            .map_err(|_| DispatchRefused::Full)?;
-        Ok(DispatchSlot {
-            inbox: self.inbox.clone(),
-            place,
-        })
-    }
-}
-
-impl DispatchSlot {
-    pub fn send(self, order: CommandOrder) {
-        // A connection that ended after the place was taken drops the order, as it would
-        // have dropped it queued.
-        let _ = self.inbox.send(Inbox {
-            order,
-            _place: self.place,
-        });
     }
 }
 
@@ -259,41 +190,5 @@ impl CmdrelayApp {
     pub fn occupancy(&self) -> (usize, usize) {
         let rooms = self.rooms();
         (rooms.room_count(), rooms.client_count())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn order(n: usize) -> CommandOrder {
-        CommandOrder {
-            command_id: format!("cmd-{n}"),
-            command_text: "true".into(),
-            timeout_secs: 1,
-        }
-    }
-
-    #[test]
-    fn a_connection_queues_up_to_its_depth_of_commands() {
-        let (dispatcher, mut inbox) = Dispatcher::new();
-        for n in 0..DISPATCH_QUEUE_DEPTH {
-            dispatcher.try_reserve().expect("a place").send(order(n));
-        }
-        assert_eq!(dispatcher.try_reserve().err(), Some(DispatchRefused::Full));
-        let Ok(first) = inbox.try_recv() else {
-            panic!("the first command comes first");
-        };
-        assert_eq!(first.order.command_id, "cmd-0");
-        // Taking a command gives its place back.
-        drop(first);
-        dispatcher.try_reserve().expect("the place it left");
-        let rest: Vec<Inbox> = std::iter::from_fn(|| inbox.try_recv().ok()).collect();
-        assert_eq!(rest.len(), DISPATCH_QUEUE_DEPTH - 1);
-        drop(inbox);
-        assert_eq!(
-            dispatcher.try_reserve().err(),
-            Some(DispatchRefused::Closed)
-        );
     }
 }

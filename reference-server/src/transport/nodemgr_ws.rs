@@ -1,6 +1,6 @@
 //! The nodemgr WebSocket driver: reads frames, feeds the session, performs its outputs.
 
-use super::commit_log::CommitLog;
+use super::mailbox::{Mail, Mailbox};
 use super::read_clock;
 use super::session_timer::SessionTimer;
 use super::ws_queue::close_for_read_error;
@@ -10,7 +10,7 @@ use crate::protocol::nodemgr::{ConnectParams, Input, Output, Session, MAX_FRAME_
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,8 +59,8 @@ enum Stop {
 
 async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<NodemgrApp>) {
     let connection = app.connection_number();
-    let (dispatcher, mut inbox) = Dispatcher::new();
-    let mut commits = CommitLog::default();
+    let mut mailbox = Mailbox::default();
+    let dispatcher = mailbox.dispatcher();
     let mut session = Session::open(read_clock(), params, app.session.clone());
     let mut timer = SessionTimer::default();
     loop {
@@ -71,7 +71,7 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
             Answers {
                 connection,
                 dispatcher: &dispatcher,
-                commits: &commits,
+                mailbox: &mailbox,
             },
         )
         .await;
@@ -85,22 +85,22 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
         }
         timer.arm(session.poll_timeout());
         // Reads and writes take turns in this one task, so the socket needs no split. Commits
-        // are polled first: a wake-up for a commit then answers without polling the socket,
-        // whose poll costs more. They cannot starve the socket: commits come from frames read,
-        // and commands are at most DISPATCH_QUEUE_DEPTH.
-        tokio::select! {
-            biased;
-            done = commits.done() => {
+        // come first: a wake-up for a commit then answers without polling the socket. They
+        // cannot starve the socket: commits come from frames read, and commands are at most
+        // DISPATCH_QUEUE_DEPTH.
+        match mailbox.next(&mut socket, &mut timer).await {
+            Mail::Done(done) => {
                 let now = read_clock();
                 for ticket in done {
-                    let result = commits.outcome(ticket);
+                    let result = mailbox.outcome(ticket);
                     session.handle_input(now, Input::Persisted { ticket, result });
                 }
             }
-            // The connection holds a sender of its own, so the inbox never closes under it.
-            Some(command) = inbox.recv() => session.handle_input(read_clock(), Input::Dispatch(command.order)),
-            frame = socket.next() => match frame {
-                Some(Ok(Message::Text(text))) => session.handle_input(read_clock(), Input::Text(text.to_string())),
+            Mail::Command(order) => session.handle_input(read_clock(), Input::Dispatch(order)),
+            Mail::Socket(frame) => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    session.handle_input(read_clock(), Input::Text(text.to_string()))
+                }
                 Some(Ok(Message::Binary(_))) => session.handle_input(read_clock(), Input::Binary),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break,
@@ -113,7 +113,7 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
                     break;
                 }
             },
-            () = timer.fired() => session.handle_timeout(read_clock()),
+            Mail::Timer => session.handle_timeout(read_clock()),
         }
     }
     let _ = socket.close().await;
@@ -126,7 +126,7 @@ struct Answers<'a> {
     /// Commands for the node, once it registered.
     dispatcher: &'a Dispatcher,
     /// The outcomes of its writes.
-    commits: &'a CommitLog,
+    mailbox: &'a Mailbox,
 }
 
 /// Performs everything the session asked for. `Err` means the connection must end.
@@ -149,7 +149,7 @@ async fn perform_outputs(
             Output::Persist { ticket, op } => {
                 // Submitted here, in frame order; the commit comes back through the log.
                 app.store
-                    .submit_then(op, answers.commits.on_committed(ticket))
+                    .submit_then(op, answers.mailbox.on_committed(ticket))
                     .await;
             }
             Output::Registered { node_id } => {

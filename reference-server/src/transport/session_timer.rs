@@ -4,14 +4,22 @@
 //! frame, since every heartbeat moves a session's deadline later. So the timer moves only
 //! earlier: a later deadline leaves it where it is, it fires early, and the session, which
 //! checks the time in `handle_timeout`, finds nothing due and names its deadline again.
+//!
+//! Nor is the sleep polled on every wake-up of its connection: once it holds the connection's
+//! waker it wakes the connection itself, so it is polled again only when it has fired or was
+//! moved (`Sleep::poll` on every frame was about 1% of a heartbeat's cost).
 
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
 
 pub struct SessionTimer {
     sleep: Pin<Box<Sleep>>,
     armed_for: Option<Instant>,
+    /// The waker the sleep was last polled with, until it is moved.
+    holds: Option<Waker>,
 }
 
 impl Default for SessionTimer {
@@ -19,6 +27,7 @@ impl Default for SessionTimer {
         Self {
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             armed_for: None,
+            holds: None,
         }
     }
 }
@@ -33,19 +42,43 @@ impl SessionTimer {
             (Some(at), _) => {
                 self.sleep.as_mut().reset(at.into());
                 self.armed_for = Some(at);
+                self.holds = None;
             }
         }
     }
 
-    /// Resolves once the timer's deadline has passed (it may be earlier than the session's
+    /// Ready once the timer's deadline has passed (it may be earlier than the session's
     /// latest), and disarms; never while disarmed.
+    pub fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.armed_for.is_none() {
+            return Poll::Pending;
+        }
+        let holds_this_waker = self
+            .holds
+            .as_ref()
+            .is_some_and(|held| held.will_wake(cx.waker()));
+        if holds_this_waker && !self.sleep.is_elapsed() {
+            return Poll::Pending;
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.armed_for = None;
+                self.holds = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                if !holds_this_waker {
+                    self.holds = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Waits for [`SessionTimer::poll_fired`].
     /// Cancel-safe: dropped unfinished, it changes nothing.
     pub async fn fired(&mut self) {
-        if self.armed_for.is_none() {
-            return std::future::pending().await;
-        }
-        self.sleep.as_mut().await;
-        self.armed_for = None;
+        std::future::poll_fn(|cx| self.poll_fired(cx)).await
     }
 }
 
@@ -93,5 +126,54 @@ mod tests {
             !fires_within(&mut timer, 4 * SHORT).await,
             "fired before the deadline armed after firing"
         );
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn counting_waker() -> (std::sync::Arc<Woken>, Waker) {
+        let woken = std::sync::Arc::new(Woken::default());
+        (woken.clone(), Waker::from(woken))
+    }
+
+    fn poll_with(timer: &mut SessionTimer, waker: &Waker) -> Poll<()> {
+        timer.poll_fired(&mut Context::from_waker(waker))
+    }
+
+    #[tokio::test]
+    async fn the_waker_of_the_latest_poll_is_the_one_woken() {
+        // The sleep is not polled again for a waker it holds; a new waker must reach it.
+        let (first, first_waker) = counting_waker();
+        let (second, second_waker) = counting_waker();
+        let mut timer = SessionTimer::default();
+        timer.arm(Some(Instant::now() + SHORT));
+        assert_eq!(poll_with(&mut timer, &first_waker), Poll::Pending);
+        assert_eq!(poll_with(&mut timer, &first_waker), Poll::Pending);
+        assert_eq!(poll_with(&mut timer, &second_waker), Poll::Pending);
+        tokio::time::sleep(4 * SHORT).await;
+        assert_eq!(second.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(first.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(poll_with(&mut timer, &second_waker), Poll::Ready(()));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_moved_earlier_after_a_poll_still_fires_on_time() {
+        let (woken, waker) = counting_waker();
+        let mut timer = SessionTimer::default();
+        let start = Instant::now();
+        timer.arm(Some(start + LONG));
+        assert_eq!(poll_with(&mut timer, &waker), Poll::Pending);
+        timer.arm(Some(start + SHORT));
+        assert_eq!(poll_with(&mut timer, &waker), Poll::Pending);
+        tokio::time::sleep(4 * SHORT).await;
+        assert_eq!(woken.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(poll_with(&mut timer, &waker), Poll::Ready(()));
     }
 }

@@ -182,7 +182,9 @@ pub struct Session {
     online: bool,
     last_seen: Instant,
     open_commands: HashMap<String, OpenCommand>,
-    awaiting: HashMap<Ticket, AfterPersist>,
+    /// Writes not yet persisted, oldest first: a driver answers them in ticket order, so the
+    /// answer is nearly always the front (a map cost a hash insert and remove a heartbeat).
+    awaiting: VecDeque<(Ticket, AfterPersist)>,
     next_ticket: Ticket,
     next_counter_id: u64,
     tokens: f64,
@@ -214,7 +216,7 @@ impl Session {
             online: false,
             last_seen: now.mono,
             open_commands: HashMap::new(),
-            awaiting: HashMap::new(),
+            awaiting: VecDeque::new(),
             next_ticket: 0,
             next_counter_id: 0,
             refilled_at: now.mono,
@@ -533,7 +535,14 @@ impl Session {
     }
 
     fn on_persisted(&mut self, now: Now, ticket: Ticket, result: Result<(), StoreFailure>) {
-        if let Some(after) = self.awaiting.remove(&ticket) {
+        let place = match self.awaiting.front() {
+            Some((first, _)) if *first == ticket => Some(0),
+            _ => self
+                .awaiting
+                .iter()
+                .position(|(waiting, _)| *waiting == ticket),
+        };
+        if let Some((_, after)) = place.and_then(|place| self.awaiting.remove(place)) {
             self.after_persist(now, after, result);
         }
     }
@@ -685,7 +694,7 @@ impl Session {
     fn persist(&mut self, op: StoreOp, after: AfterPersist) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.awaiting.insert(ticket, after);
+        self.awaiting.push_back((ticket, after));
         self.outputs.push_back(Output::Persist { ticket, op });
     }
 
