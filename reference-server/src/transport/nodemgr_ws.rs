@@ -4,7 +4,7 @@ use super::mailbox::{Mail, Mailbox};
 use super::read_clock;
 use super::session_timer::SessionTimer;
 use super::ws_queue::close_for_read_error;
-use super::{Dispatcher, NodemgrApp};
+use super::NodemgrApp;
 use crate::faults::Fault;
 use crate::protocol::nodemgr::{ConnectParams, Input, Output, Session, MAX_FRAME_BYTES};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -60,7 +60,6 @@ enum Stop {
 async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<NodemgrApp>) {
     let connection = app.connection_number();
     let mut mailbox = Mailbox::default();
-    let dispatcher = mailbox.dispatcher();
     let mut session = Session::open(read_clock(), params, app.session.clone());
     let mut timer = SessionTimer::default();
     loop {
@@ -70,7 +69,6 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
             &app,
             Answers {
                 connection,
-                dispatcher: &dispatcher,
                 mailbox: &mailbox,
             },
         )
@@ -123,9 +121,7 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
 /// Where the answers to a connection's outputs go.
 struct Answers<'a> {
     connection: u64,
-    /// Commands for the node, once it registered.
-    dispatcher: &'a Dispatcher,
-    /// The outcomes of its writes.
+    /// The outcomes of its writes, and the way in for its node's commands once it registered.
     mailbox: &'a Mailbox,
 }
 
@@ -154,7 +150,7 @@ async fn perform_outputs(
             }
             Output::Registered { node_id } => {
                 app.registry
-                    .insert(&node_id, answers.connection, answers.dispatcher.clone())
+                    .insert(&node_id, answers.connection, answers.mailbox.dispatcher())
             }
             Output::Close { code, reason } => {
                 let frame = CloseFrame {
