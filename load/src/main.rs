@@ -459,8 +459,9 @@ async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
             &NODEMGR_WORDS,
         );
     }
-    report_run(&stats, nodes.len(), started.elapsed(), &NODEMGR_WORDS);
-    verify_stored(&url, &args.token, &nodes, args.verify_stored).await
+    let counted = report_run(&stats, nodes.len(), started.elapsed(), &NODEMGR_WORDS);
+    let stored = verify_stored(&url, &args.token, &nodes, args.verify_stored).await;
+    counted.and(stored)
 }
 
 fn report_idle(
@@ -512,7 +513,14 @@ const CMDRELAY_WORDS: Words = Words {
     latency: "relay latency ms (sender to receiver)",
 };
 
-fn report_run(stats: &stats::Stats, joined: usize, took: Duration, words: &Words) {
+/// Prints a run's summary; `Err` when it counted any error, so that CI can go by the exit
+/// code.
+fn report_run(
+    stats: &stats::Stats,
+    joined: usize,
+    took: Duration,
+    words: &Words,
+) -> anyhow::Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
     let [p50, p99, p999, max] = stats.percentiles_ms();
     let received = stats.acked.load(Relaxed);
@@ -529,7 +537,22 @@ fn report_run(stats: &stats::Stats, joined: usize, took: Duration, words: &Words
         "{}: p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}",
         words.latency
     );
-    println!("errors by code: {:?}", stats.errors());
+    let errors = stats.errors();
+    println!("errors by code: {errors:?}");
+    fail_on_errors("the run", &errors)
+}
+
+/// `Err` naming how many errors `what` counted, when it counted any.
+fn fail_on_errors(
+    what: &str,
+    errors: &std::collections::BTreeMap<String, u64>,
+) -> anyhow::Result<()> {
+    let total: u64 = errors.values().sum();
+    anyhow::ensure!(
+        total == 0,
+        "{what} counted {total} errors ({errors:?}); see the summary above"
+    );
+    Ok(())
 }
 
 /// Every acked heartbeat of a sample of nodes must be in the stored history.
@@ -557,9 +580,12 @@ async fn verify_stored(
         let stored = body["metrics"].as_array().map_or(0, Vec::len) as u64;
         complete += usize::from(stored >= *acked);
     }
-    println!(
-        "stored check: {complete}/{} sampled nodes have every acked heartbeat stored",
-        checked.count()
+    let sampled = checked.count();
+    println!("stored check: {complete}/{sampled} sampled nodes have every acked heartbeat stored");
+    anyhow::ensure!(
+        complete == sampled,
+        "{} of {sampled} sampled nodes lack acked heartbeats in the stored history",
+        sampled - complete
     );
     Ok(())
 }
@@ -920,8 +946,7 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
         "all rooms done after {:.1} s (joining included)",
         started.elapsed().as_secs_f64()
     );
-    report_run(&stats, joined, scenario.duration, &CMDRELAY_WORDS);
-    Ok(())
+    report_run(&stats, joined, scenario.duration, &CMDRELAY_WORDS)
 }
 
 const LOGRTC_WORDS: Words = Words {
@@ -980,8 +1005,11 @@ async fn run_logrtc(args: LogrtcArgs) -> anyhow::Result<()> {
     );
     let setup_errors = [setup.register.errors(), setup.watch.errors()];
     println!("set-up errors: {setup_errors:?}");
-    report_run(&relays, joined, scenario.duration, &LOGRTC_WORDS);
-    Ok(())
+    let counted = report_run(&relays, joined, scenario.duration, &LOGRTC_WORDS);
+    for errors in &setup_errors {
+        fail_on_errors("the set-up", errors)?;
+    }
+    counted
 }
 
 /// Peer connections at once, at most: each holds a UDP socket and an SCTP association.
@@ -1611,13 +1639,23 @@ async fn measure_sfu(
 
 #[cfg(test)]
 mod tests {
-    use super::{median, spawn_until_ready, ECHO_READY};
+    use super::{fail_on_errors, median, spawn_until_ready, ECHO_READY};
 
     #[test]
     fn an_even_count_takes_the_mean_of_the_two_middle_values() {
         assert_eq!(median(vec![0.76, 0.49]), 0.625);
         assert_eq!(median(vec![0.6, 0.57, 0.72]), 0.6);
         assert_eq!(median(Vec::new()), 0.0);
+    }
+
+    #[test]
+    fn a_run_that_counted_an_error_fails() {
+        let mut errors = std::collections::BTreeMap::new();
+        assert!(fail_on_errors("the run", &errors).is_ok());
+        errors.insert("connect".to_owned(), 2);
+        errors.insert("RATE_LIMITED".to_owned(), 1);
+        let failed = fail_on_errors("the run", &errors).expect_err("three errors counted");
+        assert!(failed.to_string().contains("counted 3 errors"), "{failed}");
     }
 
     #[tokio::test]

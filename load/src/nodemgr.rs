@@ -61,9 +61,16 @@ async fn connect_and_register(scenario: &Scenario, node_id: &str, stats: &Stats)
         stats.record_error("connect");
         return None;
     };
-    if !matches!(ws.next().await, Some(Ok(_))) {
-        stats.record_error("closed before the welcome");
-        return None;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if error_code(&t) != "welcome" => {
+            stats.record_error(&format!("no welcome: {}", error_code(&t)));
+            return None;
+        }
+        Some(Ok(_)) => {}
+        _ => {
+            stats.record_error("closed before the welcome");
+            return None;
+        }
     }
     let register = frame(
         "node_register",
@@ -77,14 +84,34 @@ async fn connect_and_register(scenario: &Scenario, node_id: &str, stats: &Stats)
     match ws.next().await {
         Some(Ok(Message::Text(t))) if t.contains("\"success\":true") => Some(ws),
         other => {
-            stats.record_error(
-                &format!("register: {other:?}")
-                    .chars()
-                    .take(60)
-                    .collect::<String>(),
-            );
+            stats.record_error(&register_failure(other));
             None
         }
+    }
+}
+
+/// A short label for what came instead of a successful `register_response`.
+fn register_failure(
+    answer: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> String {
+    match answer {
+        Some(Ok(Message::Text(t))) => format!("register refused: {}", error_code(&t)),
+        Some(Ok(Message::Close(Some(close)))) => {
+            format!("register: closed with {}", u16::from(close.code))
+        }
+        Some(Ok(other)) => format!("register: a {} frame", frame_kind(&other)),
+        Some(Err(_)) | None => "closed before register_response".to_owned(),
+    }
+}
+
+fn frame_kind(message: &Message) -> &'static str {
+    match message {
+        Message::Text(_) => "text",
+        Message::Binary(_) => "binary",
+        Message::Ping(_) => "ping",
+        Message::Pong(_) => "pong",
+        Message::Close(_) => "close",
+        Message::Frame(_) => "raw",
     }
 }
 
@@ -213,4 +240,29 @@ pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> (Vec<(String, u64)>,
         acked.extend(joined.ok());
     }
     (acked, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    #[test]
+    fn a_failed_register_is_labelled_by_what_came_instead() {
+        let refused = r#"{"type":"error","id":"r","timestamp":"2025-01-21T10:00:00Z","data":{"error_code":"NODE_NOT_FOUND","message":"m"}}"#;
+        assert_eq!(
+            register_failure(Some(Ok(Message::text(refused)))),
+            "register refused: NODE_NOT_FOUND"
+        );
+        let close = CloseFrame {
+            code: CloseCode::from(4001),
+            reason: "invalid token".into(),
+        };
+        assert_eq!(
+            register_failure(Some(Ok(Message::Close(Some(close))))),
+            "register: closed with 4001"
+        );
+        assert_eq!(register_failure(None), "closed before register_response");
+    }
 }
