@@ -1066,6 +1066,9 @@ async fn run_logrtc_webrtc(args: &LogrtcArgs, url: String, producers: usize) -> 
         measured.open.errors(),
     ];
     println!("set-up errors: {errors:?}");
+    for errors in &errors {
+        fail_on_errors("the set-up", errors)?;
+    }
     Ok(())
 }
 
