@@ -79,15 +79,12 @@ async fn closed_loop(
     }
 }
 
-/// The next text frame, skipping pings and pongs; why there is none by `deadline`.
+/// The next text frame, past pings and pongs; why there is none by `deadline`.
 async fn next_text(ws: &mut Ws, deadline: Instant) -> Result<String, &'static str> {
-    loop {
-        match tokio::time::timeout_at(deadline.into(), ws.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => return Ok(text.to_string()),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            Ok(_) => return Err("closed before the end"),
-            Err(_) => return Err("no answer in time"),
-        }
+    match tokio::time::timeout_at(deadline.into(), crate::ws::next_text(ws)).await {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(_)) => Err("closed before the end"),
+        Err(_) => Err("no answer in time"),
     }
 }
 

@@ -452,6 +452,7 @@ async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
     let (nodes, idle_sockets) = nodemgr::run(&scenario, stats.clone()).await;
     if args.run.idle {
         return report_idle(
+            &stats,
             nodes.len(),
             pid,
             rss_before,
@@ -464,7 +465,9 @@ async fn run_nodemgr(args: NodemgrArgs) -> anyhow::Result<()> {
     counted.and(stored)
 }
 
+/// Prints the idle run's memory figure; `Err` when connecting counted any error.
 fn report_idle(
+    stats: &stats::Stats,
     connected: usize,
     pid: Option<u32>,
     before: Option<u64>,
@@ -488,7 +491,9 @@ fn report_idle(
         ),
         _ => println!("server memory not measured: pass --server-pid"),
     }
-    Ok(())
+    let errors = stats.errors();
+    println!("errors by code: {errors:?}");
+    fail_on_errors("connecting", [&errors])
 }
 
 /// How a scenario names its counts in the summary.
@@ -539,18 +544,21 @@ fn report_run(
     );
     let errors = stats.errors();
     println!("errors by code: {errors:?}");
-    fail_on_errors("the run", &errors)
+    fail_on_errors("the run", [&errors])
 }
 
-/// `Err` naming how many errors `what` counted, when it counted any.
-fn fail_on_errors(
+type ErrorCounts = std::collections::BTreeMap<String, u64>;
+
+/// `Err` naming how many errors `what` counted, over all its counts, when it counted any.
+fn fail_on_errors<'a>(
     what: &str,
-    errors: &std::collections::BTreeMap<String, u64>,
+    counts: impl IntoIterator<Item = &'a ErrorCounts>,
 ) -> anyhow::Result<()> {
-    let total: u64 = errors.values().sum();
+    let counts: Vec<&ErrorCounts> = counts.into_iter().collect();
+    let total: u64 = counts.iter().flat_map(|errors| errors.values()).sum();
     anyhow::ensure!(
         total == 0,
-        "{what} counted {total} errors ({errors:?}); see the summary above"
+        "{what} counted {total} errors ({counts:?}); see the summary above"
     );
     Ok(())
 }
@@ -934,6 +942,7 @@ async fn run_cmdrelay(args: CmdrelayArgs) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
         return report_idle(
+            &stats,
             readers.len(),
             pid,
             rss_before,
@@ -1006,9 +1015,7 @@ async fn run_logrtc(args: LogrtcArgs) -> anyhow::Result<()> {
     let setup_errors = [setup.register.errors(), setup.watch.errors()];
     println!("set-up errors: {setup_errors:?}");
     let counted = report_run(&relays, joined, scenario.duration, &LOGRTC_WORDS);
-    for errors in &setup_errors {
-        fail_on_errors("the set-up", errors)?;
-    }
+    fail_on_errors("the set-up", &setup_errors)?;
     counted
 }
 
@@ -1066,10 +1073,7 @@ async fn run_logrtc_webrtc(args: &LogrtcArgs, url: String, producers: usize) -> 
         measured.open.errors(),
     ];
     println!("set-up errors: {errors:?}");
-    for errors in &errors {
-        fail_on_errors("the set-up", errors)?;
-    }
-    Ok(())
+    fail_on_errors("the set-up", &errors)
 }
 
 /// How long the progress line outlives the window: set-up and grace.
@@ -1642,7 +1646,7 @@ async fn measure_sfu(
 
 #[cfg(test)]
 mod tests {
-    use super::{fail_on_errors, median, spawn_until_ready, ECHO_READY};
+    use super::{fail_on_errors, median, spawn_until_ready, ErrorCounts, ECHO_READY};
 
     #[test]
     fn an_even_count_takes_the_mean_of_the_two_middle_values() {
@@ -1654,11 +1658,15 @@ mod tests {
     #[test]
     fn a_run_that_counted_an_error_fails() {
         let mut errors = std::collections::BTreeMap::new();
-        assert!(fail_on_errors("the run", &errors).is_ok());
+        assert!(fail_on_errors("the run", [&errors]).is_ok());
         errors.insert("connect".to_owned(), 2);
         errors.insert("RATE_LIMITED".to_owned(), 1);
-        let failed = fail_on_errors("the run", &errors).expect_err("three errors counted");
+        let failed = fail_on_errors("the run", [&errors]).expect_err("three errors counted");
         assert!(failed.to_string().contains("counted 3 errors"), "{failed}");
+        // Over several counts (a set-up's stages), the errors of each are added up.
+        let failed = fail_on_errors("the set-up", [&ErrorCounts::new(), &errors, &errors])
+            .expect_err("six errors counted");
+        assert!(failed.to_string().contains("counted 6 errors"), "{failed}");
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! Simulated nodes: connect, register, heartbeat on an interval, measure ack latency.
 
 use crate::stats::Stats;
-use crate::ws::Ws;
+use crate::ws::{NoText, Ws};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -61,13 +61,13 @@ async fn connect_and_register(scenario: &Scenario, node_id: &str, stats: &Stats)
         stats.record_error("connect");
         return None;
     };
-    match ws.next().await {
-        Some(Ok(Message::Text(t))) if error_code(&t) != "welcome" => {
-            stats.record_error(&format!("no welcome: {}", error_code(&t)));
+    match crate::ws::next_text(&mut ws).await {
+        Ok(text) if error_code(&text) == "welcome" => {}
+        Ok(text) => {
+            stats.record_error(&format!("no welcome: {}", error_code(&text)));
             return None;
         }
-        Some(Ok(_)) => {}
-        _ => {
+        Err(_) => {
             stats.record_error("closed before the welcome");
             return None;
         }
@@ -81,8 +81,8 @@ async fn connect_and_register(scenario: &Scenario, node_id: &str, stats: &Stats)
         stats.record_error("closed before node_register");
         return None;
     }
-    match ws.next().await {
-        Some(Ok(Message::Text(t))) if t.contains("\"success\":true") => Some(ws),
+    match crate::ws::next_text(&mut ws).await {
+        Ok(text) if text.contains("\"success\":true") => Some(ws),
         other => {
             stats.record_error(&register_failure(other));
             None
@@ -91,27 +91,12 @@ async fn connect_and_register(scenario: &Scenario, node_id: &str, stats: &Stats)
 }
 
 /// A short label for what came instead of a successful `register_response`.
-fn register_failure(
-    answer: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-) -> String {
+fn register_failure(answer: Result<String, NoText>) -> String {
     match answer {
-        Some(Ok(Message::Text(t))) => format!("register refused: {}", error_code(&t)),
-        Some(Ok(Message::Close(Some(close)))) => {
-            format!("register: closed with {}", u16::from(close.code))
-        }
-        Some(Ok(other)) => format!("register: a {} frame", frame_kind(&other)),
-        Some(Err(_)) | None => "closed before register_response".to_owned(),
-    }
-}
-
-fn frame_kind(message: &Message) -> &'static str {
-    match message {
-        Message::Text(_) => "text",
-        Message::Binary(_) => "binary",
-        Message::Ping(_) => "ping",
-        Message::Pong(_) => "pong",
-        Message::Close(_) => "close",
-        Message::Frame(_) => "raw",
+        Ok(text) => format!("register refused: {}", error_code(&text)),
+        Err(NoText::Closed(Some(code))) => format!("register: closed with {code}"),
+        Err(NoText::Binary) => "register: a binary frame".to_owned(),
+        Err(NoText::Closed(None) | NoText::Failed) => "closed before register_response".to_owned(),
     }
 }
 
@@ -245,24 +230,21 @@ pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> (Vec<(String, u64)>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
     #[test]
     fn a_failed_register_is_labelled_by_what_came_instead() {
         let refused = r#"{"type":"error","id":"r","timestamp":"2025-01-21T10:00:00Z","data":{"error_code":"NODE_NOT_FOUND","message":"m"}}"#;
         assert_eq!(
-            register_failure(Some(Ok(Message::text(refused)))),
+            register_failure(Ok(refused.to_owned())),
             "register refused: NODE_NOT_FOUND"
         );
-        let close = CloseFrame {
-            code: CloseCode::from(4001),
-            reason: "invalid token".into(),
-        };
         assert_eq!(
-            register_failure(Some(Ok(Message::Close(Some(close))))),
+            register_failure(Err(NoText::Closed(Some(4001)))),
             "register: closed with 4001"
         );
-        assert_eq!(register_failure(None), "closed before register_response");
+        assert_eq!(
+            register_failure(Err(NoText::Closed(None))),
+            "closed before register_response"
+        );
     }
 }

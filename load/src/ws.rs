@@ -52,9 +52,79 @@ where
         })
 }
 
+/// Why a socket gave no text frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoText {
+    /// A close frame, with its code if it had one, or the end of the stream.
+    Closed(Option<u16>),
+    Binary,
+    /// The read failed (a reset, a protocol error).
+    Failed,
+}
+
+/// The next text frame, past pings and pongs (tungstenite answers pings itself).
+pub async fn next_text(ws: &mut Ws) -> Result<String, NoText> {
+    use futures_util::StreamExt;
+    use tungstenite::Message;
+    loop {
+        let why = match ws.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(_))) => NoText::Binary,
+            Some(Ok(Message::Close(close))) => {
+                NoText::Closed(close.map(|frame| u16::from(frame.code)))
+            }
+            Some(Ok(Message::Frame(_)) | Err(_)) => NoText::Failed,
+            None => NoText::Closed(None),
+        };
+        return Err(why);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::SinkExt;
+    use tungstenite::Message;
+
+    /// A server that sends `frames` on its one connection, then waits for the client to go.
+    async fn sending(frames: Vec<Message>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("ws://{}/", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut ws = tokio_tungstenite::accept_async(tcp)
+                .await
+                .expect("handshake");
+            for frame in frames {
+                ws.send(frame).await.expect("send");
+            }
+            let _ = futures_util::StreamExt::next(&mut ws).await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn the_next_text_is_found_past_pings_and_a_close_gives_its_code() {
+        let close = tungstenite::protocol::CloseFrame {
+            code: 4001.into(),
+            reason: "invalid token".into(),
+        };
+        let url = sending(vec![
+            Message::Ping(vec![1].into()),
+            Message::Pong(vec![2].into()),
+            Message::text("welcome"),
+            Message::Binary(vec![3].into()),
+            Message::Close(Some(close)),
+        ])
+        .await;
+        let (mut ws, _) = connect(url).await.expect("connect");
+        assert_eq!(next_text(&mut ws).await, Ok("welcome".to_owned()));
+        assert_eq!(next_text(&mut ws).await, Err(NoText::Binary));
+        assert_eq!(next_text(&mut ws).await, Err(NoText::Closed(Some(4001))));
+    }
 
     #[tokio::test]
     async fn a_server_that_never_answers_the_handshake_times_out() {

@@ -1,5 +1,6 @@
-//! Everything that wakes a nodemgr connection, behind one waker: its committed writes, the
-//! operator's commands, its socket and its session timer.
+//! What wakes a nodemgr connection, behind one waker: its committed writes, the operator's
+//! commands and its socket. (The session timer, polled last, holds the task's waker itself:
+//! [`SessionTimer::poll_fired`].)
 //!
 //! **Writes.** The store's writer finishes a connection's writes in the order the connection
 //! submitted them ([`crate::store::Store::submit_then`]), and a session numbers its writes 0,
@@ -12,9 +13,9 @@
 //! **Commands** wait in a locked queue of at most [`DISPATCH_QUEUE_DEPTH`], counted by an
 //! atomic, so that a connection finds "no command" without the lock.
 //!
-//! **One waker.** A connection waits for all four at once, after every frame. With a channel,
-//! a commit log, the socket and the timer each polled on every wake-up, each registered the
-//! task's waker again; here the mailbox holds it once, the socket is handed a waker of the
+//! **One waker.** A connection waits for all of them and its timer at once, after every
+//! frame. With a channel, a commit log, the socket and the timer each polled on every wake-up,
+//! each registered the task's waker again; here the mailbox holds it once, the socket is handed a waker of the
 //! mailbox's own that marks it as woken, and the socket is polled only when that mark is set
 //! or its last poll gave a frame (more may wait in its buffer).
 

@@ -535,13 +535,11 @@ impl Session {
     }
 
     fn on_persisted(&mut self, now: Now, ticket: Ticket, result: Result<(), StoreFailure>) {
-        let place = match self.awaiting.front() {
-            Some((first, _)) if *first == ticket => Some(0),
-            _ => self
-                .awaiting
-                .iter()
-                .position(|(waiting, _)| *waiting == ticket),
-        };
+        // Nearly always the front: the search starts there.
+        let place = self
+            .awaiting
+            .iter()
+            .position(|(waiting, _)| *waiting == ticket);
         if let Some((_, after)) = place.and_then(|place| self.awaiting.remove(place)) {
             self.after_persist(now, after, result);
         }
