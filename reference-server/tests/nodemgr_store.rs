@@ -356,6 +356,99 @@ async fn postgres_commits_runs_longer_than_one_insert() {
     on_postgres(long_runs_are_all_committed).await;
 }
 
+/// More samples than SQLite's writer stores between two updates of `latest_samples` (8,192),
+/// in batches: after each batch every node's latest metrics are its last heartbeat's, whether
+/// that sample is past the watermark or pointed at, and at the end each history is whole.
+async fn histories_stay_whole_across_pointer_updates(store: Store) {
+    const NODES: usize = 16;
+    const ROUNDS: usize = 600;
+    const ROUNDS_PER_BATCH: usize = 30;
+    let nodes: Vec<String> = (0..NODES).map(|_| unique("node")).collect();
+    for node_id in &nodes {
+        register(&store, node_id).await;
+    }
+    for first_round in (0..ROUNDS).step_by(ROUNDS_PER_BATCH) {
+        let rounds = first_round..first_round + ROUNDS_PER_BATCH;
+        let ops = rounds
+            .flat_map(|round| {
+                nodes
+                    .iter()
+                    .map(move |node_id| heartbeat(node_id, round as f64))
+            })
+            .collect();
+        let outcomes = write_concurrently(&store, ops).await;
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        let last = (first_round + ROUNDS_PER_BATCH - 1) as f64;
+        for node_id in &nodes {
+            let node = store.node(node_id).await.expect("read").expect("node");
+            assert_eq!(node.metrics, Some(metrics(last)), "after round {last}");
+        }
+    }
+    let whole: Vec<f64> = (0..ROUNDS).rev().map(|round| round as f64).collect();
+    for node_id in &nodes {
+        assert_eq!(cpu_history(&store, node_id, 10_000).await, whole);
+    }
+}
+
+#[tokio::test]
+async fn sqlite_keeps_histories_whole_across_pointer_updates() {
+    on_sqlite(histories_stay_whole_across_pointer_updates).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_histories_whole_across_pointer_updates() {
+    on_postgres(histories_stay_whole_across_pointer_updates).await;
+}
+
+/// The newest sample id and the watermark: samples past it are not pointed at yet.
+async fn sqlite_samples_past_the_watermark(store: &Store) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (SELECT MAX(sample_id) FROM metrics)
+            - (SELECT covered_through FROM sample_watermark)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("watermark")
+}
+
+/// A store opened again on a file whose newest samples are past the watermark links its
+/// first samples to them; so does a batch that mixes a register with heartbeats (stored by the
+/// other path, which first brings the pointers up to date).
+#[tokio::test]
+async fn sqlite_continues_each_chain_past_the_watermark() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig::sqlite_in(dir.path()).expect("config");
+    let node_id = unique("node");
+    let store = Store::open(&config).await.expect("open");
+    register(&store, &node_id).await;
+    send_heartbeats(&store, &node_id, &[0.0, 1.0, 2.0]).await;
+    assert!(sqlite_samples_past_the_watermark(&store).await > 0);
+    drop(store);
+
+    let store = Store::open(&config).await.expect("reopen");
+    send_heartbeats(&store, &node_id, &[3.0, 4.0]).await;
+    assert!(sqlite_samples_past_the_watermark(&store).await > 0);
+    let newcomer = unique("newcomer");
+    let mixed = vec![
+        StoreOp::UpsertNode {
+            node_id: newcomer.clone(),
+            info: NodeInfo::default(),
+            at: chrono::Utc::now(),
+        },
+        heartbeat(&node_id, 5.0),
+        heartbeat(&newcomer, 50.0),
+    ];
+    let outcomes = write_concurrently(&store, mixed).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    send_heartbeats(&store, &node_id, &[6.0]).await;
+    send_heartbeats(&store, &newcomer, &[51.0]).await;
+    assert_eq!(
+        cpu_history(&store, &node_id, 10).await,
+        [6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    );
+    assert_eq!(cpu_history(&store, &newcomer, 10).await, [51.0, 50.0]);
+}
+
 /// Heartbeats from distinct nodes, with an unregistered node among them: only that one fails,
 /// and the writer goes on. Every batch the writer cuts from them holds heartbeats of distinct
 /// nodes alone, so on SQLite each is one execution that is its own transaction, and the one

@@ -3,6 +3,7 @@
 //! padded, so that a run has one of a few texts and each stays prepared; PostgreSQL binds one
 //! JSON array (`json_array_elements`), whose text never changes with the run's length.
 
+use super::sample_chain::{SQLITE_POINT_PAST_WATERMARK, SQLITE_WATERMARK_AT_NEWEST};
 use super::schema::Backend;
 use crate::protocol::nodemgr::envelope::rfc3339;
 use crate::protocol::nodemgr::{Metrics, StoreOp};
@@ -53,19 +54,16 @@ fn sqlite_inserts_for(rows: usize) -> usize {
     rows.div_ceil(SQLITE_ROWS_PER_INSERT).max(1)
 }
 
-/// SQLite's text for `rows` samples: enough inserts, then the pointer update; wrapped in
-/// `BEGIN IMMEDIATE; ...; COMMIT` when it is a transaction of its own.
-fn sqlite_record_text(rows: usize, own_transaction: bool) -> String {
+/// SQLite's text for `rows` samples: the pointers first brought up to date (this path reads
+/// its predecessors from them), enough inserts, the pointer update, and the watermark moved
+/// past the new samples, whose pointers are exact.
+fn sqlite_record_text(rows: usize) -> String {
     let inserts = sqlite_inserts_for(rows);
-    let mut statements = Vec::with_capacity(inserts + 3);
-    if own_transaction {
-        statements.push("BEGIN IMMEDIATE");
-    }
+    let mut statements = Vec::with_capacity(inserts + 4);
+    statements.extend(SQLITE_POINT_PAST_WATERMARK);
     statements.extend(std::iter::repeat_n(SQLITE_INSERT.as_str(), inserts));
     statements.push(SQLITE_POINT_LATEST);
-    if own_transaction {
-        statements.push("COMMIT");
-    }
+    statements.push(SQLITE_WATERMARK_AT_NEWEST);
     statements.join(";\n")
 }
 
@@ -116,9 +114,16 @@ impl<'a> HeartbeatRow<'a> {
     where
         'a: 'q,
     {
+        self.bind_values(query.bind(self.node_id))
+    }
+
+    /// Binds `[time, status, cpu, memory, disk, load]`: the sample without its node.
+    pub(super) fn bind_values<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q>
+    where
+        'a: 'q,
+    {
         let m = self.metrics;
         query
-            .bind(self.node_id)
             .bind(rfc3339(self.at))
             .bind(self.status)
             .bind(m.cpu_usage)
@@ -178,26 +183,7 @@ pub(super) async fn record(
     Ok(RunOutcome::AllStored)
 }
 
-/// SQLite only: `rows` as a transaction of their own in one execution (`BEGIN IMMEDIATE;
-/// ...; COMMIT`): one trip to SQLite's thread instead of three. `None`, with nothing done,
-/// when a node appears twice (the rows need more than one chunk). When a statement fails the
-/// rest of the text does not run, and the transaction is still open: the caller must roll it
-/// back.
-pub(super) async fn record_as_transaction(
-    connection: &mut AnyConnection,
-    rows: &[HeartbeatRow<'_>],
-) -> Option<Result<RunOutcome, sqlx::Error>> {
-    if distinct_chunks(rows).nth(1).is_some() {
-        return None;
-    }
-    let text = sqlite_record_text(rows.len(), true);
-    let executed = bind_chunk(sqlx::query(&text), Backend::Sqlite, rows)
-        .execute(connection)
-        .await;
-    Some(outcome(executed))
-}
-
-type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
 
 /// Binds a chunk as [`record_text`] reads it. SQLite: each row's values, empty rows up to a
 /// whole number of inserts, and the count of samples for the pointer update. PostgreSQL: the
@@ -268,7 +254,7 @@ fn distinct_chunks<'r, 'a>(
 /// rows on in one statement.
 fn record_text(backend: Backend, rows: usize) -> std::borrow::Cow<'static, str> {
     match backend {
-        Backend::Sqlite => sqlite_record_text(rows, false).into(),
+        Backend::Sqlite => sqlite_record_text(rows).into(),
         Backend::Postgres => POSTGRES_RECORD.into(),
     }
 }

@@ -5,12 +5,14 @@
 
 mod heartbeats;
 mod nodemgr;
+mod sample_chain;
 mod schema;
 pub mod tokens;
 
 pub use nodemgr::{state as command_state, CommandRecord, MetricSample, NodeRecord};
 
 use heartbeats::{HeartbeatRow, RunOutcome};
+use sample_chain::SampleChain;
 use schema::Backend;
 
 use crate::protocol::nodemgr::{StoreFailure, StoreOp};
@@ -162,6 +164,7 @@ impl Store {
             pool: pool.clone(),
             held: None,
             backend,
+            chain: SampleChain::default(),
         };
         tokio::spawn(writer_db.run(jobs));
         Ok(Self {
@@ -271,6 +274,8 @@ struct WriterDb {
     /// turn, so every batch began with a cold cache and read its pages back from the file.
     held: Option<PoolConnection<Any>>,
     backend: Backend,
+    /// SQLite: each node's key and newest sample, so that a heartbeat is a plain insert.
+    chain: SampleChain,
 }
 
 impl WriterDb {
@@ -301,10 +306,13 @@ impl WriterDb {
                     "a batch of {} writes failed as a whole ({why}); each is retried alone",
                     batch.len()
                 );
+                self.chain.forget();
                 for job in batch.drain(..) {
                     let outcome = self.apply_one(&job.op).await;
                     (job.done)(outcome);
                 }
+                // Those alone stored their heartbeats without the copy.
+                self.chain.forget();
             }
         }
     }
@@ -319,16 +327,13 @@ impl WriterDb {
         if backend == Backend::Sqlite {
             let run = leading_heartbeats(batch);
             if run.len() == batch.len() {
-                if let Some(outcome) = self.record_as_transaction(&run).await {
-                    return match outcome? {
-                        RunOutcome::AllStored => Ok(batch.iter().map(|_| Ok(())).collect()),
-                        RunOutcome::SomeNodeMissing => Err(BatchError::NodeMissing),
-                    };
-                }
+                self.append_linked(&run).await?;
+                return Ok(batch.iter().map(|_| Ok(())).collect());
             }
         }
         let mut tx = self.connection().await?.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut stored_heartbeats = false;
         let mut rest = batch;
         while let Some(first) = rest.first() {
             let run = leading_heartbeats(rest);
@@ -341,32 +346,37 @@ impl WriterDb {
                 return Err(BatchError::NodeMissing);
             }
             outcomes.extend(run.iter().map(|_| Ok(())));
+            stored_heartbeats = true;
             rest = &rest[run.len()..];
         }
         tx.commit().await?;
+        if stored_heartbeats {
+            // Heartbeats stored this way moved their nodes' chains without the copy.
+            self.chain.forget();
+        }
         Ok(outcomes)
     }
 
-    /// SQLite: a batch of heartbeats alone in one execution ([`heartbeats::record_as_transaction`]).
-    /// A failed execution leaves its transaction open; it is rolled back here, and a
-    /// connection that cannot say it rolled back is closed rather than handed back to the pool.
-    async fn record_as_transaction(
-        &mut self,
-        run: &[HeartbeatRow<'_>],
-    ) -> Option<Result<RunOutcome, sqlx::Error>> {
-        let connection = match self.connection().await {
-            Ok(connection) => connection,
-            Err(error) => return Some(Err(error)),
+    /// SQLite: a batch of heartbeats alone, as plain inserts in one execution
+    /// ([`sample_chain`]). A failed execution leaves its transaction open; it is rolled back
+    /// here, and a connection that cannot say it rolled back is closed rather than handed back
+    /// to the pool.
+    async fn append_linked(&mut self, run: &[HeartbeatRow<'_>]) -> Result<(), BatchError> {
+        self.connection().await?;
+        let Self { held, chain, .. } = self;
+        let connection = held.as_mut().expect("set above");
+        let Some(linked) = chain.link(connection, run).await? else {
+            return Err(BatchError::NodeMissing);
         };
-        let outcome = heartbeats::record_as_transaction(connection, run).await?;
-        if !matches!(outcome, Ok(RunOutcome::AllStored)) {
-            if let Err(error) = connection.execute("ROLLBACK").await {
-                tracing::debug!("closing the writer's connection: {error}");
-                connection.close_on_drop();
-                self.held = None;
-            }
+        let Err(error) = sample_chain::append(connection, &linked).await else {
+            return Ok(());
+        };
+        if let Err(rollback) = connection.execute("ROLLBACK").await {
+            tracing::debug!("closing the writer's connection: {rollback}");
+            connection.close_on_drop();
+            self.held = None;
         }
-        Some(outcome)
+        Err(error.into())
     }
 
     /// The writer's connection, taken from the pool when it has none.

@@ -2,6 +2,7 @@
 //! commands.
 
 use super::heartbeats::{self, HeartbeatRow, RunOutcome};
+use super::sample_chain::SQLITE_NEWEST_SAMPLES;
 use super::schema::Backend;
 use super::{affected, Store, StoreError};
 use crate::protocol::nodemgr::envelope::rfc3339;
@@ -212,25 +213,46 @@ async fn command_state(
 /// order [`metrics_from_row`] reads them. A pointer is followed only to a sample of the same
 /// node: one left behind by a `metrics` table dropped and created again (C9's test does that)
 /// may name another node's sample by then, and shows no metrics rather than the wrong ones.
-const NODES_WITH_LATEST_SAMPLE: &str = "SELECT nodes.node_id, nodes.hostname, nodes.ip_address,
+fn nodes_with_newest_sample(backend: Backend) -> String {
+    let newest = newest_samples(backend);
+    format!(
+        "SELECT nodes.node_id, nodes.hostname, nodes.ip_address,
     nodes.os_info, nodes.status, nodes.status_since, nodes.registered_at, nodes.last_seen,
     latest.recorded_at, latest.status, latest.cpu_usage, latest.memory_usage, latest.disk_usage,
     latest.load_average
-    FROM nodes LEFT JOIN latest_samples ON latest_samples.node_key = nodes.node_key
-    LEFT JOIN metrics AS latest ON latest.sample_id = latest_samples.sample_id
-        AND latest.node_key = nodes.node_key";
+    FROM nodes LEFT JOIN {newest} AS newest ON newest.node_key = nodes.node_key
+    LEFT JOIN metrics AS latest ON latest.sample_id = newest.sample_id
+        AND latest.node_key = nodes.node_key"
+    )
+}
+
+/// Each node's newest sample, as a table (`node_key`, `sample_id`): on SQLite its pointer or
+/// a newer sample past the watermark (`sample_chain`); PostgreSQL keeps every pointer exact.
+fn newest_samples(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => SQLITE_NEWEST_SAMPLES,
+        Backend::Postgres => "latest_samples",
+    }
+}
+
 const COMMAND_COLUMNS: &str = "command_id, node_id, command_text, timeout_secs, state, exit_code,
     stdout, stderr, execution_time_ms, created_at, started_at, finished_at";
 
 impl Store {
     pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        let sql = format!("{NODES_WITH_LATEST_SAMPLE} ORDER BY nodes.node_id");
+        let sql = format!(
+            "{} ORDER BY nodes.node_id",
+            nodes_with_newest_sample(self.backend)
+        );
         let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
         Ok(rows.iter().map(node_from_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
-        let sql = format!("{NODES_WITH_LATEST_SAMPLE} WHERE nodes.node_id = $1");
+        let sql = format!(
+            "{} WHERE nodes.node_id = $1",
+            nodes_with_newest_sample(self.backend)
+        );
         let row = sqlx::query(&sql)
             .bind(node_id)
             .fetch_optional(self.pool())
@@ -239,7 +261,7 @@ impl Store {
     }
 
     /// The newest `limit` samples, newest first: down the chain from the node's latest, as
-    /// long as each link is a sample of this node (see [`NODES_WITH_LATEST_SAMPLE`]) and an
+    /// long as each link is a sample of this node (see [`nodes_with_newest_sample`]) and an
     /// earlier one: ids grow with time, so a link to a larger id is left from a recreated table,
     /// and following it could walk in a circle.
     pub async fn metric_history(
@@ -247,10 +269,10 @@ impl Store {
         node_id: &str,
         limit: i64,
     ) -> Result<Vec<MetricSample>, StoreError> {
-        let rows = sqlx::query(
+        let sql = format!(
             "WITH RECURSIVE chain (sample_id, node_key, depth) AS (
-                SELECT latest_samples.sample_id, nodes.node_key, 1 FROM latest_samples
-                JOIN nodes ON nodes.node_key = latest_samples.node_key
+                SELECT newest.sample_id, nodes.node_key, 1 FROM {} AS newest
+                JOIN nodes ON nodes.node_key = newest.node_key
                 WHERE nodes.node_id = $1
               UNION ALL
                 SELECT metrics.previous_sample_id, chain.node_key, chain.depth + 1
@@ -261,11 +283,13 @@ impl Store {
              FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
                 AND metrics.node_key = chain.node_key
              ORDER BY chain.depth",
-        )
-        .bind(node_id)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+            newest_samples(self.backend)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(node_id)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows.iter().map(sample_from_row).collect::<Result<_, _>>()?)
     }
 

@@ -9,6 +9,7 @@
 //! a heartbeat's cost (docs/performance.md). The two backends differ only in how they spell a
 //! key.
 
+use super::sample_chain::SQLITE_WATERMARK_AT_NEWEST;
 use sqlx::{AnyPool, Executor};
 
 /// The tables with an auto-assigned key (`{key}`) or an integer key given (`{int_key}`),
@@ -57,6 +58,19 @@ const COMMANDS: &str = "CREATE TABLE IF NOT EXISTS commands (
         finished_at TEXT
     )";
 
+/// SQLite: the newest sample that `latest_samples` takes into account (`sample_chain`). One
+/// row, made on first start: a version without it kept every pointer exact, so it starts at
+/// the newest sample.
+const SQLITE_WATERMARK: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS sample_watermark (
+        only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+        covered_through BIGINT NOT NULL
+    )",
+    "INSERT INTO sample_watermark (only_row, covered_through)
+     SELECT 1, (SELECT COALESCE(MAX(sample_id), 0) FROM metrics)
+     WHERE NOT EXISTS (SELECT 1 FROM sample_watermark)",
+];
+
 /// Which SQL dialect the pool speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Backend {
@@ -80,6 +94,9 @@ impl Backend {
             .map(|table| table.replace("{int_key}", int_key).replace("{key}", key))
             .collect();
         tables.push(COMMANDS.to_owned());
+        if self == Self::Sqlite {
+            tables.extend(SQLITE_WATERMARK.map(str::to_owned));
+        }
         tables
     }
 
@@ -121,6 +138,9 @@ pub(super) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), sqlx
     }
     if earlier || unchained {
         execute_all(&mut tx, CHAIN_SAMPLES).await?;
+        if backend == Backend::Sqlite {
+            tx.execute(SQLITE_WATERMARK_AT_NEWEST).await?;
+        }
         tracing::info!("moved an earlier version's nodes and metrics to the current tables");
     }
     tx.commit().await
