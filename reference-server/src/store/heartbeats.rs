@@ -1,5 +1,6 @@
-//! Heartbeats in bulk: they are nearly every write, so a run of them in one batch goes out in
-//! one execution. SQLite binds the samples' values into multi-row inserts of a fixed size,
+//! Heartbeats in bulk, each looked up by its node's id: PostgreSQL's path, and SQLite's when
+//! heartbeats share a batch with other writes (a batch of heartbeats alone goes through
+//! `sample_chain`). They are nearly every write, so a run of them goes out in one execution. SQLite binds the samples' values into multi-row inserts of a fixed size,
 //! padded, so that a run has one of a few texts and each stays prepared; PostgreSQL binds one
 //! JSON array (`json_array_elements`), whose text never changes with the run's length.
 
