@@ -93,7 +93,7 @@ impl Reader for Connection {
             }
             Some(Ok(Message::Text(text))) => self
                 .session
-                .handle_input(read_clock(), Input::Text(text.to_string())),
+                .handle_input(read_clock(), Input::Text(text.as_str().to_owned())),
             Some(Ok(Message::Binary(_))) if faults.has(Fault::CmdrelayAbortOnBinary) => {
                 return Some(Stop::Abort)
             }

@@ -162,7 +162,7 @@ impl Reader for Connection {
 
     async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Option<Stop> {
         let input = match frame {
-            Some(Ok(Message::Text(text))) => Input::Text(text.to_string()),
+            Some(Ok(Message::Text(text))) => Input::Text(text.as_str().to_owned()),
             Some(Ok(Message::Binary(bytes))) => Input::Binary(bytes.len()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Input::Heard,
             Some(Ok(Message::Close(_))) | None => return Some(Stop::Closing),

@@ -97,7 +97,7 @@ async fn run_connection(mut socket: WebSocket, params: ConnectParams, app: Arc<N
             Mail::Command(order) => session.handle_input(read_clock(), Input::Dispatch(order)),
             Mail::Socket(frame) => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    session.handle_input(read_clock(), Input::Text(text.to_string()))
+                    session.handle_input(read_clock(), Input::Text(text.as_str().to_owned()))
                 }
                 Some(Ok(Message::Binary(_))) => session.handle_input(read_clock(), Input::Binary),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
