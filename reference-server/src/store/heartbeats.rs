@@ -1,8 +1,9 @@
 //! Heartbeats in bulk, each looked up by its node's id: PostgreSQL's path, and SQLite's when
 //! heartbeats share a batch with other writes (a batch of heartbeats alone goes through
-//! `sample_chain`). They are nearly every write, so a run of them goes out in one execution. SQLite binds the samples' values into multi-row inserts of a fixed size,
-//! padded, so that a run has one of a few texts and each stays prepared; PostgreSQL binds one
-//! JSON array (`json_array_elements`), whose text never changes with the run's length.
+//! `sample_chain`). They are nearly every write, so a run of them goes out in one execution.
+//! SQLite binds the samples' values into multi-row inserts of a fixed size, padded, so that a
+//! run has one of a few texts and each stays prepared; PostgreSQL binds one JSON array
+//! (`json_array_elements`), whose text never changes with the run's length.
 
 use super::sample_chain::{SQLITE_POINT_PAST_WATERMARK, SQLITE_WATERMARK_AT_NEWEST};
 use super::schema::Backend;

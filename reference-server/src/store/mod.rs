@@ -306,12 +306,12 @@ impl WriterDb {
                     "a batch of {} writes failed as a whole ({why}); each is retried alone",
                     batch.len()
                 );
-                self.chain.forget();
                 for job in batch.drain(..) {
                     let outcome = self.apply_one(&job.op).await;
                     (job.done)(outcome);
                 }
-                // Those alone stored their heartbeats without the copy.
+                // The copy may hold links the failed batch gave out, and the writes retried
+                // alone stored their heartbeats without it.
                 self.chain.forget();
             }
         }

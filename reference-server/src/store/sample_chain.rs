@@ -184,7 +184,7 @@ impl SampleChain {
         db: &mut AnyConnection,
         rows: &[HeartbeatRow<'_>],
     ) -> Result<(), sqlx::Error> {
-        let missing: HashSet<&str> = rows
+        let mut missing: HashSet<&str> = rows
             .iter()
             .map(HeartbeatRow::node_id)
             .filter(|node_id| !self.links.contains_key(*node_id))
@@ -194,7 +194,7 @@ impl SampleChain {
         }
         if self.links.len() + missing.len() > MOST_LINKS {
             self.links.clear();
-            return Box::pin(self.read_back_missing(db, rows)).await;
+            missing = rows.iter().map(HeartbeatRow::node_id).collect();
         }
         let sql = format!(
             "SELECT nodes.node_id, nodes.node_key, newest.sample_id
