@@ -14,10 +14,10 @@
 //! atomic, so that a connection finds "no command" without the lock.
 //!
 //! **One waker.** A connection waits for all of them and its timer at once, after every
-//! frame. With a channel, a commit log, the socket and the timer each polled on every wake-up,
-//! each registered the task's waker again; here the mailbox holds it once, the socket is handed a waker of the
-//! mailbox's own that marks it as woken, and the socket is polled only when that mark is set
-//! or its last poll gave a frame (more may wait in its buffer).
+//! frame. With a channel, a commit log, the socket and the timer each polled on every
+//! wake-up, each registered the task's waker again; here the mailbox holds it once, the socket
+//! is handed a waker of the mailbox's own that marks it as woken, and the socket is polled
+//! only when that mark is set or its last poll gave a frame (more may wait in its buffer).
 
 use super::session_timer::SessionTimer;
 use crate::protocol::nodemgr::{CommandOrder, StoreFailure, Ticket};
@@ -288,6 +288,7 @@ impl Drop for DispatchSlot {
 
 #[cfg(test)]
 mod tests {
+    use super::super::counting_waker::counting_waker;
     use super::*;
     use futures_util::stream;
 
@@ -300,22 +301,6 @@ mod tests {
             command_id: format!("cmd-{n}"),
             command_text: "true".into(),
             timeout_secs: 1,
-        }
-    }
-
-    /// Counts its wake-ups.
-    #[derive(Default)]
-    struct Woken(AtomicUsize);
-
-    impl Wake for Woken {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    impl Woken {
-        fn count(&self) -> usize {
-            self.0.load(Ordering::SeqCst)
         }
     }
 
@@ -361,8 +346,7 @@ mod tests {
     #[tokio::test]
     async fn a_finished_write_or_a_command_wakes_the_connection_that_found_nothing() {
         let mut mailbox = Mailbox::default();
-        let woken = Arc::new(Woken::default());
-        let waker = Waker::from(Arc::clone(&woken));
+        let (woken, waker) = counting_waker();
         let commit = mailbox.on_committed(0);
         assert_eq!(poll(&mut mailbox, &mut silent(), &waker), Poll::Pending);
         assert_eq!(woken.count(), 0);
@@ -435,8 +419,7 @@ mod tests {
     #[tokio::test]
     async fn a_quiet_socket_is_polled_again_only_once_it_woke() {
         let mut mailbox = Mailbox::default();
-        let woken = Arc::new(Woken::default());
-        let waker = Waker::from(Arc::clone(&woken));
+        let (woken, waker) = counting_waker();
         let mut socket = HandSocket::default();
         assert_eq!(poll(&mut mailbox, &mut socket, &waker), Poll::Pending);
         assert_eq!(socket.polls, 1);

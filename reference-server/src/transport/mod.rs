@@ -1,6 +1,8 @@
 //! Thin IO drivers around the sans-IO cores.
 
 pub mod cmdrelay_ws;
+#[cfg(test)]
+mod counting_waker;
 pub mod ecapture;
 pub mod ecapture_ws;
 pub mod logrtc_ws;

@@ -143,7 +143,7 @@ async fn perform_outputs(
                 wrote = true;
             }
             Output::Persist { ticket, op } => {
-                // Submitted here, in frame order; the commit comes back through the log.
+                // Submitted here, in frame order; the commit comes back through the mailbox.
                 app.store
                     .submit_then(op, answers.mailbox.on_committed(ticket))
                     .await;

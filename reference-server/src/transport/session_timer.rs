@@ -84,6 +84,7 @@ impl SessionTimer {
 
 #[cfg(test)]
 mod tests {
+    use super::super::counting_waker::{counting_waker, Woken};
     use super::*;
 
     const SHORT: Duration = Duration::from_millis(50);
@@ -128,19 +129,14 @@ mod tests {
         );
     }
 
-    /// Counts its wake-ups.
-    #[derive(Default)]
-    struct Woken(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for Woken {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    /// Whether `woken` counts a wake-up within `limit`: looked at every millisecond, so that
+    /// a slow machine only makes the test slower.
+    async fn woken_within(woken: &Woken, limit: Duration) -> bool {
+        let start = Instant::now();
+        while woken.count() == 0 && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-    }
-
-    fn counting_waker() -> (std::sync::Arc<Woken>, Waker) {
-        let woken = std::sync::Arc::new(Woken::default());
-        (woken.clone(), Waker::from(woken))
+        woken.count() > 0
     }
 
     fn poll_with(timer: &mut SessionTimer, waker: &Waker) -> Poll<()> {
@@ -157,9 +153,12 @@ mod tests {
         assert_eq!(poll_with(&mut timer, &first_waker), Poll::Pending);
         assert_eq!(poll_with(&mut timer, &first_waker), Poll::Pending);
         assert_eq!(poll_with(&mut timer, &second_waker), Poll::Pending);
-        tokio::time::sleep(4 * SHORT).await;
-        assert_eq!(second.0.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(first.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(
+            woken_within(&second, LONG).await,
+            "the latest waker was not woken"
+        );
+        assert_eq!(second.count(), 1);
+        assert_eq!(first.count(), 0);
         assert_eq!(poll_with(&mut timer, &second_waker), Poll::Ready(()));
     }
 
@@ -172,8 +171,15 @@ mod tests {
         assert_eq!(poll_with(&mut timer, &waker), Poll::Pending);
         timer.arm(Some(start + SHORT));
         assert_eq!(poll_with(&mut timer, &waker), Poll::Pending);
-        tokio::time::sleep(4 * SHORT).await;
-        assert_eq!(woken.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            woken_within(&woken, LONG).await,
+            "the moved deadline woke no one"
+        );
+        assert!(
+            start.elapsed() < LONG,
+            "fired at the first deadline, not the moved one"
+        );
+        assert_eq!(woken.count(), 1);
         assert_eq!(poll_with(&mut timer, &waker), Poll::Ready(()));
     }
 }

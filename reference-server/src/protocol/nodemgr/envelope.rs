@@ -75,12 +75,10 @@ impl Envelope {
 pub fn rfc3339(at: DateTime<Utc>) -> String {
     let (date, time) = (at.date_naive(), at.time());
     let millis = time.nanosecond() / 1_000_000;
-    let (Ok(year), true) = (u32::try_from(date.year()), millis < 1000) else {
+    let year = u32::try_from(date.year()).ok().filter(|year| *year <= 9999);
+    let Some(year) = year.filter(|_| millis < 1000) else {
         return at.to_rfc3339_opts(SecondsFormat::Millis, true);
     };
-    if year > 9999 {
-        return at.to_rfc3339_opts(SecondsFormat::Millis, true);
-    }
     let mut out = *b"0000-00-00T00:00:00.000Z";
     let fields = [
         (0, 4, year),
