@@ -413,7 +413,8 @@ async fn sqlite_samples_past_the_watermark(store: &Store) -> i64 {
 
 /// A store opened again on a file whose newest samples are past the watermark links its
 /// first samples to them; so does a batch that mixes a register with heartbeats (stored by the
-/// other path, which first brings the pointers up to date).
+/// other path, which first brings the pointers up to date), and a node left out of that batch
+/// keeps its chain across it.
 #[tokio::test]
 async fn sqlite_continues_each_chain_past_the_watermark() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -428,6 +429,10 @@ async fn sqlite_continues_each_chain_past_the_watermark() {
     let store = Store::open(&config).await.expect("reopen");
     send_heartbeats(&store, &node_id, &[3.0, 4.0]).await;
     assert!(sqlite_samples_past_the_watermark(&store).await > 0);
+    // A node the mixed batch leaves out keeps its chain on either side of it.
+    let bystander = unique("bystander");
+    register(&store, &bystander).await;
+    send_heartbeats(&store, &bystander, &[10.0]).await;
     let newcomer = unique("newcomer");
     let mixed = vec![
         StoreOp::UpsertNode {
@@ -442,6 +447,8 @@ async fn sqlite_continues_each_chain_past_the_watermark() {
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     send_heartbeats(&store, &node_id, &[6.0]).await;
     send_heartbeats(&store, &newcomer, &[51.0]).await;
+    send_heartbeats(&store, &bystander, &[11.0]).await;
+    assert_eq!(cpu_history(&store, &bystander, 10).await, [11.0, 10.0]);
     assert_eq!(
         cpu_history(&store, &node_id, 10).await,
         [6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]

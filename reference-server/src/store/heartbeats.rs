@@ -78,7 +78,7 @@ pub(super) struct HeartbeatRow<'a> {
 }
 
 impl<'a> HeartbeatRow<'a> {
-    pub(super) fn node_id(&self) -> &str {
+    pub(super) fn node_id(&self) -> &'a str {
         self.node_id
     }
 

@@ -333,7 +333,6 @@ impl WriterDb {
         }
         let mut tx = self.connection().await?.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut stored_heartbeats = false;
         let mut rest = batch;
         while let Some(first) = rest.first() {
             let run = leading_heartbeats(rest);
@@ -346,14 +345,14 @@ impl WriterDb {
                 return Err(BatchError::NodeMissing);
             }
             outcomes.extend(run.iter().map(|_| Ok(())));
-            stored_heartbeats = true;
             rest = &rest[run.len()..];
         }
         tx.commit().await?;
-        if stored_heartbeats {
-            // Heartbeats stored this way moved their nodes' chains without the copy.
-            self.chain.forget();
-        }
+        // Heartbeats stored this way moved their nodes' chains, and took ids, without the copy.
+        let stored = batch
+            .iter()
+            .filter_map(|job| HeartbeatRow::from_op(&job.op));
+        self.chain.forget_nodes(stored.map(|row| row.node_id()));
         Ok(outcomes)
     }
 

@@ -179,6 +179,15 @@ impl SampleChain {
         *self = Self::default();
     }
 
+    /// Drops these nodes' links and the next id, when another path stored their heartbeats
+    /// (and took ids); the other nodes' links still hold.
+    pub(super) fn forget_nodes<'n>(&mut self, node_ids: impl IntoIterator<Item = &'n str>) {
+        for node_id in node_ids {
+            self.links.remove(node_id);
+            self.next_sample_id = None;
+        }
+    }
+
     async fn read_back_missing(
         &mut self,
         db: &mut AnyConnection,
