@@ -1,9 +1,11 @@
 //! The baseline: closed-loop round trips against a bare tokio-tungstenite echo server, and the
 //! same loop of heartbeats against the reference server, in one run.
 
-use crate::nodemgr::{connect_node, error_code, heartbeat, is_heartbeat_ack, Scenario};
+use crate::nodemgr::{
+    connect_node, error_code, heartbeat, is_heartbeat_ack, Scenario, BINARY_FRAME,
+};
 use crate::stats::{planned_rate, Stats};
-use crate::ws::Ws;
+use crate::ws::{NoText, Ws};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,6 +85,7 @@ async fn closed_loop(
 async fn next_text(ws: &mut Ws, deadline: Instant) -> Result<String, &'static str> {
     match tokio::time::timeout_at(deadline.into(), crate::ws::next_text(ws)).await {
         Ok(Ok(text)) => Ok(text),
+        Ok(Err(NoText::Binary)) => Err(BINARY_FRAME),
         Ok(Err(_)) => Err("closed before the end"),
         Err(_) => Err("no answer in time"),
     }

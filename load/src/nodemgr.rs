@@ -2,7 +2,7 @@
 
 use crate::stats::Stats;
 use crate::ws::{NoText, Ws};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -95,7 +95,7 @@ fn register_failure(answer: Result<String, NoText>) -> String {
     match answer {
         Ok(text) => format!("register refused: {}", error_code(&text)),
         Err(NoText::Closed(Some(code))) => format!("register: closed with {code}"),
-        Err(NoText::Binary) => "register: a binary frame".to_owned(),
+        Err(NoText::Binary) => format!("register: {BINARY_FRAME}"),
         Err(NoText::Closed(None) | NoText::Failed) => "closed before register_response".to_owned(),
     }
 }
@@ -122,10 +122,10 @@ async fn run_node(
                 in_flight.push_back(Instant::now());
                 stats.sent.fetch_add(1, Ordering::Relaxed);
             }
-            frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => acked += u64::from(on_reply(&text, &mut in_flight, &stats)),
-                Some(Ok(_)) => {}
-                _ => { stats.record_error("closed"); return (node_id, acked); }
+            frame = crate::ws::next_text(&mut ws) => match frame {
+                Ok(text) => acked += u64::from(on_reply(&text, &mut in_flight, &stats)),
+                Err(NoText::Binary) => stats.record_error(BINARY_FRAME),
+                Err(_) => { stats.record_error("closed"); return (node_id, acked); }
             },
             () = tokio::time::sleep_until(deadline) => break,
         }
@@ -133,6 +133,9 @@ async fn run_node(
     acked += drain(&mut ws, &mut in_flight, &stats).await;
     (node_id, acked)
 }
+
+/// The error a binary frame from the server counts as: nodemgr speaks JSON text frames.
+pub const BINARY_FRAME: &str = "a binary frame";
 
 /// Matches a reply to the oldest heartbeat in flight; true for an ack.
 fn on_reply(text: &str, in_flight: &mut VecDeque<Instant>, stats: &Stats) -> bool {
@@ -167,11 +170,9 @@ async fn drain(ws: &mut Ws, in_flight: &mut VecDeque<Instant>, stats: &Stats) ->
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut acked = 0;
     while !in_flight.is_empty() {
-        match tokio::time::timeout_at(until, ws.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                acked += u64::from(on_reply(&text, in_flight, stats))
-            }
-            Ok(Some(Ok(_))) => {}
+        match tokio::time::timeout_at(until, crate::ws::next_text(ws)).await {
+            Ok(Ok(text)) => acked += u64::from(on_reply(&text, in_flight, stats)),
+            Ok(Err(NoText::Binary)) => stats.record_error(BINARY_FRAME),
             _ => {
                 for _ in in_flight.drain(..) {
                     stats.record_error("unanswered");
@@ -230,6 +231,18 @@ pub async fn run(scenario: &Scenario, stats: Arc<Stats>) -> (Vec<(String, u64)>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_binary_frame_among_the_acks_is_counted_not_dropped() {
+        let ack = r#"{"type":"heartbeat_ack","id":"h","timestamp":"2025-01-21T10:00:00Z","data":{"received":true,"node_id":"n"}}"#;
+        let url =
+            crate::ws::sending(vec![Message::Binary(vec![1].into()), Message::text(ack)]).await;
+        let (mut ws, _) = crate::ws::connect(url).await.expect("connect");
+        let stats = Stats::new();
+        let mut in_flight = VecDeque::from([Instant::now()]);
+        assert_eq!(drain(&mut ws, &mut in_flight, &stats).await, 1);
+        assert_eq!(stats.errors().get(BINARY_FRAME), Some(&1));
+    }
 
     #[test]
     fn a_failed_register_is_labelled_by_what_came_instead() {

@@ -67,44 +67,45 @@ pub async fn next_text(ws: &mut Ws) -> Result<String, NoText> {
     use futures_util::StreamExt;
     use tungstenite::Message;
     loop {
-        let why = match ws.next().await {
-            Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
+        return match ws.next().await {
+            Some(Ok(Message::Text(text))) => Ok(text.as_str().to_owned()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Binary(_))) => NoText::Binary,
+            Some(Ok(Message::Binary(_))) => Err(NoText::Binary),
             Some(Ok(Message::Close(close))) => {
-                NoText::Closed(close.map(|frame| u16::from(frame.code)))
+                Err(NoText::Closed(close.map(|frame| u16::from(frame.code))))
             }
-            Some(Ok(Message::Frame(_)) | Err(_)) => NoText::Failed,
-            None => NoText::Closed(None),
+            Some(Ok(Message::Frame(_)) | Err(_)) => Err(NoText::Failed),
+            None => Err(NoText::Closed(None)),
         };
-        return Err(why);
     }
+}
+
+/// For tests: a server that sends `frames` on its one connection, then waits for the client
+/// to go; its URL.
+#[cfg(test)]
+pub async fn sending(frames: Vec<tungstenite::Message>) -> String {
+    use futures_util::SinkExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp)
+            .await
+            .expect("handshake");
+        for frame in frames {
+            ws.send(frame).await.expect("send");
+        }
+        let _ = futures_util::StreamExt::next(&mut ws).await;
+    });
+    url
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::SinkExt;
     use tungstenite::Message;
-
-    /// A server that sends `frames` on its one connection, then waits for the client to go.
-    async fn sending(frames: Vec<Message>) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("ws://{}/", listener.local_addr().expect("address"));
-        tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.expect("accept");
-            let mut ws = tokio_tungstenite::accept_async(tcp)
-                .await
-                .expect("handshake");
-            for frame in frames {
-                ws.send(frame).await.expect("send");
-            }
-            let _ = futures_util::StreamExt::next(&mut ws).await;
-        });
-        url
-    }
 
     #[tokio::test]
     async fn the_next_text_is_found_past_pings_and_a_close_gives_its_code() {
