@@ -7,7 +7,8 @@
 //! exact for every sample up to it, and readers take the newer of a node's pointer and its
 //! samples past it ([`SQLITE_NEWEST_SAMPLES`]). Both halves are in the database, so every
 //! commit is complete on its own; the copy in memory only saves reading them back. It is
-//! forgotten whenever a write fails or a heartbeat is stored another way, and read back then.
+//! forgotten whenever a write fails, a node's link when its heartbeat is stored another way,
+//! and what is forgotten is read back when it is next needed.
 //!
 //! A sample is given its id here: one past every id the database holds or points at, so a
 //! new sample is always past the watermark and newer than any pointer, even one left behind
