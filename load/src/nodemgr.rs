@@ -23,11 +23,27 @@ pub struct Scenario {
     pub run_id: String,
 }
 
+/// A node's frame, its keys in the document's order: a `json!` map sorts them, which put
+/// `data` first.
+#[derive(serde::Serialize)]
+struct Frame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+    timestamp: String,
+    data: Value,
+}
+
 pub fn frame(kind: &str, id: &str, data: Value) -> Message {
     let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    Message::text(
-        json!({ "type": kind, "id": id, "timestamp": timestamp, "data": data }).to_string(),
-    )
+    let frame = Frame {
+        kind,
+        id,
+        timestamp,
+        data,
+    };
+    // A struct of strings and a Value always serializes.
+    Message::text(serde_json::to_string(&frame).unwrap_or_default())
 }
 
 pub fn heartbeat(id: &str, node_id: &str) -> Message {
@@ -242,6 +258,16 @@ mod tests {
         let mut in_flight = VecDeque::from([Instant::now()]);
         assert_eq!(drain(&mut ws, &mut in_flight, &stats).await, 1);
         assert_eq!(stats.errors().get(BINARY_FRAME), Some(&1));
+    }
+
+    #[test]
+    fn a_frame_spells_its_keys_in_the_documents_order() {
+        let Message::Text(text) = heartbeat("h-1", "node-1") else {
+            panic!("a heartbeat is a text frame");
+        };
+        let at = |key: &str| text.find(&format!("\"{key}\":")).expect(key);
+        assert!(at("type") < at("id") && at("id") < at("timestamp"));
+        assert!(at("timestamp") < at("data"), "{text}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The unified envelope `{type, id, timestamp, data}` (seed 001 §消息格式).
 
 use super::error::DecodeError;
-use super::messages::{Data, NodeMessage};
+use super::messages::{Data, Heartbeat, NodeMessage};
 use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, Timelike, Utc};
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -58,13 +60,50 @@ impl Envelope {
     }
 
     pub fn encode(&self) -> String {
-        // Room for the common answers at once (a heartbeat_ack is about 170 bytes; serde_json
-        // starts at 128 and grows).
+        if let Payload::Received(received) = &self.data {
+            return self.encode_received(received);
+        }
+        // Room for the common answers at once (serde_json starts at 128 and grows).
         let mut out = Vec::with_capacity(256);
         // Serializing a struct of strings and a Value into memory cannot fail, and it writes
         // UTF-8.
         let _ = serde_json::to_writer(&mut out, self);
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// An acknowledgement, one per heartbeat, written piece by piece: serde_json scans every
+    /// string it writes, key names and the timestamp too, byte by byte for what to escape,
+    /// and that was most of an ack's cost. Spelled exactly as serde_json spells it (tests
+    /// below).
+    fn encode_received(&self, received: &Received) -> String {
+        let mut out = String::with_capacity(112 + self.id.len() + received.node_id.len());
+        out.push_str("{\"type\":");
+        push_json_string(&mut out, self.kind);
+        out.push_str(",\"id\":");
+        push_json_string(&mut out, &self.id);
+        out.push_str(",\"timestamp\":");
+        push_json_string(&mut out, &self.timestamp);
+        out.push_str(",\"data\":{\"node_id\":");
+        push_json_string(&mut out, &received.node_id);
+        out.push_str(if received.received {
+            ",\"received\":true}}"
+        } else {
+            ",\"received\":false}}"
+        });
+        out
+    }
+}
+
+/// `text` as a JSON string. Copied as it is when nothing in it needs escaping (the common
+/// case: serde_json escapes only `"`, `\\` and control characters), else through serde_json.
+fn push_json_string(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        // Serializing a string into memory cannot fail.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
     }
 }
 
@@ -122,17 +161,97 @@ pub fn decode_node_frame(text: &str) -> Result<Inbound, Rejection> {
     }
 }
 
-/// The envelope as a well-formed frame spells it: four strings, the data left unparsed.
-#[derive(Deserialize)]
+/// The envelope as a well-formed frame spells it: four strings, the data left unparsed, or
+/// parsed on the way when it is a heartbeat's ([`WireData`]).
 struct WireEnvelope<'a> {
-    #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(borrow)]
     id: Cow<'a, str>,
-    #[serde(borrow)]
     timestamp: Cow<'a, str>,
-    #[serde(borrow)]
-    data: &'a RawValue,
+    data: WireData<'a>,
+}
+
+/// A well-formed frame's `data`. Most frames are heartbeats whose `type` comes before their
+/// `data`, as the document writes them; their data is parsed in the same pass as the envelope
+/// instead of being skipped over and read again (docs/performance.md).
+enum WireData<'a> {
+    Text(&'a str),
+    Heartbeat(Heartbeat),
+}
+
+impl<'de> Deserialize<'de> for WireEnvelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = WireEnvelope<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a message envelope")
+    }
+
+    /// Like a derived struct's: unknown keys are skipped, a missing or repeated one is an
+    /// error (and [`decode_via_value`] then decides).
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut kind, mut id, mut timestamp, mut data) = (None, None, None, None);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "type" => once(&mut kind, "type", map.next_value()?)?,
+                "id" => once(&mut id, "id", map.next_value()?)?,
+                "timestamp" => once(&mut timestamp, "timestamp", map.next_value()?)?,
+                "data" if kind.as_deref() == Some("heartbeat") => {
+                    let ObjectOnly(heartbeat) = map.next_value()?;
+                    once(&mut data, "data", WireData::Heartbeat(heartbeat))?
+                }
+                "data" => {
+                    let text = map.next_value::<&'de RawValue>()?.get();
+                    once(&mut data, "data", WireData::Text(text))?
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(WireEnvelope {
+            kind: kind.ok_or_else(|| de::Error::missing_field("type"))?,
+            id: id.ok_or_else(|| de::Error::missing_field("id"))?,
+            timestamp: timestamp.ok_or_else(|| de::Error::missing_field("timestamp"))?,
+            data: data.ok_or_else(|| de::Error::missing_field("data"))?,
+        })
+    }
+}
+
+fn once<T, E: de::Error>(slot: &mut Option<T>, field: &'static str, value: T) -> Result<(), E> {
+    match slot.replace(value) {
+        None => Ok(()),
+        Some(_) => Err(E::duplicate_field(field)),
+    }
+}
+
+/// `T` read only from a JSON object: a derived struct would take an array too, which
+/// [`decode_via_value`] refuses as `data`.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        let visitor = ObjectVisitor(std::marker::PhantomData);
+        deserializer.deserialize_map(visitor).map(ObjectOnly)
+    }
 }
 
 /// The common case in one typed pass, without building a [`Value`] tree (most of a
@@ -141,12 +260,14 @@ struct WireEnvelope<'a> {
 /// this accepts (`reference-server/tests/nodemgr_codec.rs`).
 fn decode_well_formed(text: &str) -> Option<Inbound> {
     let wire: WireEnvelope<'_> = serde_json::from_str(text).ok()?;
-    let data = wire.data.get();
-    if !data.starts_with('{') {
-        return None;
-    }
     let sent_at = DateTime::parse_from_rfc3339(&wire.timestamp).ok()?;
-    let message = NodeMessage::from_parts(&wire.kind, Data::Text(data)).ok()?;
+    let message = match wire.data {
+        WireData::Heartbeat(heartbeat) => NodeMessage::Heartbeat(heartbeat),
+        WireData::Text(data) if data.starts_with('{') => {
+            NodeMessage::from_parts(&wire.kind, Data::Text(data)).ok()?
+        }
+        WireData::Text(_) => return None,
+    };
     Some(Inbound {
         id: wire.id.into_owned(),
         sent_at,
@@ -227,6 +348,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The hand-written acknowledgement is byte for byte what serde_json writes, whatever
+        /// the strings hold (quotes, backslashes, control and non-ASCII characters).
+        #[test]
+        fn an_acknowledgement_is_spelled_as_serde_json_spells_it(
+            id in ".{0,40}",
+            node_id in "[a-z\"\\\\\\x00-\\x1f\\x7f\u{e9}\u{6b22}-]{0,40}",
+            received: bool,
+            kind in proptest::sample::select(vec!["heartbeat_ack", "command_received"]),
+        ) {
+            let at = DateTime::from_timestamp(1_737_453_600, 123_000_000).expect("valid");
+            let data = super::super::messages::received_data(received, &node_id);
+            let envelope = Envelope::new(kind, id, at, data);
+            let by_serde = serde_json::to_string(&envelope).expect("serializes");
+            proptest::prop_assert_eq!(envelope.encode(), by_serde);
+        }
+
         /// Any instant from year -251,000 to 255,000 reads as chrono writes it (leap seconds:
         /// below).
         #[test]
@@ -252,6 +389,27 @@ mod tests {
         }
         let leap = DateTime::from_timestamp(1_483_228_799, 1_500_000_000).expect("leap second");
         assert_eq!(rfc3339(leap), "2016-12-31T23:59:60.500Z");
+    }
+
+    /// A heartbeat's data is parsed with its envelope, yet only an object is taken as data,
+    /// and a repeated key is left to the general path, as before.
+    #[test]
+    fn the_single_pass_takes_only_what_the_general_path_takes() {
+        let metrics = r#"{"cpu_usage":1,"memory_usage":2,"disk_usage":3,"load_average":4}"#;
+        let at = r#""timestamp":"2025-01-21T10:00:00Z""#;
+        let as_array =
+            format!(r#"{{"type":"heartbeat","id":"1",{at},"data":[null,null,{metrics}]}}"#);
+        let type_twice = format!(
+            r#"{{"type":"heartbeat","id":"1",{at},"data":{{"metrics":{metrics}}},"type":"x"}}"#
+        );
+        for frame in [as_array, type_twice] {
+            assert_eq!(decode_well_formed(&frame), None, "{frame}");
+            assert_eq!(decode_node_frame(&frame), decode_via_value(&frame));
+        }
+        let data_first =
+            format!(r#"{{"data":{{"metrics":{metrics}}},"type":"heartbeat","id":"1",{at}}}"#);
+        let fast = decode_well_formed(&data_first).expect("decoded by the typed path");
+        assert_eq!(Ok(fast), decode_via_value(&data_first));
     }
 
     /// The fast path is what keeps a heartbeat cheap; a change that sends the document's
