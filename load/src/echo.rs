@@ -96,14 +96,27 @@ fn is_echo(_: &str) -> bool {
     true
 }
 
+/// What one closed-loop measurement gave.
+pub struct Measured {
+    /// Round trips per second.
+    pub rate: f64,
+    pub stats: Arc<Stats>,
+    /// The CPU time the server's process spent per round trip while the loops ran, in µs,
+    /// when its process was given and could be read. Unlike the rate, it hardly depends on
+    /// how much of the machine the load generator takes.
+    pub server_cpu_us: Option<f64>,
+}
+
 /// Round trips per second over `connections` closed loops. `register_with`: a nodemgr
 /// server's token, with which each loop registers its node first; `None` for the bare echo.
+/// `server_pid`: the server's process on this machine, whose CPU time is read.
 pub async fn measure(
     url: &str,
     connections: usize,
     duration: Duration,
     register_with: Option<&str>,
-) -> (f64, Arc<Stats>) {
+    server_pid: Option<u32>,
+) -> Measured {
     let stats = Stats::new();
     let scenario = Scenario {
         ws_url: url.trim_end_matches('/').to_owned(),
@@ -125,6 +138,8 @@ pub async fn measure(
         sockets.extend(ws.map(|ws| (node_id, ws)));
     }
     let round_trips = Arc::new(AtomicU64::new(0));
+    let server_cpu = || server_pid.and_then(process_cpu_seconds);
+    let cpu_at_start = server_cpu();
     let started = Instant::now();
     let until = started + duration;
     let mut loops = tokio::task::JoinSet::new();
@@ -144,7 +159,25 @@ pub async fn measure(
         ));
     }
     while loops.join_next().await.is_some() {}
-    (planned_rate(&round_trips, started, duration), stats)
+    let spent = cpu_at_start
+        .zip(server_cpu())
+        .map(|(at_start, now)| now - at_start);
+    Measured {
+        rate: planned_rate(&round_trips, started, duration),
+        stats,
+        server_cpu_us: spent.and_then(|seconds| per_round_trip_us(seconds, &round_trips)),
+    }
+}
+
+/// A process's CPU seconds so far (Linux: `/proc/PID/stat`).
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    crate::sfu::cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// `seconds` of CPU spread over the round trips counted, in µs; none for no round trip.
+fn per_round_trip_us(seconds: f64, round_trips: &AtomicU64) -> Option<f64> {
+    let count = round_trips.load(Ordering::Relaxed);
+    (count > 0).then(|| seconds * 1e6 / count as f64)
 }
 
 /// Closed-loop round trips per second of `frame` against a bare echo server.
@@ -179,5 +212,37 @@ async fn connect_bare(url: &str, stats: &Stats) -> Option<Ws> {
             stats.record_error("connect");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_spread_over_the_round_trips_counted() {
+        assert_eq!(
+            per_round_trip_us(2.0, &AtomicU64::new(1_000_000)),
+            Some(2.0)
+        );
+        assert_eq!(per_round_trip_us(2.0, &AtomicU64::new(0)), None);
+    }
+
+    #[test]
+    fn a_process_cpu_time_is_read_and_grows() {
+        let pid = std::process::id();
+        let before = process_cpu_seconds(pid).expect("this process's /proc stat");
+        // Busy until the reading moves (it counts in clock ticks), for at most 30 s.
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut after = before;
+        while after <= before && Instant::now() < until {
+            std::hint::black_box((0..10_000_u64).sum::<u64>());
+            after = process_cpu_seconds(pid).expect("read again");
+        }
+        assert!(
+            after > before,
+            "{before} s, still {after} s after 30 s busy"
+        );
+        assert_eq!(process_cpu_seconds(u32::MAX), None);
     }
 }

@@ -56,7 +56,8 @@ enum Command {
         sqlite_sync: SqliteSync,
         /// Where the two servers run: `in-process`, on this process's runtime beside the
         /// loops; or `processes`, the release `reference-server` next to this binary and
-        /// `load echo-server`, each a process of its own, as they are deployed.
+        /// `load echo-server`, each a process of its own, as they are deployed; then each
+        /// round also prints each server's CPU time per round trip.
         #[arg(long, value_enum, default_value = "in-process")]
         servers: Servers,
         /// Another nodemgr server to measure instead of the reference (its per-connection
@@ -623,6 +624,9 @@ const CLOSED_LOOP_RATE: &str = "1000000000";
 struct ComparedServers {
     echo_url: String,
     nodemgr_url: String,
+    /// The processes whose CPU time is read: the two servers, when each runs alone in one.
+    echo_pid: Option<u32>,
+    nodemgr_pid: Option<u32>,
     _in_process: Option<(RunningNodemgr, tempfile::TempDir)>,
     _spawned: Vec<SpawnedServer>,
 }
@@ -641,6 +645,8 @@ async fn compared_servers(placement: Placement) -> anyhow::Result<ComparedServer
             Ok(ComparedServers {
                 echo_url: echo::start_echo_server(loopback_any_port()).await?,
                 nodemgr_url: server.ws_url(),
+                echo_pid: None,
+                nodemgr_pid: None,
                 _in_process: Some((server, dir)),
                 _spawned: Vec::new(),
             })
@@ -655,11 +661,11 @@ async fn compared_servers(placement: Placement) -> anyhow::Result<ComparedServer
             let server = spawn_reference_server(&args, "ready nodemgr ")
                 .await?
                 .context("no reference-server next to this binary: cargo build --release -p reference-server")?;
-            with_spawned_echo(server.ws_url.clone(), vec![server]).await
+            with_spawned_echo(server.ws_url.clone(), Some(server)).await
         }
         Placement::Target(url) => {
             ensure_loopback(&url)?;
-            with_spawned_echo(url, Vec::new()).await
+            with_spawned_echo(url, None).await
         }
     }
 }
@@ -668,16 +674,16 @@ async fn compared_servers(placement: Placement) -> anyhow::Result<ComparedServer
 /// its own.
 async fn with_spawned_echo(
     nodemgr_url: String,
-    mut spawned: Vec<SpawnedServer>,
+    spawned: Option<SpawnedServer>,
 ) -> anyhow::Result<ComparedServers> {
     let echo = spawn_echo_server().await?;
-    let echo_url = echo.ws_url.clone();
-    spawned.push(echo);
     Ok(ComparedServers {
-        echo_url,
+        echo_url: echo.ws_url.clone(),
         nodemgr_url,
+        echo_pid: echo.child.id(),
+        nodemgr_pid: spawned.as_ref().and_then(|server| server.child.id()),
         _in_process: None,
-        _spawned: spawned,
+        _spawned: spawned.into_iter().chain([echo]).collect(),
     })
 }
 
@@ -698,14 +704,20 @@ async fn vs_echo(
     );
     let servers = compared_servers(placement).await?;
     let (echo_url, server_url) = (&servers.echo_url, &servers.nodemgr_url);
+    let (echo_pid, nodemgr_pid) = (servers.echo_pid, servers.nodemgr_pid);
     eprintln!("bare echo at {echo_url}, nodemgr at {server_url}");
     let mut by_level = Vec::with_capacity(levels.len());
     for &connections in levels {
         eprintln!("closed loop, {connections} connections, {rounds} rounds of {duration:?} echo then {duration:?} heartbeats");
         let medians = alternate_with_echo(rounds, || async move {
-            let echo = echo::measure(echo_url, connections, duration, None).await;
-            let (rate, stats) = echo::measure(server_url, connections, duration, Some(token)).await;
-            (echo, vec![("heartbeats", rate, stats)])
+            let echo = echo::measure(echo_url, connections, duration, None, echo_pid).await;
+            let heartbeats =
+                echo::measure(server_url, connections, duration, Some(token), nodemgr_pid).await;
+            print_server_cpu(connections, &echo, &heartbeats);
+            (
+                (echo.rate, echo.stats),
+                vec![("heartbeats", heartbeats.rate, heartbeats.stats)],
+            )
         })
         .await;
         by_level.push((connections, medians));
@@ -714,6 +726,18 @@ async fn vs_echo(
         print_by_level(&by_level);
     }
     Ok(())
+}
+
+/// Each server's CPU time per round trip in this round, when both processes were read: a
+/// steadier comparison than the rates, which move with the load generator's share of the
+/// machine (docs/performance.md).
+fn print_server_cpu(connections: usize, echo: &echo::Measured, heartbeats: &echo::Measured) {
+    if let (Some(echo), Some(heartbeat)) = (echo.server_cpu_us, heartbeats.server_cpu_us) {
+        println!(
+            "{connections} loops, server CPU per round trip: bare echo {echo:.2} µs, reference {heartbeat:.2} µs ({:.2}x the echo's)",
+            heartbeat / echo.max(f64::MIN_POSITIVE)
+        );
+    }
 }
 
 /// The median ratio at each count of loops, then the two servers' peak rates (each at the
