@@ -197,11 +197,11 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     /// error (and [`decode_via_value`] then decides).
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut kind, mut id, mut timestamp, mut data) = (None, None, None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key()? {
             match key.as_ref() {
-                "type" => once(&mut kind, "type", map.next_value()?)?,
-                "id" => once(&mut id, "id", map.next_value()?)?,
-                "timestamp" => once(&mut timestamp, "timestamp", map.next_value()?)?,
+                "type" => once(&mut kind, "type", map.next_value::<Text>()?.0)?,
+                "id" => once(&mut id, "id", map.next_value::<Text>()?.0)?,
+                "timestamp" => once(&mut timestamp, "timestamp", map.next_value::<Text>()?.0)?,
                 "data" if kind.as_deref() == Some("heartbeat") => {
                     let ObjectOnly(heartbeat) = map.next_value()?;
                     once(&mut data, "data", WireData::Heartbeat(heartbeat))?
@@ -221,6 +221,32 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             timestamp: timestamp.ok_or_else(|| de::Error::missing_field("timestamp"))?,
             data: data.ok_or_else(|| de::Error::missing_field("data"))?,
         })
+    }
+}
+
+/// A string of the frame, borrowed from it unless it holds escapes (serde's own `Cow<str>`
+/// always copies).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
     }
 }
 
@@ -394,6 +420,14 @@ mod tests {
     /// A heartbeat's data is parsed with its envelope, yet only an object is taken as data,
     /// and a repeated key is left to the general path, as before.
     #[test]
+    fn strings_are_borrowed_from_the_frame_unless_they_hold_escapes() {
+        let plain: Text = serde_json::from_str(r#""heartbeat""#).expect("a string");
+        assert!(matches!(plain.0, Cow::Borrowed("heartbeat")));
+        let escaped: Text = serde_json::from_str(r#""heart\u0062eat""#).expect("a string");
+        assert!(matches!(escaped.0, Cow::Owned(ref text) if text == "heartbeat"));
+    }
+
+    #[test]
     fn the_single_pass_takes_only_what_the_general_path_takes() {
         let metrics = r#"{"cpu_usage":1,"memory_usage":2,"disk_usage":3,"load_average":4}"#;
         let at = r#""timestamp":"2025-01-21T10:00:00Z""#;
@@ -408,8 +442,13 @@ mod tests {
         }
         let data_first =
             format!(r#"{{"data":{{"metrics":{metrics}}},"type":"heartbeat","id":"1",{at}}}"#);
-        let fast = decode_well_formed(&data_first).expect("decoded by the typed path");
-        assert_eq!(Ok(fast), decode_via_value(&data_first));
+        let escaped = format!(
+            r#"{{"typ\u0065":"heart\u0062eat","id":"a\"b",{at},"data":{{"metrics":{metrics}}}}}"#
+        );
+        for frame in [data_first, escaped] {
+            let fast = decode_well_formed(&frame).expect("decoded by the typed path");
+            assert_eq!(Ok(fast), decode_via_value(&frame), "{frame}");
+        }
     }
 
     /// The fast path is what keeps a heartbeat cheap; a change that sends the document's
