@@ -69,6 +69,10 @@ enum Command {
         /// command starts takes the default).
         #[arg(long, default_value = "default-token", requires = "target")]
         token: String,
+        /// The `--target` server's process id on this machine: each round then also prints
+        /// its CPU time per round trip beside the echo's.
+        #[arg(long, requires = "target")]
+        server_pid: Option<u32>,
     },
     /// A bare tokio-tungstenite echo server, the baseline of the `*-vs-echo` commands, for a
     /// process of its own: prints `ready echo ws://ADDR/` once it listens and runs until it
@@ -215,11 +219,12 @@ async fn main() -> anyhow::Result<()> {
             servers,
             target,
             token,
+            server_pid,
         } => {
             let rounds = rounds.clamp(1, 20);
             let connections: Vec<usize> = connections.iter().map(|c| (*c).min(MAX_NODES)).collect();
             let placement = match (target, servers) {
-                (Some(url), _) => Placement::Target(url),
+                (Some(url), _) => Placement::Target(url, server_pid),
                 (None, Servers::InProcess) => Placement::InProcess(sqlite_sync),
                 (None, Servers::Processes) => Placement::Spawned(sqlite_sync),
             };
@@ -612,8 +617,8 @@ enum Placement {
     InProcess(SqliteSync),
     /// The release reference-server beside this binary, spawned.
     Spawned(SqliteSync),
-    /// Another implementation, already running.
-    Target(String),
+    /// Another implementation, already running, and its process when it was given.
+    Target(String, Option<u32>),
 }
 
 /// Per-connection message rate given to a spawned reference server: a closed loop sends far
@@ -663,9 +668,11 @@ async fn compared_servers(placement: Placement) -> anyhow::Result<ComparedServer
                 .context("no reference-server next to this binary: cargo build --release -p reference-server")?;
             with_spawned_echo(server.ws_url.clone(), Some(server)).await
         }
-        Placement::Target(url) => {
+        Placement::Target(url, pid) => {
             ensure_loopback(&url)?;
-            with_spawned_echo(url, None).await
+            let mut servers = with_spawned_echo(url, None).await?;
+            servers.nodemgr_pid = pid;
+            Ok(servers)
         }
     }
 }
@@ -734,7 +741,7 @@ async fn vs_echo(
 fn print_server_cpu(connections: usize, echo: &echo::Measured, heartbeats: &echo::Measured) {
     if let (Some(echo), Some(heartbeat)) = (echo.server_cpu_us, heartbeats.server_cpu_us) {
         println!(
-            "{connections} loops, server CPU per round trip: bare echo {echo:.2} µs, reference {heartbeat:.2} µs ({:.2}x the echo's)",
+            "{connections} loops, server CPU per round trip: bare echo {echo:.2} µs, nodemgr server {heartbeat:.2} µs ({:.2}x the echo's)",
             heartbeat / echo.max(f64::MIN_POSITIVE)
         );
     }
