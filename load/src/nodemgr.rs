@@ -3,6 +3,7 @@
 use crate::stats::Stats;
 use crate::ws::{NoText, Ws};
 use futures_util::SinkExt;
+use reference_server::protocol::nodemgr::Envelope;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -23,27 +24,10 @@ pub struct Scenario {
     pub run_id: String,
 }
 
-/// A node's frame, its keys in the document's order: a `json!` map sorts them, which put
-/// `data` first.
-#[derive(serde::Serialize)]
-struct Frame<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    id: &'a str,
-    timestamp: String,
-    data: Value,
-}
-
-pub fn frame(kind: &str, id: &str, data: Value) -> Message {
-    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let frame = Frame {
-        kind,
-        id,
-        timestamp,
-        data,
-    };
-    // A struct of strings and a Value always serializes.
-    Message::text(serde_json::to_string(&frame).unwrap_or_default())
+/// A node's frame, spelled by the reference's own envelope: its keys in the document's order
+/// (a `json!` map sorts them, which put `data` first).
+pub fn frame(kind: &'static str, id: &str, data: Value) -> Message {
+    Message::text(Envelope::new(kind, id, chrono::Utc::now(), data).encode())
 }
 
 pub fn heartbeat(id: &str, node_id: &str) -> Message {

@@ -3,7 +3,7 @@
 
 use super::reconnect::{with_backoff, Next};
 use super::sysinfo::{self, MetricsReader};
-use crate::protocol::nodemgr::envelope::rfc3339;
+use crate::protocol::nodemgr::Envelope;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -74,10 +74,9 @@ fn connect_url(config: &AgentConfig) -> String {
     url
 }
 
-fn envelope(kind: &str, id: &str, data: Value) -> Message {
-    let body =
-        json!({ "type": kind, "id": id, "timestamp": rfc3339(chrono::Utc::now()), "data": data });
-    Message::text(body.to_string())
+/// A node's frame, its keys in the document's order.
+fn envelope(kind: &'static str, id: &str, data: Value) -> Message {
+    Message::text(Envelope::new(kind, id, chrono::Utc::now(), data).encode())
 }
 
 fn fresh_id() -> String {
