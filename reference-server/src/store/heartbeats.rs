@@ -15,9 +15,10 @@ use sqlx::{Any, AnyConnection};
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-/// SQLite: rows one `INSERT` carries. A run is padded with empty rows to a whole number of
-/// inserts, so that a batch of up to 512 has one of eight texts and each stays prepared.
-const SQLITE_ROWS_PER_INSERT: usize = 64;
+/// SQLite: rows one `INSERT` carries, here and in `sample_chain`. A run is padded with empty
+/// rows to a whole number of inserts, so that a batch of up to 512 has one of eight texts and
+/// each stays prepared.
+pub(super) const SQLITE_ROWS_PER_INSERT: usize = 64;
 
 /// The columns of one row of a SQLite insert's `VALUES`, in [`HeartbeatRow::bind`]'s order.
 const SQLITE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
@@ -51,9 +52,20 @@ const SQLITE_POINT_LATEST: &str = "INSERT INTO latest_samples (node_key, sample_
      ON CONFLICT (node_key) DO UPDATE SET sample_id = excluded.sample_id";
 
 /// SQLite: the inserts that carry `rows` samples, at least one; the text and the bound
-/// padding both follow from it.
-fn sqlite_inserts_for(rows: usize) -> usize {
+/// padding ([`pad_sqlite_inserts`]) both follow from it.
+pub(super) fn sqlite_inserts_for(rows: usize) -> usize {
     rows.div_ceil(SQLITE_ROWS_PER_INSERT).max(1)
+}
+
+/// Binds the empty rows, `values_per_row` NULLs each, that fill `rows` bound samples up to a
+/// whole number of inserts.
+pub(super) fn pad_sqlite_inserts(
+    query: AnyQuery<'_>,
+    rows: usize,
+    values_per_row: usize,
+) -> AnyQuery<'_> {
+    let padded = sqlite_inserts_for(rows) * SQLITE_ROWS_PER_INSERT;
+    (0..(padded - rows) * values_per_row).fold(query, |query, _| query.bind(None::<i64>))
 }
 
 /// SQLite's text for `rows` samples: the pointers first brought up to date (this path reads
@@ -197,12 +209,8 @@ fn bind_chunk<'q>(
 ) -> AnyQuery<'q> {
     match backend {
         Backend::Sqlite => {
-            let padded = sqlite_inserts_for(chunk.len()) * SQLITE_ROWS_PER_INSERT;
             let query = chunk.iter().fold(query, |query, row| row.bind(query));
-            let empty_values = (padded - chunk.len()) * HeartbeatRow::VALUES;
-            (0..empty_values)
-                .fold(query, |query, _| query.bind(None::<f64>))
-                .bind(chunk.len() as i64)
+            pad_sqlite_inserts(query, chunk.len(), HeartbeatRow::VALUES).bind(chunk.len() as i64)
         }
         Backend::Postgres => query.bind(rows_json(chunk)),
     }

@@ -15,7 +15,9 @@
 //! by a `metrics` table dropped and created again. The writer is the only one that stores
 //! samples.
 
-use super::heartbeats::HeartbeatRow;
+use super::heartbeats::{
+    pad_sqlite_inserts, sqlite_inserts_for, AnyQuery, HeartbeatRow, SQLITE_ROWS_PER_INSERT,
+};
 use sqlx::{AnyConnection, Row};
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -54,18 +56,14 @@ pub(super) const SQLITE_WATERMARK_AT_NEWEST: &str =
     "UPDATE sample_watermark SET covered_through = (SELECT MAX(sample_id) FROM metrics)
      WHERE EXISTS (SELECT 1 FROM metrics)";
 
-/// Rows one insert carries; a run is padded with empty rows to a whole number of inserts, so
-/// that each text stays prepared.
-const ROWS_PER_INSERT: usize = 64;
-
 /// Values a row binds: [`LinkedRow::bind`]'s order.
 const VALUES_PER_ROW: usize = 9;
 
-/// A plain insert of [`ROWS_PER_INSERT`] samples, ids and predecessors given. An empty row
-/// (no id) is padding.
+/// A plain insert of [`SQLITE_ROWS_PER_INSERT`] samples, ids and predecessors given. An empty
+/// row (no id) is padding.
 static INSERT: LazyLock<String> = LazyLock::new(|| {
     let row = format!("({})", ["?"; VALUES_PER_ROW].join(", "));
-    let rows = vec![row.as_str(); ROWS_PER_INSERT].join(", ");
+    let rows = vec![row.as_str(); SQLITE_ROWS_PER_INSERT].join(", ");
     format!(
         "INSERT INTO metrics (sample_id, node_key, previous_sample_id, recorded_at, status,
             cpu_usage, memory_usage, disk_usage, load_average)
@@ -76,7 +74,7 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
 /// `BEGIN IMMEDIATE; INSERT...; [point past the watermark;] COMMIT` for each count of inserts
 /// a batch can need, without and with the pointer update.
 static APPEND_TEXTS: LazyLock<Vec<[String; 2]>> = LazyLock::new(|| {
-    let most_inserts = super::MAX_BATCH.div_ceil(ROWS_PER_INSERT);
+    let most_inserts = sqlite_inserts_for(super::MAX_BATCH);
     (1..=most_inserts)
         .map(|inserts| [false, true].map(|point| append_text(inserts, point)))
         .collect()
@@ -243,21 +241,17 @@ pub(super) async fn append(
     connection: &mut AnyConnection,
     run: &Append<'_, '_>,
 ) -> Result<(), sqlx::Error> {
-    let inserts = run.rows.len().div_ceil(ROWS_PER_INSERT).max(1);
+    let inserts = sqlite_inserts_for(run.rows.len());
     let text = &APPEND_TEXTS[inserts - 1][usize::from(run.points)];
     let query = run
         .rows
         .iter()
         .fold(sqlx::query(text), |query, row| row.bind(query));
-    let empty_values = (inserts * ROWS_PER_INSERT - run.rows.len()) * VALUES_PER_ROW;
-    (0..empty_values)
-        .fold(query, |query, _| query.bind(None::<i64>))
+    pad_sqlite_inserts(query, run.rows.len(), VALUES_PER_ROW)
         .execute(connection)
         .await?;
     Ok(())
 }
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 impl<'a> LinkedRow<'_, 'a> {
     /// `[sample_id, node_key, previous, then the row's own values]`.
@@ -279,7 +273,7 @@ mod tests {
 
     #[test]
     fn every_batch_size_has_a_prepared_text() {
-        let most_inserts = super::super::MAX_BATCH.div_ceil(ROWS_PER_INSERT);
+        let most_inserts = super::super::MAX_BATCH.div_ceil(SQLITE_ROWS_PER_INSERT);
         assert_eq!(APPEND_TEXTS.len(), most_inserts);
         let [plain, pointing] = &APPEND_TEXTS[1];
         assert_eq!(plain.matches("INSERT INTO metrics").count(), 2);

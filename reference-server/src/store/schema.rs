@@ -5,10 +5,10 @@
 //! points to its node's previous one (`previous_sample_id`), and `latest_samples` (one narrow
 //! row per node) points to its newest: the latest metrics are one lookup, the history a walk
 //! down the chain. On SQLite the pointers may lag by up to a few thousand samples, those past
-//! `sample_watermark`, which readers take into account (`sample_chain`). An index by node put every heartbeat on a random index page, and SQLite
-//! writes each dirty page to the WAL at commit and again at the checkpoint; that was most of
-//! a heartbeat's cost (docs/performance.md). The two backends differ only in how they spell a
-//! key.
+//! `sample_watermark`, which readers take into account (`sample_chain`). An index by node put
+//! every heartbeat on a random index page, and SQLite writes each dirty page to the WAL at
+//! commit and again at the checkpoint; that was most of a heartbeat's cost
+//! (docs/performance.md). The two backends differ only in how they spell a key.
 
 use super::sample_chain::SQLITE_WATERMARK_AT_NEWEST;
 use sqlx::{AnyPool, Executor};
