@@ -4,9 +4,7 @@
 //! full it is disconnected instead.
 
 use super::read_clock;
-use super::ws_queue::{
-    close_for_read_error, finish, read_frames, write_frames, Kick, Member, Outbound, Reader, Stop,
-};
+use super::ws_queue::{close_for_read_error, serve, Member, Outbound, Reader, Stop};
 use super::CmdrelayApp;
 use crate::faults::Fault;
 use crate::protocol::cmdrelay::{
@@ -15,9 +13,7 @@ use crate::protocol::cmdrelay::{
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::StreamExt;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// What the WebSocket layer reads whole. Frames over [`MAX_FRAME_BYTES`] and up to this are
 /// read, then refused with 1009 while the connection still reads, so that the close frame
@@ -48,24 +44,16 @@ struct Connection {
 }
 
 async fn run_connection(socket: WebSocket, app: Arc<CmdrelayApp>) {
-    let (sink, mut stream) = socket.split();
-    let (queue, outbound) = mpsc::channel(OUTBOUND_QUEUE_DEPTH);
-    let writer = tokio::spawn(write_frames(sink, outbound));
-    let mut connection = Connection {
+    let open = |member| Connection {
         id: app.connection_number(),
         session: Session::open(read_clock(), app.session.clone()),
-        member: Member {
-            queue,
-            kick: Arc::new(Kick::default()),
-        },
-        app,
+        member,
+        app: app.clone(),
     };
-    let stop = read_frames(&mut connection, &mut stream).await;
-    // Leaving drops the registry's handle on the queue and dropping the connection drops the
-    // last one, so the writer ends once it has sent what is queued.
-    connection.app.leave(connection.id);
-    drop(connection);
-    finish(writer, stream, stop).await;
+    serve(socket, OUTBOUND_QUEUE_DEPTH, open, |connection| {
+        connection.app.leave(connection.id)
+    })
+    .await;
 }
 
 impl Reader for Connection {

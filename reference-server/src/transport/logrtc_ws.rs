@@ -4,9 +4,7 @@
 //! hub made them.
 
 use super::read_clock;
-use super::ws_queue::{
-    close_for_read_error, finish, read_frames, write_frames, Kick, Member, Outbound, Reader, Stop,
-};
+use super::ws_queue::{close_for_read_error, serve, Member, Outbound, Reader, Stop};
 use crate::faults::Faults;
 use crate::protocol::logrtc::hub::ConnId;
 use crate::protocol::logrtc::session::{Input, Output};
@@ -17,11 +15,9 @@ use crate::protocol::logrtc::{
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::mpsc;
 
 /// What the WebSocket layer reads whole: frames over [`MAX_FRAME_BYTES`] and up to this are
 /// refused with 1009 while the connection still reads.
@@ -128,23 +124,16 @@ struct Connection {
 }
 
 async fn run_connection(socket: WebSocket, app: Arc<LogrtcApp>) {
-    let (sink, mut stream) = socket.split();
-    let (queue, outbound) = mpsc::channel(OUTBOUND_QUEUE_DEPTH);
-    let writer = tokio::spawn(write_frames(sink, outbound));
-    let member = Member {
-        queue,
-        kick: Arc::new(Kick::default()),
-    };
-    let mut connection = Connection {
+    let open = |member: Member| Connection {
         id: app.open(member.clone()),
         session: Session::open(read_clock(), app.session.clone()),
         member,
-        app,
+        app: app.clone(),
     };
-    let stop = read_frames(&mut connection, &mut stream).await;
-    connection.app.close(connection.id);
-    drop(connection);
-    finish(writer, stream, stop).await;
+    serve(socket, OUTBOUND_QUEUE_DEPTH, open, |connection| {
+        connection.app.close(connection.id)
+    })
+    .await;
 }
 
 impl Reader for Connection {

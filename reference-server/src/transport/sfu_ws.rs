@@ -5,9 +5,7 @@
 //! back through the rooms.
 
 use super::read_clock;
-use super::ws_queue::{
-    close_for_read_error, finish, read_frames, write_frames, Kick, Member, Reader, Stop,
-};
+use super::ws_queue::{close_for_read_error, serve, Member, Reader, Stop};
 use crate::faults::Fault;
 use crate::media::MediaHandle;
 use crate::protocol::sfu::session::{Input, Output};
@@ -19,12 +17,10 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::mpsc;
 
 /// What the WebSocket layer reads whole: frames over [`MAX_FRAME_BYTES`] and up to this are
 /// answered `too_large` while the connection still reads.
@@ -201,23 +197,16 @@ struct Connection {
 }
 
 async fn run_connection(socket: WebSocket, app: Arc<SfuApp>, uid: String) {
-    let (sink, mut stream) = socket.split();
-    let (queue, outbound) = mpsc::channel(OUTBOUND_QUEUE_DEPTH);
-    let writer = tokio::spawn(write_frames(sink, outbound));
-    let member = Member {
-        queue,
-        kick: Arc::new(Kick::default()),
-    };
-    let mut connection = Connection {
+    let open = |member: Member| Connection {
         id: app.open(&uid, member.clone()),
         session: Session::open(read_clock(), app.session.clone()),
         member,
-        app,
+        app: app.clone(),
     };
-    let stop = read_frames(&mut connection, &mut stream).await;
-    connection.app.close(connection.id);
-    drop(connection);
-    finish(writer, stream, stop).await;
+    serve(socket, OUTBOUND_QUEUE_DEPTH, open, |connection| {
+        connection.app.close(connection.id)
+    })
+    .await;
 }
 
 impl Reader for Connection {

@@ -1,5 +1,5 @@
-//! What the JSON-over-WebSocket drivers (cmdrelay, logrtc) share: a writer task that owns the
-//! socket's sink and drains one bounded queue, a way to end a connection from another task,
+//! What the JSON-over-WebSocket drivers (cmdrelay, logrtc, sfu) share: a writer task that owns
+//! the socket's sink and drains one bounded queue, a way to end a connection from another task,
 //! and the close that follows a read error.
 
 use super::session_timer::SessionTimer;
@@ -92,6 +92,30 @@ pub trait Reader {
         &mut self,
         frame: Option<Result<Message, axum::Error>>,
     ) -> impl std::future::Future<Output = Option<Stop>> + Send;
+}
+
+/// One connection from upgrade to end: a writer task drains a queue of `queue_depth` frames
+/// onto the socket, `open` makes the connection's reader around its [`Member`] (the queue and
+/// the kick switch, which the registry may hold too), [`read_frames`] drives it, and `close`
+/// takes it out of the registry once it stopped reading. Dropping the reader then drops the
+/// last handle on the queue, so the writer ends once it has sent what is queued.
+pub async fn serve<R: Reader + Send>(
+    socket: WebSocket,
+    queue_depth: usize,
+    open: impl FnOnce(Member) -> R,
+    close: impl FnOnce(&R),
+) {
+    let (sink, mut stream) = socket.split();
+    let (queue, outbound) = mpsc::channel(queue_depth);
+    let writer = tokio::spawn(write_frames(sink, outbound));
+    let mut reader = open(Member {
+        queue,
+        kick: Arc::new(Kick::default()),
+    });
+    let stop = read_frames(&mut reader, &mut stream).await;
+    close(&reader);
+    drop(reader);
+    finish(writer, stream, stop).await;
 }
 
 /// The reader loop every JSON WebSocket driver shares: outputs out, then the next kick, frame
