@@ -26,11 +26,7 @@ pub fn fixture(wait: Duration) -> &'static Fixture {
 }
 
 /// A document-shaped frame with its top-level `field` set to `value`, or removed.
-#[allow(
-    dead_code,
-    reason = "only the fuzzers of flat JSON frames mutate this way"
-)]
-pub fn with_field(
+fn with_field(
     mut frame: serde_json::Value,
     field: &str,
     value: Option<serde_json::Value>,
@@ -44,15 +40,33 @@ pub fn with_field(
     frame.to_string()
 }
 
-/// Random text, a mutated frame, or a frame as the document shows it, in equal parts.
+/// Random text, a mutated frame, or a frame as the document shows it, in equal parts. A
+/// mutated frame is a `documented` one with one of its top-level `fields` removed or replaced
+/// by null, an integer, a string, an empty array, or one of the protocol's own `odd_values`.
 #[allow(
     dead_code,
     reason = "only the fuzzers of flat JSON frames mix frames this way"
 )]
 pub fn any_frame(
     documented: impl proptest::strategy::Strategy<Value = serde_json::Value> + 'static,
-    mutated: impl proptest::strategy::Strategy<Value = String> + 'static,
+    fields: Vec<&'static str>,
+    odd_values: Vec<serde_json::Value>,
 ) -> impl proptest::strategy::Strategy<Value = String> {
     use proptest::prelude::*;
+    use serde_json::{json, Value};
+    let documented = documented.boxed();
+    let values = prop_oneof![
+        Just(Value::Null),
+        any::<i64>().prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+        Just(json!([])),
+        prop::sample::select(odd_values),
+    ];
+    let mutated = (
+        documented.clone(),
+        prop::sample::select(fields),
+        prop::option::of(values),
+    )
+        .prop_map(|(frame, field, value)| with_field(frame, field, value));
     prop_oneof![".{0,100}", mutated, documented.prop_map(|v| v.to_string())]
 }
