@@ -73,6 +73,10 @@ enum Command {
         /// its CPU time per round trip beside the echo's.
         #[arg(long, requires = "target")]
         server_pid: Option<u32>,
+        /// Exit with status 1 when the ratio the run ends with is below this: the peak-rate
+        /// ratio with several `--connections`, else the median ratio (a gate for CI).
+        #[arg(long, value_parser = positive_ratio)]
+        min_ratio: Option<f64>,
     },
     /// A bare tokio-tungstenite echo server, the baseline of the `*-vs-echo` commands, for a
     /// process of its own: prints `ready echo ws://ADDR/` once it listens and runs until it
@@ -220,6 +224,7 @@ async fn main() -> anyhow::Result<()> {
             target,
             token,
             server_pid,
+            min_ratio,
         } => {
             let rounds = rounds.clamp(1, 20);
             let connections: Vec<usize> = connections.iter().map(|c| (*c).min(MAX_NODES)).collect();
@@ -228,14 +233,15 @@ async fn main() -> anyhow::Result<()> {
                 (None, Servers::InProcess) => Placement::InProcess(sqlite_sync),
                 (None, Servers::Processes) => Placement::Spawned(sqlite_sync),
             };
-            vs_echo(
+            let ratio = vs_echo(
                 &connections,
                 duration.min(MAX_DURATION),
                 rounds,
                 placement,
                 &token,
             )
-            .await
+            .await?;
+            meets_min_ratio(ratio, min_ratio)
         }
         Command::EchoServer { listen } => run_echo_server(listen).await,
         Command::Cmdrelay(args) => run_cmdrelay(args).await,
@@ -704,7 +710,7 @@ async fn vs_echo(
     rounds: usize,
     placement: Placement,
     token: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<f64> {
     anyhow::ensure!(
         !levels.is_empty() && levels.len() <= 16 && !levels.contains(&0),
         "--connections takes 1 to 16 counts, none of them 0"
@@ -729,10 +735,27 @@ async fn vs_echo(
         .await;
         by_level.push((connections, medians));
     }
-    if levels.len() > 1 {
-        print_by_level(&by_level);
+    match by_level.as_slice() {
+        [(_, medians)] => Ok(medians.ratio(0)),
+        _ => Ok(print_by_level(&by_level)),
     }
-    Ok(())
+}
+
+/// `--min-ratio`: `Err`, which exits with status 1, when the run's ratio is below it.
+fn meets_min_ratio(ratio: f64, min_ratio: Option<f64>) -> anyhow::Result<()> {
+    match min_ratio {
+        Some(min) if ratio < min => {
+            anyhow::bail!("the ratio {ratio:.2}x is below --min-ratio {min}")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn positive_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if ratio.is_finite() && ratio > 0.0 => Ok(ratio),
+        _ => Err(format!("{text:?} is not a positive number such as 0.7")),
+    }
 }
 
 /// Each server's CPU time per round trip in this round, when both processes were read: a
@@ -748,8 +771,9 @@ fn print_server_cpu(connections: usize, echo: &echo::Measured, heartbeats: &echo
 }
 
 /// The median ratio at each count of loops, then the two servers' peak rates (each at the
-/// count where its median rate is highest, which need not be the same count) and their ratio.
-fn print_by_level(by_level: &[(usize, Medians)]) {
+/// count where its median rate is highest, which need not be the same count) and their ratio,
+/// which it returns.
+fn print_by_level(by_level: &[(usize, Medians)]) -> f64 {
     println!("median ratio of heartbeats to the bare echo rate, by closed loops:");
     for (connections, medians) in by_level {
         let (echo, heartbeats) = (medians.echo_rate, medians.rate(0));
@@ -767,10 +791,11 @@ fn print_by_level(by_level: &[(usize, Medians)]) {
     };
     let (echo_at, echo) = peak(|m| m.echo_rate);
     let (heartbeats_at, heartbeats) = peak(|m| m.rate(0));
+    let ratio = heartbeats / echo.max(1.0);
     println!(
-        "peak rates (medians): heartbeats {heartbeats:.0}/s with {heartbeats_at} loops, bare echo {echo:.0}/s with {echo_at} loops: {:.2}x",
-        heartbeats / echo.max(1.0)
+        "peak rates (medians): heartbeats {heartbeats:.0}/s with {heartbeats_at} loops, bare echo {echo:.0}/s with {echo_at} loops: {ratio:.2}x"
     );
+    ratio
 }
 
 /// `load echo-server`: the bare echo until this process is killed.
@@ -1677,13 +1702,27 @@ async fn measure_sfu(
 
 #[cfg(test)]
 mod tests {
-    use super::{fail_on_errors, median, spawn_until_ready, ErrorCounts, ECHO_READY};
+    use super::{
+        fail_on_errors, median, meets_min_ratio, positive_ratio, spawn_until_ready, ErrorCounts,
+        ECHO_READY,
+    };
 
     #[test]
     fn an_even_count_takes_the_mean_of_the_two_middle_values() {
         assert_eq!(median(vec![0.76, 0.49]), 0.625);
         assert_eq!(median(vec![0.6, 0.57, 0.72]), 0.6);
         assert_eq!(median(Vec::new()), 0.0);
+    }
+
+    #[test]
+    fn a_ratio_below_min_ratio_fails_the_run() {
+        assert!(meets_min_ratio(0.69, Some(0.7)).is_err());
+        assert!(meets_min_ratio(0.7, Some(0.7)).is_ok());
+        assert!(meets_min_ratio(0.1, None).is_ok());
+        assert!(positive_ratio("0.7").is_ok());
+        for refused in ["0", "-1", "NaN", "inf", "x"] {
+            assert!(positive_ratio(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

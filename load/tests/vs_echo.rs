@@ -87,3 +87,34 @@ fn the_echo_server_listens_on_loopback_only() {
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("loopback only"), "{error}");
 }
+
+/// `--min-ratio` turns the report into a gate: status 1 and the reason below it, 0 above.
+#[test]
+fn a_ratio_below_min_ratio_exits_with_status_1() {
+    let run = |min_ratio: &str| {
+        load()
+            .args([
+                "nodemgr-vs-echo",
+                "--connections",
+                "2",
+                "--duration",
+                "200ms",
+                "--rounds",
+                "1",
+                "--min-ratio",
+                min_ratio,
+            ])
+            .output()
+            .expect("load runs")
+    };
+    let unreachable = run("1000");
+    let error = String::from_utf8_lossy(&unreachable.stderr);
+    assert_eq!(unreachable.status.code(), Some(1), "{error}");
+    assert!(error.contains("below --min-ratio 1000"), "{error}");
+    let reached = run("0.0001");
+    assert!(
+        reached.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reached.stderr)
+    );
+}
