@@ -8,6 +8,7 @@ mod protoo;
 use conformance::client::media::{MediaPeer, Tracks};
 use conformance::client::Transcript;
 use protoo::{joined, publish_opus, subscribe, WAIT};
+use reference_server::media::MediaOptions;
 use reference_server::server::SfuSetup;
 
 /// Subscribers: with the publisher's peer key first, theirs fall into all three shards.
@@ -18,7 +19,10 @@ const SAMPLES: u64 = 50;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subscriber_gets_the_audio_whichever_fanout_thread_seals_it() {
     let sfu = protoo::sfu(SfuSetup {
-        fanout_threads: 2,
+        media: MediaOptions {
+            fanout_threads: 2,
+            ..MediaOptions::default()
+        },
         ..SfuSetup::default()
     })
     .await;

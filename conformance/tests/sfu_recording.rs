@@ -9,6 +9,7 @@ use conformance::client::Transcript;
 use conformance::wire::sfu as wire;
 use protoo::{joined, publish_opus, request, WAIT};
 use reference_server::externals::{find_program, skip_or_fail};
+use reference_server::media::MediaOptions;
 use reference_server::server::SfuSetup;
 use serde_json::Value;
 use std::path::Path;
@@ -44,7 +45,10 @@ async fn a_published_opus_track_is_recorded_as_ogg_that_ffprobe_reads_at_its_len
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let setup = SfuSetup {
-        record_dir: Some(dir.path().to_owned()),
+        media: MediaOptions {
+            record_dir: Some(dir.path().to_owned()),
+            ..MediaOptions::default()
+        },
         ..SfuSetup::default()
     };
     let sfu = protoo::sfu(setup).await;

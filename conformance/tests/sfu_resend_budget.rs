@@ -9,6 +9,7 @@ mod protoo;
 use conformance::client::media::{MediaPeer, Tracks};
 use conformance::client::Transcript;
 use protoo::{joined, publish, subscribe, WAIT};
+use reference_server::media::MediaOptions;
 use reference_server::server::SfuSetup;
 use std::time::{Duration, Instant};
 
@@ -51,7 +52,10 @@ async fn resent_to_a_lossy_subscriber(setup: SfuSetup) -> (u64, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_gets_no_more_resends_than_its_cap() {
     let capped = SfuSetup {
-        resends_per_second: LOW_CAP,
+        media: MediaOptions {
+            resends_per_second: LOW_CAP,
+            ..MediaOptions::default()
+        },
         ..SfuSetup::default()
     };
     let (resent, elapsed) = resent_to_a_lossy_subscriber(capped).await;

@@ -8,6 +8,7 @@ use reference_server::clients::device::{DeviceConfig, EchoHandler, ExecuteHandle
 use reference_server::clients::node_agent::{self, AgentConfig};
 use reference_server::faults::{Fault, Faults};
 use reference_server::media::ViaStr0m;
+use reference_server::media::{default_fanout_threads, MediaOptions, MAX_FANOUT_THREADS};
 use reference_server::protocol::cmdrelay;
 use reference_server::protocol::ecapture::{self, source::SourceConfig};
 use reference_server::protocol::logrtc;
@@ -18,7 +19,6 @@ use reference_server::server::{
 };
 use reference_server::store::{SqliteSync, StoreConfig};
 use reference_server::transport::ecapture::EcaptureConfig;
-use reference_server::transport::sfu_udp::{default_fanout_threads, MAX_FANOUT_THREADS};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -416,15 +416,17 @@ fn sfu_setup(args: &ServeArgs) -> SfuSetup {
             sfu_id: args.sfu_id.clone(),
         },
         media_bind: SocketAddr::new(args.bind, args.sfu_media_port),
-        record_dir: args.sfu_record_dir.clone(),
-        via_str0m: ViaStr0m {
-            audio: args.sfu_audio_via_str0m,
-            video: args.sfu_video_via_str0m,
+        media: MediaOptions {
+            record_dir: args.sfu_record_dir.clone(),
+            via_str0m: ViaStr0m {
+                audio: args.sfu_audio_via_str0m,
+                video: args.sfu_video_via_str0m,
+            },
+            fanout_threads: args
+                .sfu_fanout_threads
+                .map_or_else(default_fanout_threads, usize::from),
+            resends_per_second: args.sfu_resends_per_second,
         },
-        fanout_threads: args
-            .sfu_fanout_threads
-            .map_or_else(default_fanout_threads, usize::from),
-        resends_per_second: args.sfu_resends_per_second,
     }
 }
 

@@ -8,7 +8,7 @@ use crate::store::tokens::TokenStore;
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::transport::ecapture::{spawn_source, EcaptureApp, EcaptureConfig};
 use crate::transport::logrtc_ws::{self, LogrtcApp};
-use crate::transport::sfu_udp::{default_fanout_threads, start_media, MediaLoop, MediaSetup};
+use crate::transport::sfu_udp::{start_media, MediaLoop, MediaSetup};
 use crate::transport::sfu_ws::{self, SfuApp};
 use crate::transport::{
     cmdrelay_ws, ecapture_ws, nodemgr_ws, operator_api, token_api, CmdrelayApp, NodemgrApp,
@@ -317,14 +317,7 @@ pub struct SfuSetup {
     pub ids: sfu::ServerIds,
     /// The media socket's address (port 0 picks a free one).
     pub media_bind: SocketAddr,
-    /// Record each published Opus track to `<dir>/<mid>.ogg`.
-    pub record_dir: Option<std::path::PathBuf>,
-    /// Kinds of media forwarded through each subscriber's str0m `Rtc` instead of sealed directly.
-    pub via_str0m: crate::media::ViaStr0m,
-    /// Threads that seal and send forwarded media beside the media loop.
-    pub fanout_threads: usize,
-    /// Packets resent to one subscriber a second, at most.
-    pub resends_per_second: u32,
+    pub media: crate::media::MediaOptions,
 }
 
 impl Default for SfuSetup {
@@ -333,10 +326,7 @@ impl Default for SfuSetup {
             session: sfu::SessionConfig::default(),
             ids: sfu::ServerIds::default(),
             media_bind: SocketAddr::from(([127, 0, 0, 1], sfu::DEFAULT_PORT)),
-            record_dir: None,
-            via_str0m: crate::media::ViaStr0m::default(),
-            fanout_threads: default_fanout_threads(),
-            resends_per_second: crate::media::MAX_RESENT_PER_SECOND,
+            media: crate::media::MediaOptions::default(),
         }
     }
 }
@@ -396,10 +386,7 @@ pub async fn start_sfu(listener: TcpListener, setup: SfuSetup) -> Result<Running
     let media = start_media(MediaSetup {
         bind: setup.media_bind,
         faults,
-        record_dir: setup.record_dir,
-        via_str0m: setup.via_str0m,
-        fanout_threads: setup.fanout_threads,
-        resends_per_second: setup.resends_per_second,
+        options: setup.media,
     })
     .await
     .map_err(ServerError::MediaSocket)?;

@@ -3,7 +3,7 @@
 //! `sfu_in_memory` test through `#[path]`.
 
 use reference_server::faults::Faults;
-use reference_server::media::{SealShard, Sfu, SfuConfig, ViaStr0m};
+use reference_server::media::{MediaOptions, SealShard, Sfu, SfuConfig, ViaStr0m};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
@@ -178,22 +178,23 @@ pub enum ForwardPath {
 
 /// An SFU with no peers, its socket said to be at [`SFU_ADDR`].
 pub fn sfu(path: ForwardPath) -> InMemorySfu {
-    let fanout_shards = match path {
-        ForwardPath::SealedInShards => 3,
-        ForwardPath::Sealed | ForwardPath::Str0m => 1,
+    let fanout_threads = match path {
+        ForwardPath::SealedInShards => 2,
+        ForwardPath::Sealed | ForwardPath::Str0m => 0,
     };
     let core = Sfu::new(SfuConfig {
         local_addr: SFU_ADDR.parse().expect("an address"),
         faults: Faults::none(),
-        record_dir: None,
-        via_str0m: ViaStr0m {
-            audio: path == ForwardPath::Str0m,
-            video: path == ForwardPath::Str0m,
+        options: MediaOptions {
+            via_str0m: ViaStr0m {
+                audio: path == ForwardPath::Str0m,
+                video: path == ForwardPath::Str0m,
+            },
+            fanout_threads,
+            ..MediaOptions::default()
         },
-        fanout_shards,
-        resends_per_second: reference_server::media::MAX_RESENT_PER_SECOND,
     });
-    let shards = (1..fanout_shards)
+    let shards = (1..core.fanout_shards())
         .map(|_| core.new_fanout_shard())
         .collect();
     InMemorySfu {

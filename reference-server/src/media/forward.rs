@@ -40,17 +40,7 @@ pub struct SfuConfig {
     /// The one UDP socket's address, offered as the only (host) candidate.
     pub local_addr: SocketAddr,
     pub faults: Faults,
-    /// With a directory, each published Opus track is recorded to `<dir>/<mid>.ogg`.
-    pub record_dir: Option<PathBuf>,
-    /// Which kinds of forwarded media go through each subscriber's `Rtc` instead of being
-    /// sealed by the SFU itself (CLARIFICATIONS S8).
-    pub via_str0m: ViaStr0m,
-    /// Sealed media is split among this many shards (at least one): shard 0 is the caller's
-    /// own, the others are handed out by [`Sfu::poll_fanout`] to run elsewhere.
-    pub fanout_shards: usize,
-    /// Packets resent to one subscriber a second, at most ([`super::MAX_RESENT_PER_SECOND`]
-    /// by default), in bursts of up to two NACKs' worth and at most a second's.
-    pub resends_per_second: u32,
+    pub options: super::MediaOptions,
 }
 
 /// One publication's Opus recording; the file is opened at the first packet (which says
@@ -400,7 +390,11 @@ impl Sfu {
 
     /// How many shards sealed media is split among, this loop's own included.
     pub fn fanout_shards(&self) -> usize {
-        self.config.fanout_shards.max(1)
+        self.config
+            .options
+            .fanout_threads
+            .min(super::MAX_FANOUT_THREADS)
+            + 1
     }
 
     /// A new shard for sealed media that counts with this SFU's, to run the messages
@@ -434,7 +428,8 @@ impl Sfu {
             recent_video: VecDeque::new(),
         };
         let key = self.insert(now, accepted, role);
-        if let (Some(dir), Some(peer)) = (&self.config.record_dir, self.peers.get_mut(&key)) {
+        if let (Some(dir), Some(peer)) = (&self.config.options.record_dir, self.peers.get_mut(&key))
+        {
             peer.recorder = Some(Recorder::new(dir, mid));
         }
         self.publications.insert(mid.to_owned(), key);
@@ -456,12 +451,12 @@ impl Sfu {
             ));
         };
         // The NACKs of sealed video reach the SFU only as the raw RTCP str0m has read.
-        let reads_nacks = !self.config.via_str0m.carries(MediaKind::Video);
+        let reads_nacks = !self.config.options.via_str0m.carries(MediaKind::Video);
         let (accepted, answer) = self.accept(now, offer, subscriber_extensions(), reads_nacks)?;
         let role = Role::Subscriber {
             sid: sid.to_owned(),
             source,
-            resends: resend_allowance(now, self.config.resends_per_second),
+            resends: resend_allowance(now, self.config.options.resends_per_second),
         };
         let key = self.insert(now, accepted, role);
         if let Some(subscribers) = self.subscribers_of(source) {
@@ -777,7 +772,7 @@ impl Sfu {
         let Some(mut subscribers) = self.subscribers_of(from).map(std::mem::take) else {
             return;
         };
-        let seal = !self.config.via_str0m.carries(published.kind);
+        let seal = !self.config.options.via_str0m.carries(published.kind);
         let resendable = !self.config.faults.has(Fault::SfuNoRetransmission);
         if published.kind == MediaKind::Video && resendable {
             self.keep_for_resending(from, published);

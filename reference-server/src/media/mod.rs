@@ -32,3 +32,42 @@ pub const MAX_RESENT_PER_NACK: usize = 64;
 /// VP8 stream, so that recovering from heavy loss fits, and a subscriber that repeats its
 /// NACKs cannot have the SFU resend without end.
 pub const MAX_RESENT_PER_SECOND: u32 = 600;
+/// Fanout threads at most, whatever the machine.
+pub const MAX_FANOUT_THREADS: usize = 7;
+
+/// Fanout threads by default: one for each core past the first, so that the media loop and
+/// its fanout threads can all run at once.
+pub fn default_fanout_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(0, |cores| cores.get() - 1)
+        .min(MAX_FANOUT_THREADS)
+}
+
+/// How the media plane forwards and keeps media: what the command line sets, carried as one
+/// piece from the server's setup to the forwarding core.
+#[derive(Debug, Clone)]
+pub struct MediaOptions {
+    /// With a directory, each published Opus track is recorded to `<dir>/<mid>.ogg`.
+    pub record_dir: Option<std::path::PathBuf>,
+    /// Which kinds of forwarded media go through each subscriber's `Rtc` instead of being
+    /// sealed by the SFU itself (CLARIFICATIONS S8).
+    pub via_str0m: ViaStr0m,
+    /// Threads that seal and send forwarded media beside the media loop, at most
+    /// [`MAX_FANOUT_THREADS`]: sealed media is split among one shard more than this, the media
+    /// loop's own and one for each thread ([`Sfu::poll_fanout`] hands them out).
+    pub fanout_threads: usize,
+    /// Packets resent to one subscriber a second, at most ([`MAX_RESENT_PER_SECOND`] by
+    /// default), in bursts of up to two NACKs' worth and at most a second's.
+    pub resends_per_second: u32,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        Self {
+            record_dir: None,
+            via_str0m: ViaStr0m::default(),
+            fanout_threads: default_fanout_threads(),
+            resends_per_second: MAX_RESENT_PER_SECOND,
+        }
+    }
+}

@@ -6,11 +6,10 @@
 
 use crate::faults::Faults;
 use crate::media::{
-    FanoutCounters, FanoutMessage, MediaCommand, MediaHandle, SealShard, Sfu, SfuConfig, ViaStr0m,
-    MAX_DATAGRAM,
+    FanoutCounters, FanoutMessage, MediaCommand, MediaHandle, MediaOptions, SealShard, Sfu,
+    SfuConfig, MAX_DATAGRAM,
 };
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
@@ -36,16 +35,6 @@ const WRITABLE_WAIT: Duration = Duration::from_millis(100);
 /// Waits in a row without a datagram taken before the rest of a batch is given up (about a
 /// second): a socket that never drains must not stall the loop or a fanout thread for good.
 const MAX_WRITABLE_WAITS: u32 = 10;
-/// Fanout threads at most, whatever the machine.
-pub const MAX_FANOUT_THREADS: usize = 7;
-
-/// Fanout threads by default: one for each core past the first, so that the media loop and
-/// its fanout threads can all run at once.
-pub fn default_fanout_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(0, |cores| cores.get() - 1)
-        .min(MAX_FANOUT_THREADS)
-}
 
 /// A running media loop; dropped, it stops.
 #[derive(Debug)]
@@ -62,15 +51,7 @@ pub struct MediaSetup {
     /// The socket's address (port 0 for any).
     pub bind: SocketAddr,
     pub faults: Faults,
-    /// Published Opus tracks are recorded here.
-    pub record_dir: Option<PathBuf>,
-    /// As in [`crate::media::SfuConfig`].
-    pub via_str0m: ViaStr0m,
-    /// Threads that seal and send forwarded media beside the media loop, at most
-    /// [`MAX_FANOUT_THREADS`].
-    pub fanout_threads: usize,
-    /// As in [`crate::media::SfuConfig`].
-    pub resends_per_second: u32,
+    pub options: MediaOptions,
 }
 
 /// Binds the media socket and starts the loop and its fanout threads.
@@ -78,12 +59,9 @@ pub async fn start_media(setup: MediaSetup) -> std::io::Result<MediaLoop> {
     let MediaSetup {
         bind,
         faults,
-        record_dir,
-        via_str0m,
-        fanout_threads,
-        resends_per_second,
+        options,
     } = setup;
-    if let Some(dir) = &record_dir {
+    if let Some(dir) = &options.record_dir {
         std::fs::create_dir_all(dir)?;
     }
     let socket = bind_media_socket(bind)?;
@@ -92,10 +70,7 @@ pub async fn start_media(setup: MediaSetup) -> std::io::Result<MediaLoop> {
     let sfu = Sfu::new(SfuConfig {
         local_addr,
         faults,
-        record_dir,
-        via_str0m,
-        fanout_shards: fanout_threads.min(MAX_FANOUT_THREADS) + 1,
-        resends_per_second,
+        options,
     });
     let shards = spawn_fanout_threads(&socket, &sfu)?;
     let (stop, stopped) = oneshot::channel();
