@@ -777,7 +777,8 @@ impl Sfu {
         if published.kind == MediaKind::Video && resendable {
             self.keep_for_resending(from, published);
         }
-        let mut sealed_per_shard = vec![0_u64; self.fanout_shards()];
+        // On the stack: this runs for every packet a publisher sends.
+        let mut sealed_per_shard = [0_u64; super::MAX_FANOUT_THREADS + 1];
         for route in subscribers.iter_mut() {
             if seal && self.seals(from, route, published) {
                 sealed_per_shard[self.shard_of(route.subscriber)] += 1;
@@ -799,7 +800,8 @@ impl Sfu {
         if let Some(list) = self.subscribers_of(from) {
             *list = subscribers;
         }
-        self.fan_out(from, published, &sealed_per_shard);
+        let shards = self.fanout_shards();
+        self.fan_out(from, published, &sealed_per_shard[..shards]);
     }
 
     /// Whether the SFU seals this packet for the route itself (S8) rather than str0m writing
