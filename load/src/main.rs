@@ -77,6 +77,10 @@ enum Command {
         /// ratio with several `--connections`, else the median ratio (a gate for CI).
         #[arg(long, value_parser = positive_ratio)]
         min_ratio: Option<f64>,
+        /// Also write the figures to this file as JSON (each count of loops' median rates
+        /// and ratio, the peak rates, the ratio judged), before `--min-ratio` is applied.
+        #[arg(long, value_name = "PATH")]
+        json: Option<std::path::PathBuf>,
     },
     /// A bare tokio-tungstenite echo server, the baseline of the `*-vs-echo` commands, for a
     /// process of its own: prints `ready echo ws://ADDR/` once it listens and runs until it
@@ -225,6 +229,7 @@ async fn main() -> anyhow::Result<()> {
             token,
             server_pid,
             min_ratio,
+            json,
         } => {
             let rounds = rounds.clamp(1, 20);
             let connections: Vec<usize> = connections.iter().map(|c| (*c).min(MAX_NODES)).collect();
@@ -233,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
                 (None, Servers::InProcess) => Placement::InProcess(sqlite_sync),
                 (None, Servers::Processes) => Placement::Spawned(sqlite_sync),
             };
-            let ratio = vs_echo(
+            let report = vs_echo(
                 &connections,
                 duration.min(MAX_DURATION),
                 rounds,
@@ -241,7 +246,10 @@ async fn main() -> anyhow::Result<()> {
                 &token,
             )
             .await?;
-            meets_min_ratio(ratio, min_ratio)
+            if let Some(path) = json {
+                write_json(&path, &report)?;
+            }
+            meets_min_ratio(report.ratio, min_ratio)
         }
         Command::EchoServer { listen } => run_echo_server(listen).await,
         Command::Cmdrelay(args) => run_cmdrelay(args).await,
@@ -710,7 +718,7 @@ async fn vs_echo(
     rounds: usize,
     placement: Placement,
     token: &str,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<VsEchoReport> {
     anyhow::ensure!(
         !levels.is_empty() && levels.len() <= 16 && !levels.contains(&0),
         "--connections takes 1 to 16 counts, none of them 0"
@@ -735,10 +743,56 @@ async fn vs_echo(
         .await;
         by_level.push((connections, medians));
     }
-    match by_level.as_slice() {
-        [(_, medians)] => Ok(medians.ratio(0)),
-        _ => Ok(print_by_level(&by_level)),
-    }
+    let peak = (by_level.len() > 1).then(|| print_by_level(&by_level));
+    let levels: Vec<LevelReport> = by_level
+        .iter()
+        .map(|(connections, medians)| LevelReport {
+            connections: *connections,
+            echo_rate: medians.echo_rate,
+            heartbeat_rate: medians.rate(0),
+            median_ratio: medians.ratio(0),
+        })
+        .collect();
+    Ok(VsEchoReport {
+        ratio: peak.as_ref().map_or(levels[0].median_ratio, |p| p.ratio),
+        levels,
+        peak,
+    })
+}
+
+/// What `nodemgr-vs-echo --json` writes.
+#[derive(Debug, serde::Serialize)]
+struct VsEchoReport {
+    levels: Vec<LevelReport>,
+    /// With several counts of loops.
+    peak: Option<PeakReport>,
+    /// The ratio `--min-ratio` judges: the peak rates' with several counts, else the median.
+    ratio: f64,
+}
+
+/// The medians of the rounds at one count of closed loops.
+#[derive(Debug, serde::Serialize)]
+struct LevelReport {
+    connections: usize,
+    echo_rate: f64,
+    heartbeat_rate: f64,
+    median_ratio: f64,
+}
+
+/// Each server's highest median rate, the loops it had then, and their ratio.
+#[derive(Debug, serde::Serialize)]
+struct PeakReport {
+    heartbeat_rate: f64,
+    heartbeat_connections: usize,
+    echo_rate: f64,
+    echo_connections: usize,
+    ratio: f64,
+}
+
+fn write_json(path: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write the JSON report to {}", path.display()))
 }
 
 /// `--min-ratio`: `Err`, which exits with status 1, when the run's ratio is below it.
@@ -773,7 +827,7 @@ fn print_server_cpu(connections: usize, echo: &echo::Measured, heartbeats: &echo
 /// The median ratio at each count of loops, then the two servers' peak rates (each at the
 /// count where its median rate is highest, which need not be the same count) and their ratio,
 /// which it returns.
-fn print_by_level(by_level: &[(usize, Medians)]) -> f64 {
+fn print_by_level(by_level: &[(usize, Medians)]) -> PeakReport {
     println!("median ratio of heartbeats to the bare echo rate, by closed loops:");
     for (connections, medians) in by_level {
         let (echo, heartbeats) = (medians.echo_rate, medians.rate(0));
@@ -795,7 +849,13 @@ fn print_by_level(by_level: &[(usize, Medians)]) -> f64 {
     println!(
         "peak rates (medians): heartbeats {heartbeats:.0}/s with {heartbeats_at} loops, bare echo {echo:.0}/s with {echo_at} loops: {ratio:.2}x"
     );
-    ratio
+    PeakReport {
+        heartbeat_rate: heartbeats,
+        heartbeat_connections: heartbeats_at,
+        echo_rate: echo,
+        echo_connections: echo_at,
+        ratio,
+    }
 }
 
 /// `load echo-server`: the bare echo until this process is killed.

@@ -88,30 +88,48 @@ fn the_echo_server_listens_on_loopback_only() {
     assert!(error.contains("loopback only"), "{error}");
 }
 
-/// `--min-ratio` turns the report into a gate: status 1 and the reason below it, 0 above.
+/// `--min-ratio` turns the report into a gate: status 1 and the reason below it, 0 above;
+/// `--json` writes the figures either way.
 #[test]
-fn a_ratio_below_min_ratio_exits_with_status_1() {
-    let run = |min_ratio: &str| {
+fn a_ratio_below_min_ratio_exits_with_status_1_and_the_json_holds_the_figures() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let run = |min_ratio: &str, json: &std::path::Path| {
         load()
             .args([
                 "nodemgr-vs-echo",
                 "--connections",
-                "2",
+                "2,3",
                 "--duration",
                 "200ms",
                 "--rounds",
                 "1",
                 "--min-ratio",
                 min_ratio,
+                "--json",
             ])
+            .arg(json)
             .output()
             .expect("load runs")
     };
-    let unreachable = run("1000");
+    let failed_json = dir.path().join("failed.json");
+    let unreachable = run("1000", &failed_json);
     let error = String::from_utf8_lossy(&unreachable.stderr);
     assert_eq!(unreachable.status.code(), Some(1), "{error}");
     assert!(error.contains("below --min-ratio 1000"), "{error}");
-    let reached = run("0.0001");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&failed_json).expect("the JSON report"))
+            .expect("JSON");
+    let levels = report["levels"].as_array().expect("levels");
+    assert_eq!(levels.len(), 2, "{report}");
+    assert!(levels[0]["heartbeat_rate"].as_f64() > Some(0.0), "{report}");
+    assert!(levels[1]["echo_rate"].as_f64() > Some(0.0), "{report}");
+    let ratio = report["ratio"].as_f64().expect("ratio");
+    assert_eq!(report["peak"]["ratio"].as_f64(), Some(ratio), "{report}");
+    assert!(
+        ratio > 0.0 && error.contains(&format!("{ratio:.2}x")),
+        "{report}\n{error}"
+    );
+    let reached = run("0.0001", &dir.path().join("passed.json"));
     assert!(
         reached.status.success(),
         "{}",
