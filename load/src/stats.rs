@@ -105,7 +105,7 @@ fn snmp_field(snmp: &str, prefix: &str, name: &str) -> Option<u64> {
     value.parse().ok()
 }
 
-/// Resident memory of a process, in KiB, from /proc/<pid>/status.
+/// Resident memory of a process, in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;

@@ -261,7 +261,7 @@ impl Store {
     }
 
     /// The newest `limit` samples, newest first: down the chain from the node's latest, as
-    /// long as each link is a sample of this node (see [`nodes_with_newest_sample`]) and an
+    /// long as each link is a sample of this node (see `nodes_with_newest_sample`) and an
     /// earlier one: ids grow with time, so a link to a larger id is left from a recreated table,
     /// and following it could walk in a circle.
     pub async fn metric_history(

@@ -1,5 +1,5 @@
 //! eCapture's heartbeat: one right after connect, then one per period (15 s), counting from 0
-//! on each connection, `message` "heartbeat:<count>", `timestamp` in Unix seconds (E2).
+//! on each connection, `message` `"heartbeat:<count>"`, `timestamp` in Unix seconds (E2).
 
 use super::connect;
 use crate::case::{Case, CaseResult, Failure, Outcome};

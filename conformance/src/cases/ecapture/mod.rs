@@ -92,7 +92,7 @@ pub async fn stream_sample(ctx: &Ctx) -> Result<Vec<Frame>, Failure> {
     Ok(frames)
 }
 
-/// Events read on a new connection: up to [`EVENT_SAMPLE`] within the slow wait.
+/// Events read on a new connection: up to `EVENT_SAMPLE` within the slow wait.
 pub async fn event_sample(ctx: &Ctx) -> Result<Vec<Event>, Failure> {
     let mut client = connect(ctx, "collector").await?;
     let frames = read_until(&mut client, ctx.slow_wait, |frames| {
