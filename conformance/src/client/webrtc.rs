@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{
@@ -256,6 +257,42 @@ pub async fn wait_open(channel: Arc<dyn DataChannel>, wait: Duration) -> Option<
     }
 }
 
-/// The seed's candidate messages, written and read as the reference producer does (one place
-/// for the browser's candidate object and the empty end-of-candidates).
-pub use logrtc_producer::peer::{candidate_from_message, candidate_message};
+// The suite writes and reads candidates with its own code, not the reference producer's
+// (`logrtc_producer::peer`): the producer probe judges that producer, and a shared parser
+// would pass a bug it has.
+
+/// The seed's candidate message for `to`: `candidate`, `sdpMLineIndex`, and `sdpMid` when known.
+pub fn candidate_message(to: &str, candidate: &RTCIceCandidateInit) -> Value {
+    let mut message = json!({
+        "type": "ice_candidate",
+        "to": to,
+        "candidate": candidate.candidate,
+        "sdpMLineIndex": candidate.sdp_mline_index.unwrap_or(0),
+    });
+    if let Some(mid) = candidate.sdp_mid.as_deref().filter(|mid| !mid.is_empty()) {
+        message["sdpMid"] = json!(mid);
+    }
+    message
+}
+
+/// Reads a relayed candidate: a string in `candidate`, or a browser's candidate object.
+pub fn candidate_from_message(message: &Value) -> Option<RTCIceCandidateInit> {
+    let object = if message["candidate"].is_object() {
+        &message["candidate"]
+    } else {
+        message
+    };
+    let candidate = object["candidate"]
+        .as_str()
+        .filter(|c| !c.is_empty())?
+        .to_owned();
+    Some(RTCIceCandidateInit {
+        candidate,
+        sdp_mid: object["sdpMid"].as_str().map(str::to_owned),
+        sdp_mline_index: object["sdpMLineIndex"]
+            .as_u64()
+            .and_then(|i| u16::try_from(i).ok()),
+        username_fragment: object["usernameFragment"].as_str().map(str::to_owned),
+        ..Default::default()
+    })
+}
