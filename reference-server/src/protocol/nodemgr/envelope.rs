@@ -417,8 +417,6 @@ mod tests {
         assert_eq!(rfc3339(leap), "2016-12-31T23:59:60.500Z");
     }
 
-    /// A heartbeat's data is parsed with its envelope, yet only an object is taken as data,
-    /// and a repeated key is left to the general path, as before.
     #[test]
     fn strings_are_borrowed_from_the_frame_unless_they_hold_escapes() {
         let plain: Text = serde_json::from_str(r#""heartbeat""#).expect("a string");
@@ -427,6 +425,8 @@ mod tests {
         assert!(matches!(escaped.0, Cow::Owned(ref text) if text == "heartbeat"));
     }
 
+    /// A heartbeat's data is parsed with its envelope, yet only an object is taken as data,
+    /// and a repeated key is left to the general path, as before.
     #[test]
     fn the_single_pass_takes_only_what_the_general_path_takes() {
         let metrics = r#"{"cpu_usage":1,"memory_usage":2,"disk_usage":3,"load_average":4}"#;
