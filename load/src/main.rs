@@ -743,7 +743,16 @@ async fn vs_echo(
         .await;
         by_level.push((connections, medians));
     }
-    let peak = (by_level.len() > 1).then(|| print_by_level(&by_level));
+    let report = summarize(&by_level);
+    if let Some(peak) = &report.peak {
+        print_by_level(&report.levels, peak);
+    }
+    Ok(report)
+}
+
+/// The run's figures: each count of loops' medians and, with several counts, each server's
+/// peak (at the count where its median rate is highest, which need not be the same count).
+fn summarize(by_level: &[(usize, Medians)]) -> VsEchoReport {
     let levels: Vec<LevelReport> = by_level
         .iter()
         .map(|(connections, medians)| LevelReport {
@@ -753,11 +762,34 @@ async fn vs_echo(
             median_ratio: medians.ratio(0),
         })
         .collect();
-    Ok(VsEchoReport {
-        ratio: peak.as_ref().map_or(levels[0].median_ratio, |p| p.ratio),
+    let peak = (levels.len() > 1).then(|| {
+        let highest = |rate: fn(&LevelReport) -> f64| {
+            levels
+                .iter()
+                .map(|level| (level.connections, rate(level)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or_default()
+        };
+        let (echo_connections, echo_rate) = highest(|level| level.echo_rate);
+        let (heartbeat_connections, heartbeat_rate) = highest(|level| level.heartbeat_rate);
+        PeakReport {
+            heartbeat_rate,
+            heartbeat_connections,
+            echo_rate,
+            echo_connections,
+            ratio: heartbeat_rate / echo_rate.max(1.0),
+        }
+    });
+    let ratio = match (&peak, levels.first()) {
+        (Some(peak), _) => peak.ratio,
+        (None, Some(level)) => level.median_ratio,
+        (None, None) => 0.0,
+    };
+    VsEchoReport {
         levels,
         peak,
-    })
+        ratio,
+    }
 }
 
 /// What `nodemgr-vs-echo --json` writes.
@@ -824,38 +856,23 @@ fn print_server_cpu(connections: usize, echo: &echo::Measured, heartbeats: &echo
     }
 }
 
-/// The median ratio at each count of loops, then the two servers' peak rates (each at the
-/// count where its median rate is highest, which need not be the same count) and their ratio,
-/// which it returns.
-fn print_by_level(by_level: &[(usize, Medians)]) -> PeakReport {
+/// The median ratio at each count of loops, then the two servers' peak rates and their ratio.
+fn print_by_level(levels: &[LevelReport], peak: &PeakReport) {
     println!("median ratio of heartbeats to the bare echo rate, by closed loops:");
-    for (connections, medians) in by_level {
-        let (echo, heartbeats) = (medians.echo_rate, medians.rate(0));
+    for level in levels {
         println!(
-            "  {connections:>6} loops: {:.2}x (echo {echo:.0}/s, heartbeats {heartbeats:.0}/s)",
-            medians.ratio(0)
+            "  {:>6} loops: {:.2}x (echo {:.0}/s, heartbeats {:.0}/s)",
+            level.connections, level.median_ratio, level.echo_rate, level.heartbeat_rate
         );
     }
-    let peak = |rate: fn(&Medians) -> f64| {
-        by_level
-            .iter()
-            .map(|(connections, medians)| (*connections, rate(medians)))
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap_or_default()
-    };
-    let (echo_at, echo) = peak(|m| m.echo_rate);
-    let (heartbeats_at, heartbeats) = peak(|m| m.rate(0));
-    let ratio = heartbeats / echo.max(1.0);
     println!(
-        "peak rates (medians): heartbeats {heartbeats:.0}/s with {heartbeats_at} loops, bare echo {echo:.0}/s with {echo_at} loops: {ratio:.2}x"
+        "peak rates (medians): heartbeats {:.0}/s with {} loops, bare echo {:.0}/s with {} loops: {:.2}x",
+        peak.heartbeat_rate,
+        peak.heartbeat_connections,
+        peak.echo_rate,
+        peak.echo_connections,
+        peak.ratio
     );
-    PeakReport {
-        heartbeat_rate: heartbeats,
-        heartbeat_connections: heartbeats_at,
-        echo_rate: echo,
-        echo_connections: echo_at,
-        ratio,
-    }
 }
 
 /// `load echo-server`: the bare echo until this process is killed.
@@ -1763,8 +1780,8 @@ async fn measure_sfu(
 #[cfg(test)]
 mod tests {
     use super::{
-        fail_on_errors, median, meets_min_ratio, positive_ratio, spawn_until_ready, ErrorCounts,
-        ECHO_READY,
+        fail_on_errors, median, meets_min_ratio, positive_ratio, spawn_until_ready, summarize,
+        ErrorCounts, Medians, ECHO_READY,
     };
 
     #[test]
@@ -1772,6 +1789,31 @@ mod tests {
         assert_eq!(median(vec![0.76, 0.49]), 0.625);
         assert_eq!(median(vec![0.6, 0.57, 0.72]), 0.6);
         assert_eq!(median(Vec::new()), 0.0);
+    }
+
+    /// Each server's peak is taken at its own best count of loops; one count is judged by its
+    /// median ratio.
+    #[test]
+    fn the_peak_ratio_compares_each_servers_best_count() {
+        let medians = |echo_rate, heartbeats, ratio| Medians {
+            echo_rate,
+            measured: vec![("heartbeats", heartbeats, ratio)],
+        };
+        let report = summarize(&[
+            (64, medians(120_000.0, 50_000.0, 0.42)),
+            (1024, medians(100_000.0, 80_000.0, 0.8)),
+        ]);
+        let peak = report.peak.as_ref().expect("a peak with two counts");
+        assert_eq!(
+            (peak.echo_connections, peak.heartbeat_connections),
+            (64, 1024)
+        );
+        assert_eq!(peak.ratio, 80_000.0 / 120_000.0);
+        assert_eq!(report.ratio, peak.ratio);
+        assert_eq!(report.levels[1].median_ratio, 0.8);
+        let single = summarize(&[(64, medians(120_000.0, 50_000.0, 0.42))]);
+        assert!(single.peak.is_none());
+        assert_eq!(single.ratio, 0.42);
     }
 
     #[test]
