@@ -2,7 +2,7 @@
 //! commands.
 
 use super::heartbeats::{self, HeartbeatRow, RunOutcome};
-use super::sample_chain::SQLITE_NEWEST_SAMPLES;
+use super::sample_chain::{sqlite_newest_samples_of, SQLITE_NEWEST_SAMPLES};
 use super::schema::Backend;
 use super::{affected, Store, StoreError};
 use crate::protocol::nodemgr::envelope::rfc3339;
@@ -213,8 +213,8 @@ async fn command_state(
 /// order [`metrics_from_row`] reads them. A pointer is followed only to a sample of the same
 /// node: one left behind by a `metrics` table dropped and created again (C9's test does that)
 /// may name another node's sample by then, and shows no metrics rather than the wrong ones.
-fn nodes_with_newest_sample(backend: Backend) -> String {
-    let newest = newest_samples(backend);
+fn nodes_with_newest_sample(backend: Backend, nodes: Nodes) -> String {
+    let newest = newest_samples(backend, nodes);
     format!(
         "SELECT nodes.node_id, nodes.hostname, nodes.ip_address,
     nodes.os_info, nodes.status, nodes.status_since, nodes.registered_at, nodes.last_seen,
@@ -226,12 +226,24 @@ fn nodes_with_newest_sample(backend: Backend) -> String {
     )
 }
 
+/// Whose newest samples a query reads.
+#[derive(Debug, Clone, Copy)]
+enum Nodes {
+    All,
+    /// The node whose id is bound as `$1`.
+    Bound,
+}
+
 /// Each node's newest sample, as a table (`node_key`, `sample_id`): on SQLite its pointer or
-/// a newer sample past the watermark (`sample_chain`); PostgreSQL keeps every pointer exact.
-fn newest_samples(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => SQLITE_NEWEST_SAMPLES,
-        Backend::Postgres => "latest_samples",
+/// a newer sample past the watermark (`sample_chain`), read for the one node when that is all
+/// the query needs; PostgreSQL keeps every pointer exact.
+fn newest_samples(backend: Backend, nodes: Nodes) -> String {
+    match (backend, nodes) {
+        (Backend::Sqlite, Nodes::All) => SQLITE_NEWEST_SAMPLES.to_owned(),
+        (Backend::Sqlite, Nodes::Bound) => {
+            sqlite_newest_samples_of("(SELECT node_key FROM nodes WHERE node_id = $1)")
+        }
+        (Backend::Postgres, _) => "latest_samples".to_owned(),
     }
 }
 
@@ -242,7 +254,7 @@ impl Store {
     pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         let sql = format!(
             "{} ORDER BY nodes.node_id",
-            nodes_with_newest_sample(self.backend)
+            nodes_with_newest_sample(self.backend, Nodes::All)
         );
         let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
         Ok(rows.iter().map(node_from_row).collect::<Result<_, _>>()?)
@@ -251,7 +263,7 @@ impl Store {
     pub async fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
         let sql = format!(
             "{} WHERE nodes.node_id = $1",
-            nodes_with_newest_sample(self.backend)
+            nodes_with_newest_sample(self.backend, Nodes::Bound)
         );
         let row = sqlx::query(&sql)
             .bind(node_id)
@@ -283,7 +295,7 @@ impl Store {
              FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
                 AND metrics.node_key = chain.node_key
              ORDER BY chain.depth",
-            newest_samples(self.backend)
+            newest_samples(self.backend, Nodes::Bound)
         );
         let rows = sqlx::query(&sql)
             .bind(node_id)
@@ -401,4 +413,58 @@ fn command_from_row(row: &AnyRow) -> Result<CommandRecord, sqlx::Error> {
         started_at: row.try_get(10)?,
         finished_at: row.try_get(11)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+
+    /// SQLite's plan for `sql` with `$1` bound to `bound`: one line per step.
+    async fn query_plan(store: &Store, sql: &str, bound: &str) -> Vec<String> {
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .bind(bound)
+            .fetch_all(store.pool())
+            .await
+            .expect("explain");
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(3).expect("detail"))
+            .collect()
+    }
+
+    const FLEET_SCAN: &str = "SCAN latest_samples";
+
+    /// Reading one node, its history, or the writer's read-back of a batch's nodes looks up
+    /// those nodes' pointers by key. Grouping every node's pointer cost 100-140 ms at 100,000
+    /// nodes (docs/performance.md, "A node read without the fleet"); the list of all nodes
+    /// still does that, which shows this check can see it.
+    #[tokio::test]
+    async fn reading_a_few_nodes_does_not_scan_every_nodes_pointer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = StoreConfig::sqlite_in(dir.path()).expect("config");
+        let store = Store::open(&config).await.expect("open");
+        let one_node = format!(
+            "{} WHERE nodes.node_id = $1",
+            nodes_with_newest_sample(Backend::Sqlite, Nodes::Bound)
+        );
+        let history = format!(
+            "SELECT sample_id FROM {} AS newest",
+            newest_samples(Backend::Sqlite, Nodes::Bound)
+        );
+        let read_back = super::super::sample_chain::read_back_text();
+        for (what, sql, bound) in [
+            ("one node", one_node, "n"),
+            ("a history", history, "n"),
+            ("the read-back", read_back, r#"["n", "m"]"#),
+        ] {
+            let plan = query_plan(&store, &sql, bound).await;
+            assert!(
+                !plan.iter().any(|step| step == FLEET_SCAN),
+                "{what}: {plan:?}"
+            );
+        }
+        let all = nodes_with_newest_sample(Backend::Sqlite, Nodes::All);
+        let plan = query_plan(&store, &format!("{all} WHERE nodes.node_id = $1"), "n").await;
+        assert!(plan.iter().any(|step| step == FLEET_SCAN), "{plan:?}");
+    }
 }
