@@ -247,6 +247,34 @@ fn newest_samples(backend: Backend, nodes: Nodes) -> String {
     }
 }
 
+/// The node whose id is bound as `$1`, with its newest sample.
+fn one_node_text(backend: Backend) -> String {
+    format!(
+        "{} WHERE nodes.node_id = $1",
+        nodes_with_newest_sample(backend, Nodes::Bound)
+    )
+}
+
+/// The newest `$2` samples of the node whose id is bound as `$1`: see [`Store::metric_history`].
+fn history_text(backend: Backend) -> String {
+    format!(
+        "WITH RECURSIVE chain (sample_id, node_key, depth) AS (
+            SELECT newest.sample_id, nodes.node_key, 1 FROM {} AS newest
+            JOIN nodes ON nodes.node_key = newest.node_key
+            WHERE nodes.node_id = $1
+          UNION ALL
+            SELECT metrics.previous_sample_id, chain.node_key, chain.depth + 1
+            FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
+                AND metrics.node_key = chain.node_key
+            WHERE metrics.previous_sample_id < metrics.sample_id AND chain.depth < $2)
+         SELECT recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average
+         FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
+            AND metrics.node_key = chain.node_key
+         ORDER BY chain.depth",
+        newest_samples(backend, Nodes::Bound)
+    )
+}
+
 const COMMAND_COLUMNS: &str = "command_id, node_id, command_text, timeout_secs, state, exit_code,
     stdout, stderr, execution_time_ms, created_at, started_at, finished_at";
 
@@ -261,11 +289,7 @@ impl Store {
     }
 
     pub async fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
-        let sql = format!(
-            "{} WHERE nodes.node_id = $1",
-            nodes_with_newest_sample(self.backend, Nodes::Bound)
-        );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(&one_node_text(self.backend))
             .bind(node_id)
             .fetch_optional(self.pool())
             .await?;
@@ -281,22 +305,7 @@ impl Store {
         node_id: &str,
         limit: i64,
     ) -> Result<Vec<MetricSample>, StoreError> {
-        let sql = format!(
-            "WITH RECURSIVE chain (sample_id, node_key, depth) AS (
-                SELECT newest.sample_id, nodes.node_key, 1 FROM {} AS newest
-                JOIN nodes ON nodes.node_key = newest.node_key
-                WHERE nodes.node_id = $1
-              UNION ALL
-                SELECT metrics.previous_sample_id, chain.node_key, chain.depth + 1
-                FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
-                    AND metrics.node_key = chain.node_key
-                WHERE metrics.previous_sample_id < metrics.sample_id AND chain.depth < $2)
-             SELECT recorded_at, status, cpu_usage, memory_usage, disk_usage, load_average
-             FROM chain JOIN metrics ON metrics.sample_id = chain.sample_id
-                AND metrics.node_key = chain.node_key
-             ORDER BY chain.depth",
-            newest_samples(self.backend, Nodes::Bound)
-        );
+        let sql = history_text(self.backend);
         let rows = sqlx::query(&sql)
             .bind(node_id)
             .bind(limit)
@@ -420,13 +429,15 @@ mod tests {
     use super::*;
     use crate::store::StoreConfig;
 
-    /// SQLite's plan for `sql` with `$1` bound to `bound`: one line per step.
+    /// SQLite's plan for `sql` with `$1` bound to `bound` (and `$2`, if it has one, to 100):
+    /// one line per step.
     async fn query_plan(store: &Store, sql: &str, bound: &str) -> Vec<String> {
-        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .bind(bound)
-            .fetch_all(store.pool())
-            .await
-            .expect("explain");
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(&explain).bind(bound);
+        if sql.contains("$2") {
+            query = query.bind(100_i64);
+        }
+        let rows = query.fetch_all(store.pool()).await.expect("explain");
         rows.iter()
             .map(|row| row.try_get::<String, _>(3).expect("detail"))
             .collect()
@@ -435,22 +446,17 @@ mod tests {
     const FLEET_SCAN: &str = "SCAN latest_samples";
 
     /// Reading one node, its history, or the writer's read-back of a batch's nodes looks up
-    /// those nodes' pointers by key. Grouping every node's pointer cost 100-140 ms at 100,000
-    /// nodes (docs/performance.md, "A node read without the fleet"); the list of all nodes
-    /// still does that, which shows this check can see it.
+    /// those nodes' pointers by key. Grouping every node's pointer made a node's read take
+    /// 63-69 ms and its history 113-120 ms at 100,000 nodes (docs/performance.md, "A node read
+    /// without the fleet"); the list of all nodes still groups them, which shows this check
+    /// can see it.
     #[tokio::test]
     async fn reading_a_few_nodes_does_not_scan_every_nodes_pointer() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = StoreConfig::sqlite_in(dir.path()).expect("config");
         let store = Store::open(&config).await.expect("open");
-        let one_node = format!(
-            "{} WHERE nodes.node_id = $1",
-            nodes_with_newest_sample(Backend::Sqlite, Nodes::Bound)
-        );
-        let history = format!(
-            "SELECT sample_id FROM {} AS newest",
-            newest_samples(Backend::Sqlite, Nodes::Bound)
-        );
+        let one_node = one_node_text(Backend::Sqlite);
+        let history = history_text(Backend::Sqlite);
         let read_back = super::super::sample_chain::read_back_text();
         for (what, sql, bound) in [
             ("one node", one_node, "n"),
