@@ -429,14 +429,12 @@ mod tests {
     use super::*;
     use crate::store::StoreConfig;
 
-    /// SQLite's plan for `sql` with `$1` bound to `bound` (and `$2`, if it has one, to 100):
-    /// one line per step.
-    async fn query_plan(store: &Store, sql: &str, bound: &str) -> Vec<String> {
+    /// SQLite's plan for `sql` with `$1`, `$2`, ... bound to `values`: one line per step.
+    async fn query_plan(store: &Store, sql: &str, values: &[&str]) -> Vec<String> {
         let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut query = sqlx::query(&explain).bind(bound);
-        if sql.contains("$2") {
-            query = query.bind(100_i64);
-        }
+        let query = values
+            .iter()
+            .fold(sqlx::query(&explain), |query, value| query.bind(*value));
         let rows = query.fetch_all(store.pool()).await.expect("explain");
         rows.iter()
             .map(|row| row.try_get::<String, _>(3).expect("detail"))
@@ -458,19 +456,19 @@ mod tests {
         let one_node = one_node_text(Backend::Sqlite);
         let history = history_text(Backend::Sqlite);
         let read_back = super::super::sample_chain::read_back_text();
-        for (what, sql, bound) in [
-            ("one node", one_node, "n"),
-            ("a history", history, "n"),
-            ("the read-back", read_back, r#"["n", "m"]"#),
+        for (what, sql, values) in [
+            ("one node", one_node, &["n"][..]),
+            ("a history", history, &["n", "100"][..]),
+            ("the read-back", read_back, &[r#"["n", "m"]"#][..]),
         ] {
-            let plan = query_plan(&store, &sql, bound).await;
+            let plan = query_plan(&store, &sql, values).await;
             assert!(
                 !plan.iter().any(|step| step == FLEET_SCAN),
                 "{what}: {plan:?}"
             );
         }
         let all = nodes_with_newest_sample(Backend::Sqlite, Nodes::All);
-        let plan = query_plan(&store, &format!("{all} WHERE nodes.node_id = $1"), "n").await;
+        let plan = query_plan(&store, &format!("{all} WHERE nodes.node_id = $1"), &["n"]).await;
         assert!(plan.iter().any(|step| step == FLEET_SCAN), "{plan:?}");
     }
 }
