@@ -1,8 +1,9 @@
 //! The suite's own WebRTC peer (webrtc-rs), bound to loopback: it answers a producer's offer
 //! or makes one, and reads the `logs` channel with the time each message arrived. It knows
 //! the SDP and candidate shapes of seed 000, never the reference producer's types: its
-//! candidate helpers repeat the producer SDK's on purpose, so that a misreading of the
-//! document in one is caught by the other.
+//! candidate helpers repeat the producer SDK's (`logrtc_producer::peer`) on purpose, so that
+//! a misreading of the document in one is caught by the other, and the producer probe never
+//! judges the producer with its own parser.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -256,10 +257,6 @@ pub async fn wait_open(channel: Arc<dyn DataChannel>, wait: Duration) -> Option<
         _ => None,
     }
 }
-
-// The suite writes and reads candidates with its own code, not the reference producer's
-// (`logrtc_producer::peer`): the producer probe judges that producer, and a shared parser
-// would pass a bug it has.
 
 /// The seed's candidate message for `to`: `candidate`, `sdpMLineIndex`, and `sdpMid` when known.
 pub fn candidate_message(to: &str, candidate: &RTCIceCandidateInit) -> Value {
